@@ -1,0 +1,230 @@
+"""The `cnnlab` command: a thin layer over the Python API. Bad input prints one sentence and exits with 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _add_data_args(p, name_default=None):
+    p.add_argument("--data-dir", help="folder holding <set>/ sub-folders (else CNNLAB_DATA_DIR, the cache, a download)")
+    p.add_argument("--root", help="imagefolder: ROOT/<class>/*.png")
+
+
+def _input_for(args) -> tuple[tuple, int]:
+    """Input shape and class count for a data set: known for the built-in sets, read for an image folder."""
+    from .data import SOURCES, load_dataset
+    name = args.data
+    if name in SOURCES:
+        return SOURCES[name].input_shape, SOURCES[name].num_classes
+    ds = load_dataset(name, args.data_dir, root=args.root)
+    return ds.input_shape, ds.num_classes
+
+
+def cmd_summary(args) -> int:
+    from .models import build_model
+    from .models.summary import render, summarize
+    from .yamlio import load_yaml
+    spec = args.model
+    if spec.endswith((".yaml", ".yml")):  # a train config holds its model under `model:`
+        located = load_yaml(spec)
+        if isinstance(located.data, dict) and "model" in located.data and "layers" not in located.data:
+            if args.data is None and isinstance(located.data.get("data"), dict):
+                args.data = located.data["data"].get("name")
+            spec = located.sub(("model",))
+            if isinstance(spec.data, str) and spec.data.endswith((".yaml", ".yml")):
+                spec = spec.data
+        else:
+            spec = located
+    args.data = args.data or "cifar10"
+    shape, classes = _input_for(args)
+    model = build_model(spec, shape, classes)
+    print(render(summarize(model), args.batch_size))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models.registry import describe, list_models, options
+    for name in list_models(args.pattern):
+        print(f"{name:10s} {describe(name)}  [options: {', '.join(options(name))}]")
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from collections import Counter
+    from .data import load_dataset
+    ds = load_dataset(args.name, args.data_dir, args.val_split, root=args.root)
+    c, h, w = ds.input_shape
+    mean, std = ds.channel_stats()
+    print(f"{ds.name}: {len(ds.train_x):,} training, {0 if ds.val_x is None else len(ds.val_x):,} validation, "
+          f"{len(ds.test_x):,} test images of {h}x{w}, {c} channel{'s' if c > 1 else ''}, {ds.num_classes} classes")
+    print(f"channel mean {', '.join(f'{m:.4f}' for m in mean)}   std {', '.join(f'{s:.4f}' for s in std)}")
+    train, test = Counter(ds.train_y.tolist()), Counter(ds.test_y.tolist())
+    width = max(len(n) for n in ds.classes)
+    print(f"{'class':{width}s}  {'train':>7s}  {'test':>6s}")
+    for i, name in enumerate(ds.classes):
+        print(f"{name:{width}s}  {train[i]:7,d}  {test[i]:6,d}")
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    import torch
+    from . import config as config_mod
+    from .data import load_dataset
+    from .train.augment import Augmenter
+    from .viz.grid import image_grid
+    ds = load_dataset(args.name, args.data_dir, root=args.root)
+    gen = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(ds.train_x), generator=gen)[:args.count]
+    images = ds.train_x[idx]
+    title = f"{ds.name}: {args.count} training images"
+    if args.augment:
+        cfg, _ = config_mod.resolve(args.augment if Path(args.augment).exists() else {"augment": args.augment})
+        settings = config_mod.augment_settings(cfg, ds.name if ds.name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
+        augmenter = Augmenter(settings, [0.0] * ds.input_shape[0], [1.0] * ds.input_shape[0], torch.device("cpu"))
+        images = augmenter.augment(images, gen)
+        title += ", augmented: " + ", ".join(f"{k}={v}" for k, v in settings.items()
+                                             if v not in (0, 0.0, "none") and k not in ("crop_mode", "fill"))
+    out = Path(args.out or f"{ds.name}-samples.png")
+    image_grid(images, [ds.classes[i] for i in ds.train_y[idx].tolist()], out, title=title)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import train
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data.name={args.data}")
+    if args.data_dir:
+        overrides.append(f"data.dir={args.data_dir}")
+    if args.model:
+        overrides.append(f"model={args.model}")
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
+             "seed": args.seed, "precision": args.precision}
+    train(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
+          overwrite=args.overwrite, quiet=args.quiet)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from .train import resume
+    resume(args.run_dir, quiet=args.quiet)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .train import evaluate_run
+    result = evaluate_run(args.run_dir, args.data, args.data_dir, args.split)
+    line = f"{args.run_dir}: {result['split']} accuracy {result['acc']:.4f}  loss {result['loss']:.4f}  " \
+           f"({result['images']:,} images)"
+    if "acc_tta" in result:
+        line += f"  with flip TTA {result['acc_tta']:.4f}"
+    print(json.dumps(result) if args.json else line)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .train.predict import predict
+    results = predict(args.run_dir, args.images, args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for item in results:
+        print(item["file"])
+        for rank, (name, p) in enumerate(item["top"], 1):
+            print(f"  {rank}. {name:16s} {p:.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnlab", description="Describe, train and understand CNN image classifiers.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("summary", help="layer table, parameters and MACs of a model")
+    p.add_argument("model", help="model YAML, train config YAML, or a registered name (see `cnnlab models`)")
+    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10)")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size for the activation-memory estimate")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("models", help="list the named architectures")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.set_defaults(func=cmd_models)
+
+    data = sub.add_parser("data", help="inspect data sets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("info", help="counts per class, image size, channel mean/std")
+    p.add_argument("name")
+    p.add_argument("--val-split", type=float)
+    _add_data_args(p)
+    p.set_defaults(func=cmd_data_info)
+    p = data.add_parser("show", help="write a PNG grid of samples with labels")
+    p.add_argument("name")
+    p.add_argument("--augment", help="a config file (its augment section) or auto / none: show augmented samples")
+    p.add_argument("--out", help="PNG path (default NAME-samples.png)")
+    p.add_argument("--count", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    _add_data_args(p)
+    p.set_defaults(func=cmd_data_show)
+
+    p = sub.add_parser("train", help="train a model and write a run directory")
+    p.add_argument("config", nargs="?", help="config YAML (optional: the defaults apply)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optimizer.lr=0.05")
+    p.add_argument("--model", help="shortcut for --set model=...")
+    p.add_argument("--data", help="shortcut for --set data.name=...")
+    p.add_argument("--data-dir", help="shortcut for --set data.dir=...")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--run-dir", help="where to write the run (default runs/<date>-<time>-<name>)")
+    p.add_argument("--runs-root", help="parent of new run directories (default runs/, or CNNLAB_RUNS)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
+    p.add_argument("--quiet", action="store_true", help="print only the final result")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("eval", help="re-evaluate a run's final model")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="another data set with the same classes and image size")
+    p.add_argument("--data-dir")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes for image files")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"cnnlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

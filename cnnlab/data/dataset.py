@@ -1,0 +1,142 @@
+"""Load a data set into memory as uint8 tensors, with a seeded stratified validation split.
+
+Search order for the files: --data-dir / CNNLAB_DATA_DIR, then the cache (~/.cache/cnnlab or
+CNNLAB_CACHE_DIR), then a checksummed download into the cache.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError, unknown
+from . import readers
+from .catalog import DATASET_NAMES, SOURCES, Source
+from .download import DownloadFailed, download_source
+
+
+@dataclass
+class ImageDataset:
+    """A whole data set in memory. Images are uint8 (N, C, H, W); labels int64. `val_*` is None without a split."""
+    name: str
+    classes: list[str]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images, in 0..1 units (what normalisation uses)."""
+        x = self.train_x
+        total = torch.zeros(x.shape[1], dtype=torch.float64)
+        square = torch.zeros_like(total)
+        for start in range(0, len(x), 8192):  # chunked: a float copy of CIFAR-10 would be 600 MB
+            chunk = x[start:start + 8192].to(torch.float64) / 255
+            total += chunk.sum(dim=(0, 2, 3))
+            square += (chunk ** 2).sum(dim=(0, 2, 3))
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        mean = total / count
+        std = (square / count - mean ** 2).clamp_min(1e-12).sqrt()
+        return mean.tolist(), std.tolist()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CNNLAB_CACHE_DIR") or Path.home() / ".cache" / "cnnlab")
+
+
+def _has_files(folder: Path, source: Source) -> bool:
+    return all((folder / f).exists() or (folder / f"{f}.gz").exists() for f in source.required)
+
+
+def locate(source: Source, data_dir: str | os.PathLike | None, cache_dir: Path, download: bool = True) -> Path:
+    """The folder holding the set's files, downloading them into the cache if neither place has them."""
+    data_dir = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    candidates = [Path(data_dir) / source.subdir] if data_dir else []
+    candidates.append(cache_dir / source.subdir)
+    for folder in candidates:
+        if _has_files(folder, source):
+            return folder
+    where = " or ".join(str(c) for c in candidates)
+    need = ", ".join(source.required)
+    if not download:
+        raise UserError(f"{source.name}: files not found in {where}; expected {need}")
+    try:
+        return download_source(source, cache_dir)
+    except DownloadFailed as exc:
+        urls = " ".join(d.urls[0] for d in source.downloads)
+        raise UserError(
+            f"{source.name}: files not found in {where}, and the download failed ({exc}).\n"
+            f"Put {need} into {candidates[0]} (download {urls}"
+            f"{' and unpack it there' if source.downloads[0].extract else ''}), or pass --data-dir DIR "
+            f"where DIR/{source.subdir}/ holds them.") from None
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): `fraction` of every class held out, chosen by a seeded permutation."""
+    if not 0 < fraction < 1:
+        raise UserError(f"val_split must be between 0 and 1 (exclusive), got {fraction}")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_held = int(round(fraction * len(members)))
+        held.append(members[:n_held])
+        keep.append(members[n_held:])
+    keep, held = np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+    if len(held) == 0 or len(keep) == 0:
+        raise UserError(f"val_split {fraction} leaves an empty split of {len(labels)} training images")
+    return keep, held
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split: float | None = None,
+                 seed: int = 0, root: str | os.PathLike | None = None, image_size=None,
+                 download: bool = True, cache_dir: str | os.PathLike | None = None) -> ImageDataset:
+    """Load `name` (cifar10, cifar100, mnist, fashion-mnist, imagefolder) into memory.
+
+    `root` is the folder for imagefolder; a `name` that is an existing folder means imagefolder too.
+    """
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if name not in DATASET_NAMES and Path(name).is_dir():
+        name, root = "imagefolder", name
+    if name == "imagefolder":
+        if root is None:
+            raise UserError("imagefolder needs data.root: a folder with one sub-folder of images per class")
+        train, test, classes = readers.read_imagefolder(Path(root), image_size, cache)
+        if test is None:  # no ROOT/test: hold out a fixed 20% of every class as the test set
+            keep, held = stratified_split(train[1], 0.2, seed=0)
+            train, test = (train[0][keep], train[1][keep]), (train[0][held], train[1][held])
+    elif name in SOURCES:
+        source = SOURCES[name]
+        folder = locate(source, data_dir, cache, download)
+        reader = {"cifar10": readers.read_cifar10, "cifar100": readers.read_cifar100,
+                  "idx": readers.read_idx}[source.reader]
+        train, test, names = reader(folder)
+        classes = list(names or source.classes or [str(i) for i in range(int(train[1].max()) + 1)])
+    else:
+        raise unknown("data set", name, DATASET_NAMES, where="data.name")
+    train_x, train_y = train
+    if len(np.unique(train_y)) < 2:
+        raise UserError(f"{name}: the training set has a single class; a classifier needs at least two")
+    val_x = val_y = None
+    if val_split:
+        keep, held = stratified_split(train_y, float(val_split), seed)
+        val_x, val_y = train_x[held], train_y[held]
+        train_x, train_y = train_x[keep], train_y[keep]
+    t = torch.from_numpy
+    return ImageDataset(name, [str(c) for c in classes], t(np.ascontiguousarray(train_x)), t(train_y),
+                        t(np.ascontiguousarray(test[0])), t(test[1]),
+                        None if val_x is None else t(np.ascontiguousarray(val_x)),
+                        None if val_y is None else t(val_y))

@@ -1,0 +1,5 @@
+"""The model language, the registry of named architectures, and the summary."""
+from .build import ModuleModel, SpecModel, build_model, resolve_spec
+from .registry import list_models, model_spec, register
+
+__all__ = ["ModuleModel", "SpecModel", "build_model", "resolve_spec", "list_models", "model_spec", "register"]

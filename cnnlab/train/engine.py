@@ -1,0 +1,226 @@
+"""The training loop, with named events that callbacks hook into (fastai / Lightning style):
+on_fit_start, on_epoch_start, on_batch_end, on_epoch_end, on_fit_end.
+
+The whole data set sits on the device as uint8; each batch is indexed, augmented and normalised there.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ..device import Placement, grad_scaler, synchronize
+from ..errors import UserError
+from .augment import Augmenter
+from .optim import Plateau, apply_constraints, lr_factor, make_optimizer
+
+
+class Diverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: float, probabilities: bool):
+    output = output.float()
+    if not probabilities:
+        return F.cross_entropy(output, target, label_smoothing=smoothing)
+    # The model ends in softmax: take the log of its probabilities, as Keras does with from_logits=False.
+    logp = output.clamp_min(1e-7).log()
+    nll = F.nll_loss(logp, target)
+    return (1 - smoothing) * nll - smoothing * logp.mean(dim=1).mean() if smoothing else nll
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, placement: Placement,
+             batch_size: int = 1000, tta: bool = False, probabilities: bool = False) -> dict:
+    """Loss and accuracy over (x, y); with `tta`, average the predictions of each image and its mirror."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    all_probs = []
+    try:
+        for start in range(0, len(x), batch_size):
+            xb = augmenter.eval_batch(x[start:start + batch_size])
+            yb = y[start:start + batch_size].to(placement.device)
+            with placement.autocast():
+                out = model(xb).float()
+                probs = out if probabilities else out.softmax(1)
+                if tta:
+                    flipped = model(xb.flip(3)).float()
+                    probs = 0.5 * (probs + (flipped if probabilities else flipped.softmax(1)))
+            total_loss += F.nll_loss(probs.clamp_min(1e-7).log(), yb, reduction="sum").item()
+            correct += (probs.argmax(1) == yb).sum().item()
+            count += len(yb)
+            all_probs.append(probs.cpu())
+    finally:
+        model.train(was_training)
+    return {"loss": total_loss / max(count, 1), "acc": correct / max(count, 1), "probs": torch.cat(all_probs)}
+
+
+class Trainer:
+    def __init__(self, model, dataset, config: dict, augmenter: Augmenter, placement: Placement,
+                 callbacks=(), log=print):
+        self.model, self.data, self.config = model, dataset, config
+        self.augmenter, self.placement = augmenter, placement
+        self.callbacks = list(callbacks)
+        self.log = log
+        self.epochs = config["epochs"]
+        self.batch_size = config["batch_size"]
+        self.optimizer = make_optimizer(model, config["optimizer"])
+        self.base_lr = float(config["optimizer"]["lr"])
+        self.scaler = grad_scaler(placement)
+        self.plateau = Plateau(config["schedule"]["patience"], config["schedule"]["factor"])
+        self.generator = torch.Generator().manual_seed(config["seed"])
+        n = len(dataset.train_x)
+        # Drop a last batch of 1: BatchNorm cannot normalise a single image.
+        self.batches_per_epoch = n // self.batch_size + (1 if n % self.batch_size > 1 else 0)
+        self.epoch = 0            # epochs completed
+        self.step = 0
+        self.history: list[dict] = []
+        self.elapsed = 0.0        # training wall time so far, across resumes
+        self.stop_reason = None
+        self.best = {"val_loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0}
+        self.probabilities = getattr(model, "outputs_probabilities", False)
+        self.train_x = dataset.train_x.to(placement.device)
+        self.train_y = dataset.train_y.to(placement.device)
+
+    # ------------------------------------------------------------------ state for checkpoints
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "history": self.history, "elapsed": self.elapsed,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "plateau": dict(self.plateau.state),
+                "rng_torch": torch.get_rng_state(), "rng_generator": self.generator.get_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "best": {k: v for k, v in self.best.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.plateau.state = dict(state["plateau"])
+        torch.set_rng_state(state["rng_torch"])
+        self.generator.set_state(state["rng_generator"])
+        if state.get("rng_cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history, self.elapsed = list(state["history"]), state["elapsed"]
+        self.best = dict(state["best"])
+
+    # ------------------------------------------------------------------ the loop
+    def _emit(self, event: str) -> None:
+        for cb in self.callbacks:
+            handler = getattr(cb, event, None)
+            if handler is not None:
+                handler(self)
+
+    def current_lr(self, progress: float) -> float:
+        return self.base_lr * lr_factor(self.config["schedule"], progress, self.epochs) * self.plateau.state["scale"]
+
+    def running_stats(self) -> dict:
+        seen = max(self._seen, 1)
+        elapsed = max(time.perf_counter() - self._epoch_start, 1e-9)
+        return {"loss": float(self._loss_sum) / seen, "acc": float(self._correct) / seen,
+                "img_per_s": self._seen / elapsed}
+
+    def _train_epoch(self) -> dict:
+        model, placement, cfg = self.model, self.placement, self.config
+        model.train()
+        n = len(self.train_x)
+        order = torch.randperm(n, generator=self.generator).to(placement.device)
+        smoothing = cfg["loss"]["label_smoothing"]
+        clip = cfg["grad_clip"]
+        check_every_step = placement.device.type == "cpu"  # a CPU .item() costs nothing; a GPU one stalls
+        self._loss_sum = torch.zeros((), device=placement.device)
+        self._correct = torch.zeros((), device=placement.device, dtype=torch.long)
+        self._seen = 0
+        self._epoch_start = time.perf_counter()
+        lr = self.current_lr(self.epoch)
+        for self.batch_index in range(self.batches_per_epoch):
+            idx = order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size]
+            xb = self.augmenter.train_batch(self.train_x[idx], self.generator)
+            yb = self.train_y[idx]
+            lr = self.current_lr(self.epoch + self.batch_index / self.batches_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with placement.autocast():
+                out = model(xb)
+            loss = classification_loss(out, yb, smoothing, self.probabilities)
+            if check_every_step and not math.isfinite(loss.item()):
+                self._diverged(loss.item())
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            apply_constraints(model)
+            self.step += 1
+            self._loss_sum += loss.detach() * len(yb)
+            self._correct += (out.detach().argmax(1) == yb).sum()
+            self._seen += len(yb)
+            self._emit("on_batch_end")
+        synchronize(placement.device)
+        seconds = time.perf_counter() - self._epoch_start
+        stats = self.running_stats()
+        if not math.isfinite(stats["loss"]):
+            self._diverged(stats["loss"])
+        return {"lr": lr, "loss": stats["loss"], "acc": stats["acc"], "train_seconds": seconds,
+                "img_per_s": self._seen / seconds}
+
+    def _diverged(self, value: float) -> None:
+        where = f"epoch {self.epoch + 1}, step {self.batch_index + 1}/{self.batches_per_epoch}"
+        self.history.append({"epoch": self.epoch + 1, "lr": self.current_lr(self.epoch), "loss": value,
+                             "acc": None, "seconds": time.perf_counter() - self._epoch_start, "img_per_s": None})
+        self._emit("on_diverged")
+        raise Diverged(f"the training loss became {value} at {where} (lr {self.current_lr(self.epoch):.3g}). "
+                       "Try a lower learning rate (--lr), gradient clipping (--set grad_clip=1.0), or BatchNorm "
+                       f"after the convolutions. The last good checkpoint (epoch {self.epoch}) is kept.")
+
+    def _evaluate_epoch(self) -> dict:
+        data, cfg = self.data, self.config
+        if data.val_x is not None:
+            x, y, prefix = data.val_x, data.val_y, "val"
+        else:
+            x, y, prefix = data.test_x, data.test_y, "test"
+        result = evaluate(self.model, x, y, self.augmenter, self.placement, cfg["eval_batch_size"],
+                          probabilities=self.probabilities)
+        return {f"{prefix}_loss": result["loss"], f"{prefix}_acc": result["acc"]}
+
+    def _early_stop(self, row: dict) -> bool:
+        patience = self.config["early_stopping"]["patience"]
+        if row.get("val_loss") is None:
+            return False
+        if row["val_loss"] < self.best["val_loss"] - 1e-4:
+            self.best.update(val_loss=row["val_loss"], epoch=row["epoch"], bad_epochs=0,
+                             state=copy.deepcopy(self.model.state_dict()) if patience else None)
+        else:
+            self.best["bad_epochs"] += 1
+        return bool(patience) and self.best["bad_epochs"] >= patience
+
+    def fit(self) -> None:
+        self._emit("on_fit_start")
+        while self.epoch < self.epochs:
+            start = time.perf_counter()
+            self._emit("on_epoch_start")
+            stats = self._train_epoch()
+            row = {"epoch": self.epoch + 1, "lr": stats["lr"], "loss": stats["loss"], "acc": stats["acc"]}
+            row.update(self._evaluate_epoch())
+            row["seconds"] = time.perf_counter() - start
+            row["img_per_s"] = stats["img_per_s"]
+            self.elapsed += row["seconds"]
+            self.history.append(row)
+            self.epoch += 1
+            if self.config["schedule"]["name"] == "plateau" and row.get("val_loss") is not None:
+                self.plateau.update(row["val_loss"])
+            stop = self._early_stop(row)
+            self._emit("on_epoch_end")
+            if stop:
+                self.stop_reason = (f"early stopping: val_loss has not improved for "
+                                    f"{self.config['early_stopping']['patience']} epochs; restored the weights "
+                                    f"of epoch {self.best['epoch']}")
+                self.model.load_state_dict(self.best["state"])
+                break
+        self._emit("on_fit_end")

@@ -1,0 +1,90 @@
+"""Optimizers and learning-rate schedules. Schedules are pure functions of training progress, so they are
+tested (and plotted) without training anything."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import UserError, closest
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "warmup_linear", "warmup_cosine", "plateau")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay conv and dense weights only: decaying BatchNorm scales and biases hurts and gains nothing."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    name = str(cfg["name"]).lower()
+    groups = param_groups(model, float(cfg["weight_decay"]))
+    lr = float(cfg["lr"])
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]) and cfg["momentum"] > 0)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg["alpha"], eps=cfg["eps"], momentum=cfg["momentum"])
+    if name == "adadelta":
+        return torch.optim.Adadelta(groups, lr=lr, rho=cfg["rho"], eps=cfg["eps"])
+    raise UserError(f"optimizer.name: unknown optimizer '{name}'{closest(name, OPTIMIZERS)}; valid: {', '.join(OPTIMIZERS)}")
+
+
+def lr_factor(cfg: dict, epoch_progress: float, total_epochs: int) -> float:
+    """Multiplier of the peak learning rate after `epoch_progress` epochs (a float) of `total_epochs`."""
+    name = cfg["name"]
+    floor = float(cfg["min_lr"])
+    t = min(max(epoch_progress / total_epochs, 0.0), 1.0)
+    warmup = cfg["warmup"]
+    warm = warmup / total_epochs if warmup >= 1 else warmup  # as a fraction of training
+    if name in ("constant", "plateau"):
+        return 1.0
+    if name == "step":
+        return max(cfg["gamma"] ** int(epoch_progress // cfg["step_size"]), floor)
+    if name == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    if name in ("onecycle", "warmup_linear", "warmup_cosine"):
+        start = 0.04 if name == "onecycle" else 0.0  # one-cycle starts at peak/25 (Smith 2018; torch's OneCycleLR)
+        if t < warm:
+            return start + (1 - start) * t / warm
+        rest = (t - warm) / max(1 - warm, 1e-12)
+        if name == "warmup_cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * rest))
+        return floor + (1 - floor) * (1 - rest)
+    raise UserError(f"schedule.name: unknown schedule '{name}'{closest(name, SCHEDULES)}; valid: {', '.join(SCHEDULES)}")
+
+
+class Plateau:
+    """Reduce-on-plateau state: cut the learning rate by `factor` after `patience` epochs without a better
+    validation loss. Its state is a small dict saved in the checkpoint."""
+
+    def __init__(self, patience: int, factor: float):
+        self.patience, self.factor = patience, factor
+        self.state = {"best": math.inf, "bad_epochs": 0, "scale": 1.0}
+
+    def update(self, val_loss: float) -> float:
+        if val_loss < self.state["best"] - 1e-4:
+            self.state.update(best=val_loss, bad_epochs=0)
+        else:
+            self.state["bad_epochs"] += 1
+            if self.state["bad_epochs"] > self.patience:
+                self.state.update(scale=self.state["scale"] * self.factor, bad_epochs=0)
+        return self.state["scale"]
+
+
+def apply_constraints(model: nn.Module) -> None:
+    """Keras-style MaxNorm: rescale each unit's incoming weight vector to norm <= max_norm after a step."""
+    for module in model.modules():
+        limit = getattr(module, "max_norm", None)
+        if limit:
+            with torch.no_grad():
+                module.weight.copy_(torch.renorm(module.weight, p=2, dim=0, maxnorm=limit))

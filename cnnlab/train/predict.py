@@ -1,0 +1,41 @@
+"""Top-k predictions of a trained run for image files of any size."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.readers import decode_image
+from ..errors import UserError
+from .run import Run
+
+
+def load_images(paths, input_shape) -> torch.Tensor:
+    """uint8 (N, C, H, W): each file decoded, converted to the model's channels and resized to its input."""
+    channels, h, w = input_shape
+    arrays = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: no such image file")
+        arrays.append(decode_image(path, (h, w), grayscale=channels == 1))
+    return torch.from_numpy(np.stack(arrays))
+
+
+def predict(run_dir: str | os.PathLike, images, top_k: int = 3) -> list[dict]:
+    """[{file, top: [(class, probability), ...]}] for each image, most likely first."""
+    run = Run(run_dir)
+    info = run.data_info
+    model = run.model
+    x = load_images(images, info["input_shape"]).float().div(255)
+    mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(info["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        out = model((x - mean) / std).float()
+    probs = out if getattr(model, "outputs_probabilities", False) else out.softmax(1)
+    k = max(1, min(top_k, probs.shape[1]))
+    values, indices = probs.topk(k, dim=1)
+    return [{"file": str(path), "top": [(info["classes"][i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())]}
+            for path, vs, ix in zip(images, values, indices)]

@@ -1,0 +1,43 @@
+"""Loss and accuracy curves, train against validation/test: the picture users otherwise draw by hand."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..fsutil import atomic_path  # noqa: E402
+
+
+def _series(rows: list[dict], key: str):
+    points = [(r["epoch"], r[key]) for r in rows if r.get(key) not in (None, "")]
+    return [p[0] for p in points], [float(p[1]) for p in points]
+
+
+def plot_curves(runs: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
+    """One figure, loss left and accuracy right; several runs overlay with one colour each."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, rows) in enumerate(runs.items()):
+        color = colors[i % len(colors)]
+        name = f"{label} " if len(runs) > 1 else ""
+        for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+            ax.plot(*_series(rows, metric), "-o", color=color, ms=3, label=f"{name}train")
+            for prefix, style in (("val", "--s"), ("test", ":^")):
+                xs, ys = _series(rows, f"{prefix}_{metric}")
+                if xs:
+                    ax.plot(xs, ys, style, color=color, ms=3, label=f"{name}{prefix}")
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)
