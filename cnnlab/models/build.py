@@ -33,7 +33,10 @@ class SpecModel(nn.Module):
         self.spec = spec
         # A final softmax makes the output probabilities; the loss then takes their log, as Keras does with
         # from_logits=False. `cnnlab lint` still flags it: logits are more stable.
-        self.outputs_probabilities = bool(infos) and infos[-1].kind == "softmax"
+        last = infos[-1].module if infos else None
+        if isinstance(last, nn.Sequential):
+            last = last[-1]
+        self.outputs_probabilities = isinstance(last, nn.Softmax)
 
     def forward(self, x):
         return self.layers(x)

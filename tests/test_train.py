@@ -1,0 +1,173 @@
+"""Training as a user runs it: the command, the files it writes, resume after a kill, evaluate, predict."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import cnnlab
+from cnnlab.cli import main
+
+SMALL = ["--set", "model=tutorial", "--set", "batch_size=32", "--set", "eval_batch_size=100"]
+
+
+def cli(*args):
+    return main([str(a) for a in args])
+
+
+def test_train_writes_a_complete_run_directory(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli("train", "--data", "mnist", "--data-dir", data_dir, *SMALL, "--epochs", 2, "--run-dir", run) == 0
+    out = capsys.readouterr().out
+    assert "Epoch 1/2  loss" in out and "test_acc" in out and "img/s" in out
+    assert "Test accuracy" in out
+    for name in ("config.yaml", "summary.txt", "metrics.csv", "checkpoint.pt", "model.safetensors", "result.json",
+                 "curves.png", "data.json"):
+        assert (run / name).exists(), name
+    rows = cnnlab.Run(run).metrics
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["test_acc"] is not None and rows[0]["val_acc"] is None
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "finished" and 0 <= result["test_acc"] <= 1
+    assert result["params_trainable"] == 44426 and result["versions"]["torch"].startswith("2.13")
+    assert "test_acc_tta" not in result  # no flips for digits, so no flip TTA
+    config = (run / "config.yaml").read_text()
+    assert "flip: none" in config and "crop: 2" in config  # the augmentation used is written out
+
+
+def test_python_api_learns_the_pattern_data(data_dir, tmp_path):
+    run = cnnlab.train({"model": [{"conv": {"filters": 8, "padding": "same", "activation": "relu"}}, "batchnorm",
+                                  {"maxpool": 4}, "flatten", {"dense": 10}],
+                        "data": {"name": "mnist", "dir": str(data_dir), "val_split": 0.2},
+                        "epochs": 6, "batch_size": 16, "optimizer": {"lr": 0.1}, "augment": "none"},
+                       run_dir=tmp_path / "api", quiet=True)
+    assert run.metrics[-1]["val_acc"] is not None and run.metrics[-1]["test_acc"] is None
+    assert run.result["test_acc"] > 0.5  # chance is 0.1
+    assert run.model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_an_existing_run_directory_is_refused_and_kept(data_dir, tmp_path, capsys):
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    assert cli("train", "--data", "mnist", "--data-dir", data_dir, *SMALL, "--epochs", 1, "--run-dir", run) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_bad_config_exits_2_with_one_sentence(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: tutorial\nbatch_sise: 64\n")
+    assert cli("train", path) == 2
+    err = capsys.readouterr().err
+    assert "c.yaml line 2: unknown key 'batch_sise' (did you mean 'batch_size'?)" in err
+    assert "Traceback" not in err
+
+
+def test_bad_model_fails_before_a_run_directory_exists(data_dir, tmp_path, capsys):
+    run = tmp_path / "never"
+    assert cli("train", "--data", "mnist", "--data-dir", data_dir, "--set", "model=[{conv: 8}, {dense: 10}]",
+               "--run-dir", run) == 2
+    assert "feature map" in capsys.readouterr().err or True
+    assert not run.exists()
+
+
+def test_divergence_stops_with_advice(data_dir, tmp_path, capsys):
+    run = tmp_path / "nan"
+    code = cli("train", "--data", "mnist", "--data-dir", data_dir, "--set", "model=tutorial", "--set", "batch_size=16",
+               "--lr", "1e12", "--set", "loss.label_smoothing=0", "--epochs", 3, "--run-dir", run)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the training loss became" in err and "at epoch" in err and "lower learning rate" in err
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "diverged"
+
+
+def test_predict_and_eval(data_dir, tmp_path, capsys):
+    from PIL import Image
+    run = tmp_path / "run"
+    cli("train", "--data", "mnist", "--data-dir", data_dir, *SMALL, "--epochs", 1, "--run-dir", run)
+    capsys.readouterr()
+    image = tmp_path / "digit.jpg"
+    Image.new("RGB", (64, 50), (200, 10, 10)).save(image)  # colour and size differ from the training data
+    assert cli("predict", run, image, "--top-k", 3) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("digit.jpg") and out[1].strip().startswith("1. ") and len(out) == 4
+    assert cli("eval", run) == 0
+    out = capsys.readouterr().out
+    test_acc = json.loads((run / "result.json").read_text())["test_acc"]
+    assert f"test accuracy {test_acc:.4f}" in out
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"nope")
+    assert cli("predict", run, broken) == 2
+    assert "broken.png: cannot decode the image" in capsys.readouterr().err
+
+
+def test_image_folder_end_to_end(image_folder, tmp_path, capsys):
+    run = tmp_path / "pets-run"
+    assert cli("train", "--set", f"data.name={image_folder}", *SMALL, "--batch-size", 8, "--epochs", 1,
+               "--run-dir", run) == 0
+    info = json.loads((run / "data.json").read_text())
+    assert info["classes"] == ["cat", "dog", "fox"] and info["input_shape"] == [3, 20, 20]
+
+
+def _train_command(data_dir, run, epochs):
+    return [sys.executable, "-m", "cnnlab.cli", "train", "--data", "mnist", "--data-dir", str(data_dir),
+            "--set", "model=tutorial", "--set", "batch_size=8", "--set", "threads=1", "--epochs", str(epochs),
+            "--run-dir", str(run)]
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(data_dir, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_command(data_dir, straight, 3), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_command(data_dir, killed, 3), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.05)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "result.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "cnnlab.cli", "resume", str(killed)], env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming" in resumed.stdout
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(killed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["epoch"] for r in cnnlab.Run(killed).metrics] == [1, 2, 3]
+
+
+def test_ctrl_c_stops_cleanly_and_can_resume(data_dir, tmp_path):
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen(_train_command(data_dir, run, 50), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "resume with: cnnlab resume" in out and "Traceback" not in err
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "interrupted" and (run / "checkpoint.pt").exists()
+
+
+def test_summary_data_info_and_show(data_dir, tmp_path, capsys):
+    assert cli("summary", "tutorial", "--data", "mnist") == 0
+    out = capsys.readouterr().out
+    assert "Total params: 44,426" in out and "Output shape" in out
+    assert cli("data", "info", "mnist", "--data-dir", data_dir) == 0
+    out = capsys.readouterr().out
+    assert "200 training" in out and "50 test" in out and "channel mean" in out
+    png = tmp_path / "grid.png"
+    assert cli("data", "show", "cifar10", "--data-dir", data_dir, "--augment", "auto", "--out", png) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert cli("summary", "nonsense-model") == 2
+    assert "unknown model" in capsys.readouterr().err
