@@ -25,11 +25,22 @@ def _input_for(args) -> tuple[tuple, int]:
 
 
 def cmd_summary(args) -> int:
-    from .models import build_model
     from .models.summary import render, summarize
+    model = _model_and_data(args)
+    print(render(summarize(model), args.batch_size))
+    from .diagnose.lint import lint, render as render_lint
+    findings = lint(model)
+    if findings:
+        print(render_lint(findings))
+    return 0
+
+
+def _model_and_data(args):
+    """The model argument of summary/lint: a model YAML, a train config, or a registered name."""
+    from .models import build_model
     from .yamlio import load_yaml
     spec = args.model
-    if spec.endswith((".yaml", ".yml")):  # a train config holds its model under `model:`
+    if spec.endswith((".yaml", ".yml")):
         located = load_yaml(spec)
         if isinstance(located.data, dict) and "model" in located.data and "layers" not in located.data:
             if args.data is None and isinstance(located.data.get("data"), dict):
@@ -41,9 +52,53 @@ def cmd_summary(args) -> int:
             spec = located
     args.data = args.data or "cifar10"
     shape, classes = _input_for(args)
-    model = build_model(spec, shape, classes)
-    print(render(summarize(model), args.batch_size))
+    return build_model(spec, shape, classes)
+
+
+def cmd_lint(args) -> int:
+    from .diagnose.lint import lint, render
+    findings = lint(_model_and_data(args))
+    print(render(findings))
+    return 1 if findings and args.strict else 0
+
+
+def cmd_doctor(args) -> int:
+    from .diagnose.doctor import diagnose
+    from .train import Run
+    run = Run(args.run_dir)
+    verdict = diagnose(run.metrics, len(run.data_info["classes"]))
+    print(json.dumps(verdict.as_dict(), indent=2) if args.json else verdict.render())
     return 0
+
+
+def _session(args):
+    from .train.run import Session, prepare_config
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data.name={args.data}")
+    if args.data_dir:
+        overrides.append(f"data.dir={args.data_dir}")
+    if args.model:
+        overrides.append(f"model={args.model}")
+    cfg = prepare_config(args.config, overrides, {"batch_size": getattr(args, "batch_size", None)})
+    return Session(cfg, None, quiet=True)
+
+
+def cmd_lr_find(args) -> int:
+    from .diagnose.lr_find import lr_find
+    session = _session(args)
+    out = Path(args.out or "lr-find.png")
+    finding = lr_find(session, args.start_lr, args.end_lr, args.steps, plot=out)
+    print(finding.render())
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_sanity(args) -> int:
+    from .diagnose.sanity import sanity_check
+    report = sanity_check(_session(args), args.batch, args.steps)
+    print(report.render())
+    return 0 if report.passed else 1
 
 
 def cmd_models(args) -> int:
@@ -151,6 +206,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="batch size for the activation-memory estimate")
     _add_data_args(p)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("lint", help="warnings about a model before training: what holds it back, and the fix")
+    p.add_argument("model", help="model YAML, train config YAML, or a registered name")
+    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10)")
+    p.add_argument("--strict", action="store_true", help="exit with 1 when there are findings")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("doctor", help="diagnose a run from its curves and prescribe the next experiment")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+
+    for name, func, text in (("lr-find", cmd_lr_find, "learning-rate range test: plot and suggestion"),
+                             ("sanity", cmd_sanity, "can the model memorise one small batch? (bugs, not tuning)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("config", nargs="?", help="config YAML (optional: the defaults apply)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE")
+        p.add_argument("--model")
+        p.add_argument("--data")
+        p.add_argument("--data-dir")
+        p.add_argument("--steps", type=int, default=100 if name == "lr-find" else 300)
+        if name == "lr-find":
+            p.add_argument("--start-lr", type=float, default=1e-6)
+            p.add_argument("--end-lr", type=float, default=10.0)
+            p.add_argument("--batch-size", type=int)
+            p.add_argument("--out", help="PNG path (default lr-find.png)")
+        else:
+            p.add_argument("--batch", type=int, default=64, help="images in the batch to memorise")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("models", help="list the named architectures")
     p.add_argument("pattern", nargs="?", default="*")

@@ -293,6 +293,9 @@ class Session:
         return result
 
     def run(self) -> Run:
+        from ..diagnose.lint import lint
+        for finding in lint(self.model):
+            self.log(finding.render())
         self.log(f"Run {self.dir}  ({self.summary.name} on {self.data.name}, {self.summary.trainable:,} params, "
                  f"{self.placement.describe()}, {len(self.data.train_x):,} training images)")
         try:
@@ -307,6 +310,9 @@ class Session:
         result = self.finish("finished")
         if self.trainer.stop_reason:
             self.log(self.trainer.stop_reason)
+        from ..diagnose.doctor import diagnose
+        verdict = diagnose(self.trainer.history, self.data.num_classes)
+        self.log(verdict.render())
         line = f"Test accuracy {result['test_acc']:.4f}"
         if "test_acc_tta" in result:
             line += f" ({result['test_acc_tta']:.4f} with flip TTA)"
@@ -322,14 +328,20 @@ def _default_name(model) -> str:
     return "model"
 
 
-def train(config=None, overrides: list[str] | None = None, flags: dict | None = None, run_dir: str | None = None,
-          runs_root: str | None = None, overwrite: bool = False, quiet: bool = False) -> Run:
-    """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; returns the finished Run."""
+def prepare_config(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> dict:
+    """The resolved config as a run records it: model inlined, name set, augmentation written out."""
     cfg, _ = config_mod.resolve(config, overrides, flags)
     _inline_model(cfg)
     cfg["name"] = cfg["name"] or _default_name(cfg["model"])
     name = cfg["data"]["name"]
     cfg["augment"] = config_mod.augment_settings(cfg, name if name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
+    return cfg
+
+
+def train(config=None, overrides: list[str] | None = None, flags: dict | None = None, run_dir: str | None = None,
+          runs_root: str | None = None, overwrite: bool = False, quiet: bool = False) -> Run:
+    """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; returns the finished Run."""
+    cfg = prepare_config(config, overrides, flags)
     if run_dir and Path(run_dir).exists() and any(Path(run_dir).iterdir()) and not overwrite:
         new_run_dir(cfg, run_dir, runs_root, overwrite)  # raises 'already exists' before any work
     # Load the data and build the model first: bad input fails before a run directory is claimed.

@@ -1,0 +1,145 @@
+"""The run doctor: classify a run from its metrics table and prescribe the next experiment.
+
+`diagnose(rows, num_classes)` is a pure function of the per-epoch rows that `metrics.csv` holds, so it is
+tested on made-up curves as well as on real runs. The evaluation curve is the validation split when the run
+had one, else the per-epoch test evaluation (used here only to describe the run, never to choose anything).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Verdict:
+    regime: str                 # diverged | chance | lr-too-high | lr-too-low | overfitting | underfitting |
+                                # still-improving | good-fit
+    headline: str               # one sentence with the run's own numbers
+    prescriptions: list[str] = field(default_factory=list)  # next experiments, most promising first
+    details: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [f"Diagnosis: {self.regime} — {self.headline}"]
+        lines += [f"  {d}" for d in self.details]
+        if self.prescriptions:
+            lines.append("Next, in order of expected gain:")
+            lines += [f"  {n}. {p}" for n, p in enumerate(self.prescriptions, 1)]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"regime": self.regime, "headline": self.headline, "prescriptions": self.prescriptions,
+                "details": self.details}
+
+
+def _eval_prefix(rows: list[dict]) -> str | None:
+    for prefix in ("val", "test"):
+        if any(r.get(f"{prefix}_acc") is not None for r in rows):
+            return prefix
+    return None
+
+
+def _finite(v) -> bool:
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
+    if not rows:
+        return Verdict("no-data", "the run has no finished epoch to read", ["train at least one epoch"])
+    bad = next((r for r in rows if not _finite(r.get("loss"))), None)
+    if bad is not None:
+        return Verdict("diverged", f"the training loss became {bad.get('loss')} in epoch {bad['epoch']}",
+                       ["lower the learning rate 3-10x (run `cnnlab lr-find` to pick one)",
+                        "add gradient clipping: --set grad_clip=1.0",
+                        "add `batchnorm` after the convolutions, and check the inputs are normalised"])
+    prefix = _eval_prefix(rows)
+    ev = f"{prefix}_acc" if prefix else None
+    evl = f"{prefix}_loss" if prefix else None
+    label = {"val": "validation", "test": "test"}.get(prefix, "evaluation")
+    losses = [r["loss"] for r in rows]
+    accs = [r["acc"] for r in rows if r.get("acc") is not None]
+    last = rows[-1]
+    chance = 1 / num_classes
+    ln_c = math.log(num_classes)
+    n = len(rows)
+
+    # 1. stuck at chance: the pipeline or the network is broken, tuning cannot help
+    final_eval = last.get(ev) if ev else None
+    if accs[-1] < 1.5 * chance and (final_eval is None or final_eval < 1.5 * chance) and losses[-1] > 0.9 * ln_c:
+        return Verdict("chance", f"accuracy {accs[-1]:.3f} ({label} {final_eval if final_eval is not None else 'n/a'}) "
+                       f"is chance level (1/{num_classes} = {chance:.3f}) and the loss {losses[-1]:.3f} sits at "
+                       f"ln({num_classes}) = {ln_c:.3f}: the network outputs the same guess for every image",
+                       ["run `cnnlab sanity CONFIG`: if one batch cannot be memorised, the model or pipeline is broken",
+                        "check labels match images (`cnnlab data show NAME`) and inputs are normalised",
+                        "check for a dead network: a final sigmoid/softmax, a huge learning rate, or no activations "
+                        "(`cnnlab lint`)"])
+
+    # 2. learning rate too high: training loss rises or oscillates
+    rises = [i for i in range(1, n) if losses[i] > losses[i - 1] * 1.02]
+    if n >= 3 and (losses[-1] > min(losses) * 1.15 or len(rises) >= max(2, (n - 1) // 2)):
+        worst = max(rises, key=lambda i: losses[i] - losses[i - 1]) if rises else n - 1
+        return Verdict("lr-too-high", f"the training loss rose in {len(rises)} of {n - 1} epochs (e.g. "
+                       f"{losses[worst - 1]:.3f} -> {losses[worst]:.3f} at epoch {rows[worst]['epoch']}) and ends at "
+                       f"{losses[-1]:.3f}, above its best {min(losses):.3f}",
+                       ["lower the learning rate 3x (or run `cnnlab lr-find`)",
+                        "use a warm-up schedule (schedule.name: onecycle or warmup_cosine)",
+                        "add gradient clipping: --set grad_clip=1.0"])
+
+    # 3. learning rate too low: loss barely moves
+    drop = (losses[0] - losses[-1]) / max(losses[0], 1e-12)
+    if n >= 3 and drop < 0.05 and accs[-1] < 0.9:
+        return Verdict("lr-too-low", f"the training loss moved only {drop:.1%} in {n} epochs "
+                       f"({losses[0]:.3f} -> {losses[-1]:.3f})",
+                       ["raise the learning rate 3-10x (run `cnnlab lr-find` to pick one)",
+                        "use SGD with momentum 0.9 or Adam, with a one-cycle schedule",
+                        "add `batchnorm` after the convolutions so higher learning rates are stable"])
+
+    if not ev:
+        return Verdict("unknown", "the run has no validation or test curve to compare against", [])
+    ev_rows = [r for r in rows if r.get(ev) is not None]
+    ev_acc = [r[ev] for r in ev_rows]
+    ev_loss = [r[evl] for r in ev_rows]
+    best_i = max(range(len(ev_acc)), key=lambda i: ev_acc[i])
+    best_loss_i = min(range(len(ev_loss)), key=lambda i: ev_loss[i])
+    gap = accs[-1] - ev_acc[-1]
+
+    # 4. overfitting: the evaluation curve turned while training kept improving
+    turned = best_loss_i < len(ev_loss) - 1 and ev_loss[-1] > ev_loss[best_loss_i] * 1.05
+    if (turned and gap > 0.05) or gap > 0.15:
+        since = ev_rows[best_loss_i]["epoch"] if turned else ev_rows[best_i]["epoch"]
+        train_trend = "rising" if accs[-1] > accs[max(0, since - 1)] else "flat"
+        ev_trend = "falling" if ev_acc[-1] < ev_acc[best_i] - 0.005 else "flat"
+        return Verdict("overfitting", f"overfitting since epoch {since}: training accuracy {accs[-1]:.2f} and "
+                       f"{train_trend}, {label} {ev_acc[-1]:.2f} and {ev_trend}; gap {gap:.2f}",
+                       ["add data augmentation (augment: crop 4 + flip horizontal for natural images; "
+                        "rotate/scale for more)",
+                        "add weight decay (optimizer.weight_decay: 5e-4) or dropout before the dense head",
+                        "shrink the dense head: `global_avgpool` instead of `flatten`, or fewer units",
+                        "use a validation split with early stopping (data.val_split 0.1, early_stopping.patience 5)"],
+                       [f"best {label} accuracy {ev_acc[best_i]:.3f} at epoch {ev_rows[best_i]['epoch']}; "
+                        f"{label} loss lowest ({ev_loss[best_loss_i]:.3f}) at epoch {ev_rows[best_loss_i]['epoch']}"])
+
+    # 5. still improving: the evaluation curve was still climbing at the end
+    tail = max(2, n // 5)
+    if len(ev_acc) > tail:
+        slope = (ev_acc[-1] - ev_acc[-1 - tail]) / tail
+        if slope > 0.004 and best_i >= len(ev_acc) - 2:
+            return Verdict("still-improving", f"{label} accuracy rose {slope * 100:.1f} points per epoch over the "
+                           f"last {tail} epochs, to {ev_acc[-1]:.3f}, and had not levelled off",
+                           [f"train longer: --epochs {int(n * 2)} (the schedule stretches with it)",
+                            "then check again for over- or underfitting"])
+
+    # 6. underfitting: training itself is not good, and the gap is small
+    if accs[-1] < 0.95 and gap < 0.03:
+        return Verdict("underfitting", f"training accuracy {accs[-1]:.2f} is close to {label} accuracy "
+                       f"{ev_acc[-1]:.2f} (gap {gap:+.2f}): the model does not fit even the training images",
+                       ["make the model bigger: more filters per conv (double them), or another conv block",
+                        "train longer, or with a higher learning rate",
+                        "remove excess regularisation: dropout above 0.3 in conv blocks, heavy weight decay "
+                        "or augmentation",
+                        "add `batchnorm` after the convolutions"],
+                       [f"best {label} accuracy {ev_acc[best_i]:.3f} at epoch {ev_rows[best_i]['epoch']}"])
+
+    return Verdict("good-fit", f"training {accs[-1]:.2f} and {label} {ev_acc[-1]:.2f} accuracy (gap {gap:+.2f}); "
+                   f"the {label} curve levelled off without turning",
+                   ["for more accuracy: a wider or deeper model (e.g. resnet9), with the same recipe",
+                    "or more epochs with stronger augmentation (cutout, scale)"])

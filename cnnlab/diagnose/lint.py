@@ -1,0 +1,226 @@
+"""`cnnlab lint`: read a model written in the layer language and point at what will hold it back.
+
+Each finding names the layers, says in one sentence why it matters, and gives the fix. Rules work on the
+built layer list (`LayerInfo`: kind, arguments, input and output shapes), so they need no training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..models.build import SpecModel
+from ..models.layers import ACTIVATIONS, ChannelDense, LayerInfo, fmt_shape
+from ..models.summary import count_params
+
+WEIGHTED = ("conv", "dense")
+# Layers that are affine maps: a stack of them with weights is still one linear map.
+AFFINE = ("conv", "dense", "pad", "batchnorm", "dropout", "spatial_dropout", "flatten", "avgpool", "global_avgpool",
+          "scale")
+
+
+@dataclass
+class Finding:
+    rule: str
+    layers: list[str]
+    message: str
+    why: str
+    fix: str
+
+    def render(self) -> str:
+        return f"warning [{self.rule}] layer{'s' if len(self.layers) > 1 else ''} " \
+               f"{', '.join(self.layers)}: {self.message}\n  why: {self.why}\n  fix: {self.fix}"
+
+
+def _has_activation(info: LayerInfo) -> bool:
+    if info.kind in ACTIVATIONS or info.kind in ("maxpool", "global_maxpool"):
+        return True
+    if info.kind == "residual":
+        return True  # the block boundary: its body is linted on its own
+    return info.kind in WEIGHTED and info.args.get("activation") not in (None, "linear", "none", "identity")
+
+
+def _linear_stacks(infos: list[LayerInfo]) -> list[Finding]:
+    findings, run = [], []
+    for info in infos:
+        if info.kind in AFFINE and not _has_activation(info):
+            run.append(info)
+            continue
+        if info.kind in WEIGHTED:  # a weighted layer with its own activation ends the stack including itself
+            run.append(info)
+        findings += _report_stack(run)
+        run = []
+    return findings + _report_stack(run)
+
+
+def _report_stack(run: list[LayerInfo]) -> list[Finding]:
+    weighted = [i for i in run if i.kind in WEIGHTED]
+    if len(weighted) < 2:
+        return []
+    first = weighted[0]
+    return [Finding(
+        "linear-stack", [i.index for i in weighted],
+        f"{' -> '.join(i.desc for i in weighted)} have no nonlinearity between them",
+        "without an activation (or max pooling) in between, stacked conv/dense layers collapse into a single "
+        "linear map, so the extra layers add parameters and time but no power",
+        f"add `activation: relu` to layer {first.index} (or a `relu` layer after it)")]
+
+
+def _output_findings(infos: list[LayerInfo], num_classes: int) -> list[Finding]:
+    last = infos[-1]
+    act = last.kind if last.kind in ACTIVATIONS else last.args.get("activation") if last.kind == "dense" else None
+    if act == "softmax":
+        return [Finding("softmax-output", [last.index], "the model ends with a softmax",
+                        "cnnlab's loss (like PyTorch's CrossEntropyLoss) applies softmax itself; a softmax output "
+                        "gives a double softmax in PyTorch code and weaker, less stable gradients",
+                        f"remove the softmax: end with `dense: {num_classes}` (logits); predictions still "
+                        "report probabilities")]
+    if act in ("sigmoid", "tanh") and num_classes > 2:
+        return [Finding("squashed-output", [last.index], f"the model ends with {act} for {num_classes} classes",
+                        f"{act} squeezes every score into a narrow range, so the classes cannot be told apart "
+                        "confidently and gradients vanish as scores saturate",
+                        f"remove the {act}: end with `dense: {num_classes}` (logits)")]
+    return []
+
+
+def _walk(infos: list[LayerInfo]):
+    for info in infos:
+        yield info
+        yield from _walk(info.children)
+
+
+def _dense_on_maps(infos) -> list[Finding]:
+    return [Finding("dense-on-feature-map", [i.index], f"{i.desc} receives a {fmt_shape(i.in_shape)} feature map",
+                    "a dense layer on a feature map acts on each position's channels separately (like a 1x1 conv), "
+                    "which is rarely what a Keras-style classifier head means",
+                    f"put `flatten` or `global_avgpool` before layer {i.index}")
+            for i in _walk(infos) if i.kind == "dense" and len(i.in_shape) == 3]
+
+
+def _spatial_findings(infos: list[LayerInfo]) -> list[Finding]:
+    findings = []
+    flat = list(_walk(infos))
+    collapsed = next((n for n, i in enumerate(flat) if len(i.out_shape) == 3 and i.out_shape[1:] == (1, 1)), None)
+    if collapsed is not None:
+        later = [i for i in flat[collapsed + 1:] if i.kind == "conv" and max(_pair(i.args["kernel"])) > 1]
+        if later:
+            findings.append(Finding(
+                "early-collapse", [flat[collapsed].index] + [i.index for i in later],
+                f"the feature map is 1x1 after layer {flat[collapsed].index}, but {len(later)} conv layer(s) with "
+                "kernels larger than 1 follow",
+                "a 3x3 kernel on a 1x1 map only multiplies its centre weight; the rest see padding and are wasted",
+                "remove a pooling/stride-2 layer earlier, or replace the later convs by 1x1 convs or dense layers"))
+    for i in flat:
+        if i.kind == "conv" and len(i.in_shape) == 3:
+            k = _pair(i.args["kernel"])
+            if k[0] > i.in_shape[1] or k[1] > i.in_shape[2]:
+                findings.append(Finding("kernel-larger-than-input", [i.index],
+                                        f"{i.desc} has a {k[0]}x{k[1]} kernel on a {i.in_shape[1]}x{i.in_shape[2]} input",
+                                        "most of the kernel only ever sees padding",
+                                        "use a kernel no larger than the input, or pool less before this layer"))
+        if i.kind in ("maxpool", "avgpool"):
+            stride = _pair(i.args["stride"] if i.args["stride"] is not None else i.args["size"])
+            if stride == (1, 1):
+                findings.append(Finding("pool-stride-1", [i.index], f"{i.desc} has stride 1",
+                                        "pooling with stride 1 does not reduce the map; it costs time for little gain",
+                                        "use stride 2 (the default: stride = size), or remove the layer"))
+    return findings
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _param_hog(model: SpecModel) -> list[Finding]:
+    total = sum(count_params(model))
+    if total < 100_000:
+        return []
+    top = max(model.infos, key=lambda i: sum(count_params(i.module)))
+    share = sum(count_params(top.module)) / total
+    if share <= 0.5 or top.kind != "dense":  # a conv holding most weights is normal; a dense one is the head
+        return []
+    return [Finding("parameter-hog", [top.index], f"{top.desc} holds {share:.0%} of all parameters "
+                    f"({sum(count_params(top.module)):,} of {total:,})",
+                    "one oversized layer (typically the first dense after flatten) memorises the training set "
+                    "quickly and dominates the cost, while the convolutions do the real work",
+                    f"use `global_avgpool` instead of `flatten` before it, or narrow layer {top.index}")]
+
+
+def _order_findings(infos: list[LayerInfo]) -> list[Finding]:
+    findings = []
+    for seq in [infos] + [i.children for i in _walk(infos) if i.children]:
+        for a, b in zip(seq, seq[1:]):
+            if a.kind == "batchnorm" and b.kind in ("dropout", "spatial_dropout") and b.args["rate"] > 0:
+                findings.append(Finding("batchnorm-then-dropout", [a.index, b.index],
+                                        f"batchnorm is followed directly by {b.desc}",
+                                        "dropout changes the variance of what BatchNorm normalised, so statistics "
+                                        "learned in training do not hold at test time (Li et al. 2018, "
+                                        "arXiv:1801.05134)",
+                                        "move the dropout after the next pooling or activation, or to the dense "
+                                        "head only"))
+            if a.kind in ("dropout", "spatial_dropout") and a.args["rate"] > 0:
+                nxt = b
+                if nxt.kind in ACTIVATIONS:
+                    idx = seq.index(b)
+                    nxt = seq[idx + 1] if idx + 1 < len(seq) else None
+                if nxt is not None and nxt.kind == "batchnorm":
+                    findings.append(Finding("dropout-before-batchnorm", [a.index, nxt.index],
+                                            f"{a.desc} feeds batchnorm (layer {nxt.index})",
+                                            "BatchNorm learns the variance of dropped-out activations in training "
+                                            "but sees a different variance at test time (the variance shift, "
+                                            "Li et al. 2018, arXiv:1801.05134)",
+                                            "put the dropout after BatchNorm and the activation, or drop it"))
+            if a.kind == "conv" and b.kind == "batchnorm" and a.args["bias"] and a.args.get("activation") in (None, "linear"):
+                findings.append(Finding("bias-before-batchnorm", [a.index, b.index],
+                                        f"{a.desc} has a bias and is followed by batchnorm",
+                                        "BatchNorm subtracts the mean, cancelling the bias: those parameters are "
+                                        "wasted", f"set `bias: false` on layer {a.index}"))
+    return findings
+
+
+def _depth_findings(infos: list[LayerInfo], num_classes: int) -> list[Finding]:
+    findings = []
+    flat = list(_walk(infos))
+    convs = [i for i in flat if i.kind == "conv"]
+    head = next((n for n, i in enumerate(infos) if i.kind in ("flatten", "global_avgpool", "global_maxpool")), None)
+    if head is not None:
+        feeding = [i for i in infos[:head] if i.kind == "conv"]
+        if feeding and feeding[-1].args["filters"] <= 4 and feeding[-1].args["filters"] != num_classes:
+            last = feeding[-1]
+            findings.append(Finding("too-few-filters", [last.index],
+                                    f"{last.desc} gives the classifier only {last.args['filters']} channel(s)",
+                                    "the classifier sees just a few numbers per position: a bottleneck that "
+                                    "caps accuracy however long you train",
+                                    f"use 32-128 filters in layer {last.index}"))
+    has_residual = any(i.kind == "residual" for i in flat)
+    has_norm = any(i.kind == "batchnorm" for i in flat)
+    if len(convs) > 20 and not has_residual and not has_norm:
+        findings.append(Finding("deep-plain-net", [convs[0].index, convs[-1].index],
+                                f"{len(convs)} conv layers with no residual connections or normalisation",
+                                "gradients fade through a deep plain stack, so such nets train worse than "
+                                "shallower ones (He et al. 2015)",
+                                "add `batchnorm` after each conv, or wrap pairs of convs in `residual:` blocks"))
+    return findings
+
+
+def lint(model: nn.Module) -> list[Finding]:
+    """All findings for a built model; [] for a clean model or a user's own nn.Module (not in the language)."""
+    if not isinstance(model, SpecModel):
+        return []
+    infos = model.infos
+    findings = []
+    for seq in [infos] + [i.children for i in _walk(infos) if i.children]:
+        findings += _linear_stacks(seq)
+    findings += _output_findings(infos, model.num_classes)
+    findings += _dense_on_maps(infos)
+    findings += _spatial_findings(infos)
+    findings += _param_hog(model)
+    findings += _order_findings(infos)
+    findings += _depth_findings(infos, model.num_classes)
+    return findings
+
+
+def render(findings: list[Finding]) -> str:
+    if not findings:
+        return "lint: no findings"
+    return "\n".join(f.render() for f in findings) + f"\nlint: {len(findings)} finding{'s' * (len(findings) != 1)}"
