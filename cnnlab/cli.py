@@ -160,8 +160,10 @@ def cmd_train(args) -> int:
         overrides.append(f"model={args.model}")
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
              "seed": args.seed, "precision": args.precision}
+    if args.tensorboard:
+        overrides.append("tensorboard=true")
     train(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
-          overwrite=args.overwrite, quiet=args.quiet)
+          overwrite=args.overwrite, quiet=args.quiet, store=False if args.no_store else (args.store or True))
     return 0
 
 
@@ -193,6 +195,91 @@ def cmd_predict(args) -> int:
         for rank, (name, p) in enumerate(item["top"], 1):
             print(f"  {rank}. {name:16s} {p:.3f}")
     return 0
+
+
+def _store(args):
+    from .track.store import Store
+    return Store(args.store)
+
+
+def cmd_runs(args) -> int:
+    from .track.compare import LIST_COLUMNS, select, table
+    store = _store(args)
+    action = args.runs_command or "list"
+    if action == "list":
+        sort = f"-{args.sort.lstrip('-')}" if args.sort and args.desc else args.sort
+        runs = select(store.runs(), args.filter, sort)
+        print(table(runs, LIST_COLUMNS) if runs else f"no runs recorded in {store.path}")
+    elif action == "show":
+        run = store.find(args.run)
+        for key, value in run.items():
+            if key not in ("config", "result"):
+                print(f"{key:17s} {value}")
+        rows = store.metrics(run["id"])
+        if rows:
+            print()
+            print(table(rows, ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds")))
+    elif action == "reindex":
+        root = args.root or store.path.parent
+        print(f"indexed {store.reindex(root)} runs from {root} into {store.path}")
+    elif action == "tag":
+        run = store.find(args.run)
+        tags = set(run["tags"]) | set(args.tags)
+        tags -= set(args.remove or [])
+        store.set_tags(run["id"], sorted(tags))
+        print(f"{run['id']}: tags {', '.join(sorted(tags)) or '(none)'}")
+    elif action == "note":
+        run = store.find(args.run)
+        store.set_note(run["id"], " ".join(args.text))
+        print(f"{run['id']}: note saved")
+    elif action == "export":
+        import csv
+        import io
+        from .fsutil import write_text
+        runs = store.runs()
+        columns = [c for c in (runs[0] if runs else {}) if c not in ("config", "result")]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for r in runs:
+            writer.writerow({**r, "tags": ",".join(r["tags"])})
+        write_text(args.out, buffer.getvalue())
+        print(f"wrote {len(runs)} runs to {args.out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .track.compare import compare
+    from .viz.curves import plot_curves
+    store = _store(args)
+    runs = [store.find(ref) for ref in args.runs]
+    if len(runs) < 2:
+        raise UserError("compare needs at least two runs")
+    config_table, result_table = compare(runs)
+    print("Config keys that differ:")
+    print(config_table)
+    print()
+    print("Results:")
+    print(result_table)
+    out = Path(args.out or "compare.png")
+    plot_curves({r["id"]: store.metrics(r["id"]) for r in runs}, out, "compare")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .viz.report import write_report
+    path = write_report(_resolve_run_dir(args.run, args.store), args.image, args.format)
+    print(f"wrote {path}")
+    return 0
+
+
+def _resolve_run_dir(ref: str, store_path) -> str:
+    """A run directory path, or a run name from the store."""
+    if Path(ref).is_dir():
+        return ref
+    from .track.store import Store
+    return Store(store_path).find(ref)["path"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +324,40 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batch", type=int, default=64, help="images in the batch to memorise")
         p.set_defaults(func=func)
 
+    p = sub.add_parser("runs", help="the recorded runs: list, show, tag, note, reindex, export")
+    p.add_argument("--store", help="the run store (default runs/cnnlab.db, or CNNLAB_STORE)")
+    p.add_argument("--filter", action="append", metavar="EXPR", help="e.g. data=cifar10, test_acc>0.8, tag=x, model~res")
+    p.add_argument("--sort", help="field to sort by (e.g. test_acc); --sort=-test_acc or --desc for descending")
+    p.add_argument("--desc", action="store_true", help="sort descending")
+    p.set_defaults(func=cmd_runs, runs_command=None)
+    runs = p.add_subparsers(dest="runs_command")
+    q = runs.add_parser("show", help="one run: its fields and per-epoch metrics")
+    q.add_argument("run")
+    q = runs.add_parser("reindex", help="rebuild the store from the run directories")
+    q.add_argument("root", nargs="?", help="folder of run directories (default: the store's folder)")
+    q = runs.add_parser("tag", help="add (or --remove) tags")
+    q.add_argument("run")
+    q.add_argument("tags", nargs="*")
+    q.add_argument("--remove", action="append")
+    q = runs.add_parser("note", help="attach a free-text note")
+    q.add_argument("run")
+    q.add_argument("text", nargs="+")
+    q = runs.add_parser("export", help="write the store as CSV")
+    q.add_argument("out")
+
+    p = sub.add_parser("compare", help="config differences, results, and overlaid curves of several runs")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--store")
+    p.add_argument("--out", help="PNG path for the overlaid curves (default compare.png)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="write report.html (or --format png figures) into a run directory")
+    p.add_argument("run", help="run directory or run name")
+    p.add_argument("--image", type=int, default=0, help="test image index for the feature maps")
+    p.add_argument("--format", choices=["html", "png"], default="html")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("models", help="list the named architectures")
     p.add_argument("pattern", nargs="?", default="*")
     p.set_defaults(func=cmd_models)
@@ -272,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-root", help="parent of new run directories (default runs/, or CNNLAB_RUNS)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
     p.add_argument("--quiet", action="store_true", help="print only the final result")
+    p.add_argument("--store", help="record the run in this SQLite store (default runs/cnnlab.db, or CNNLAB_STORE)")
+    p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
+    p.add_argument("--tensorboard", action="store_true", help="also log to <run>/tensorboard")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")

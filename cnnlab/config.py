@@ -59,6 +59,7 @@ DEFAULTS: dict = {
     "tta": True,                  # test-time flip averaging when training uses horizontal flips
     "early_stopping": {"patience": None, "monitor": "val_loss"},  # only with a validation split
     "threads": None,              # torch CPU threads; default: what torch picks
+    "tensorboard": False,         # also log scalars to <run>/tensorboard (needs `pip install tensorboard`)
 }
 
 AUGMENT_KEYS = {

@@ -119,7 +119,7 @@ def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
                         f"{label} loss lowest ({ev_loss[best_loss_i]:.3f}) at epoch {ev_rows[best_loss_i]['epoch']}"])
 
     # 5. still improving: the evaluation curve was still climbing at the end
-    tail = max(2, n // 5)
+    tail = max(1, n // 5)
     if len(ev_acc) > tail:
         slope = (ev_acc[-1] - ev_acc[-1 - tail]) / tail
         if slope > 0.004 and best_i >= len(ev_acc) - 2:

@@ -153,6 +153,34 @@ class RunWriter:
         write_metrics(self.dir / "metrics.csv", trainer.history)  # the NaN row, for the doctor; checkpoint kept
 
 
+class StoreWriter:
+    """Indexes the run in the SQLite store as it goes. The store is an index: if it cannot be written, the
+    run carries on (its directory holds everything) and `cnnlab runs reindex` recovers it."""
+
+    def __init__(self, session: "Session", store):
+        self.session, self.store = session, store
+
+    def _safely(self, action) -> None:
+        try:
+            action()
+        except UserError as exc:
+            self.session.log(f"warning: {exc}")
+
+    def on_fit_start(self, trainer) -> None:
+        s = self.session
+        self._safely(lambda: self.store.record_start(s.dir, s.cfg, s.summary.as_dict() | {"params_trainable": s.summary.trainable}, s.data.name))
+        for row in trainer.history:  # a resumed run re-records its epochs (and drops any after the checkpoint)
+            self._safely(lambda row=row: self.store.record_epoch(s.dir.name, row))
+
+    def on_epoch_end(self, trainer) -> None:
+        self._safely(lambda: self.store.record_epoch(self.session.dir.name, trainer.history[-1]))
+
+    on_diverged = on_epoch_end
+
+    def on_result(self, result: dict) -> None:
+        self._safely(lambda: self.store.record_result(self.session.dir.name, result))
+
+
 # ---------------------------------------------------------------------------- assembling a run
 
 def _versions() -> dict:
@@ -224,7 +252,8 @@ def _inline_model(cfg: dict) -> None:
 class Session:
     """Everything a run needs in memory: config, data, model, placement, augmenter, trainer."""
 
-    def __init__(self, cfg: dict, run_dir: Path | None, quiet: bool, resume_state: dict | None = None, log=None):
+    def __init__(self, cfg: dict, run_dir: Path | None, quiet: bool, resume_state: dict | None = None, log=None,
+                 store=None):
         self.cfg, self.dir = cfg, run_dir  # dir may be set later: nothing is written before fit starts
         self.progress = Progress(quiet=quiet)
         self.log = log or self.progress.write
@@ -242,8 +271,14 @@ class Session:
         self.mean, self.std = self.data.channel_stats()
         self.augmenter = Augmenter(cfg["augment"], self.mean, self.std, self.placement.device,
                                    self.placement.channels_last)
-        self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement,
-                               callbacks=[RunWriter(self), self.progress])
+        callbacks = [RunWriter(self), self.progress]
+        self.store_writer = StoreWriter(self, store) if store is not None else None
+        if self.store_writer:
+            callbacks.append(self.store_writer)
+        if cfg.get("tensorboard"):
+            from ..track.tensorboard import TensorBoardLogger
+            callbacks.append(TensorBoardLogger(self))
+        self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, callbacks=callbacks)
         if resume_state is not None:
             self.trainer.load_state_dict(resume_state)
 
@@ -287,6 +322,8 @@ class Session:
         if message or t.stop_reason:
             result["message"] = message or t.stop_reason
         write_text(self.dir / "result.json", json.dumps(result, indent=2))
+        if self.store_writer:
+            self.store_writer.on_result(result)
         if t.history:
             plot_curves({self.summary.name: t.history}, self.dir / "curves.png",
                         f"{self.summary.name} on {self.data.name}")
@@ -316,7 +353,9 @@ class Session:
         line = f"Test accuracy {result['test_acc']:.4f}"
         if "test_acc_tta" in result:
             line += f" ({result['test_acc_tta']:.4f} with flip TTA)"
-        self.log(f"{line} after {self.trainer.epoch} epochs in {fmt_seconds(self.trainer.elapsed)}  ->  {self.dir}")
+        # the one line --quiet keeps: what a log needs
+        print(f"{line} after {self.trainer.epoch} epochs in {fmt_seconds(self.trainer.elapsed)}  ->  {self.dir}",
+              flush=True)
         return Run(self.dir)
 
 
@@ -339,19 +378,31 @@ def prepare_config(config=None, overrides: list[str] | None = None, flags: dict 
 
 
 def train(config=None, overrides: list[str] | None = None, flags: dict | None = None, run_dir: str | None = None,
-          runs_root: str | None = None, overwrite: bool = False, quiet: bool = False) -> Run:
-    """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; returns the finished Run."""
+          runs_root: str | None = None, overwrite: bool = False, quiet: bool = False, store=True) -> Run:
+    """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; returns the finished Run.
+
+    `store`: True records the run in the default store (runs/cnnlab.db), a path records it there, False not at all.
+    """
     cfg = prepare_config(config, overrides, flags)
     if run_dir and Path(run_dir).exists() and any(Path(run_dir).iterdir()) and not overwrite:
         new_run_dir(cfg, run_dir, runs_root, overwrite)  # raises 'already exists' before any work
     # Load the data and build the model first: bad input fails before a run directory is claimed.
-    session = Session(cfg, None, quiet)
+    session = Session(cfg, None, quiet, store=_open_store(store, runs_root))
     session.dir = new_run_dir(cfg, run_dir, runs_root, overwrite)
     session.write_start_files()
     return session.run()
 
 
-def resume(run_dir: str | os.PathLike, quiet: bool = False) -> Run:
+def _open_store(store, runs_root=None):
+    if store is False or store is None:
+        return None
+    from ..track.store import Store
+    if store is True:
+        return Store(Path(runs_root) / "cnnlab.db" if runs_root else None)
+    return Store(store)
+
+
+def resume(run_dir: str | os.PathLike, quiet: bool = False, store=True) -> Run:
     """Continue a run from its last checkpoint; with a fixed seed on the CPU it ends as if never stopped."""
     run_dir = Path(run_dir)
     import yaml
@@ -365,7 +416,7 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False) -> Run:
             state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 — a damaged file is the user's to know about
             raise UserError(f"{checkpoint}: cannot be read ({exc}); the run cannot resume from it") from None
-    session = Session(cfg, run_dir, quiet, resume_state=state)
+    session = Session(cfg, run_dir, quiet, resume_state=state, store=_open_store(store))
     if state is not None and state["epoch"] >= cfg["epochs"] and (run_dir / "result.json").exists() \
             and json.loads((run_dir / "result.json").read_text()).get("status") == "finished":
         session.log(f"{run_dir} already finished all {cfg['epochs']} epochs; nothing to resume")

@@ -6,6 +6,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..fsutil import atomic_path  # noqa: E402
@@ -31,6 +32,7 @@ def plot_curves(runs: dict[str, list[dict]], path: str | Path, title: str = "") 
                     ax.plot(xs, ys, style, color=color, ms=3, label=f"{name}{prefix}")
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

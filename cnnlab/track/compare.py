@@ -1,0 +1,92 @@
+"""Tables over recorded runs: the run list with filters, and side-by-side comparison of a few runs."""
+from __future__ import annotations
+
+import json
+import re
+
+from ..errors import UserError, closest
+
+LIST_COLUMNS = ("id", "model", "data", "epochs_completed", "params", "test_acc", "final_acc", "wall_time_s",
+                "status", "tags")
+FILTER = re.compile(r"^([a-z_]+)\s*(>=|<=|!=|=|>|<|~)\s*(.*)$")
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "model":
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+    return out
+
+
+def _match(run: dict, expr: str) -> bool:
+    m = FILTER.match(expr.strip())
+    if not m:
+        raise UserError(f"--filter '{expr}': expected KEY OP VALUE with OP one of = != > < >= <= ~ "
+                        "(e.g. data=cifar10, test_acc>0.8, tag=baseline, model~resnet)")
+    key, op, want = m.groups()
+    if key == "tag":
+        return want in run["tags"] if op in ("=", "~") else want not in run["tags"]
+    if key not in run:
+        raise UserError(f"--filter '{expr}': unknown field '{key}'{closest(key, run)}; valid: "
+                        f"{', '.join(k for k in run if k not in ('config', 'result'))}, tag")
+    have = run[key]
+    if op == "~":
+        return want.lower() in str(have).lower()
+    if op in ("=", "!="):
+        return (str(have) == want) == (op == "=")
+    if have is None:
+        return False
+    try:
+        have, want_n = float(have), float(want)
+    except ValueError:
+        raise UserError(f"--filter '{expr}': {key} is not a number") from None
+    return {">": have > want_n, "<": have < want_n, ">=": have >= want_n, "<=": have <= want_n}[op]
+
+
+def select(runs: list[dict], filters: list[str] | None, sort: str | None) -> list[dict]:
+    runs = [r for r in runs if all(_match(r, f) for f in filters or [])]
+    if sort:
+        key, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
+        if runs and key not in runs[0]:
+            raise UserError(f"--sort '{key}': unknown field{closest(key, runs[0])}")
+        runs.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=reverse)
+    return runs
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) <= 1 else f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def table(rows: list[dict], columns: tuple | list, headers: list[str] | None = None) -> str:
+    headers = headers or [c.replace("_", " ") for c in columns]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells])
+
+
+def compare(runs: list[dict]) -> tuple[str, str]:
+    """(config keys that differ, results side by side) as two text tables."""
+    flat = [flatten(json.loads(r["config"] or "{}")) for r in runs]
+    keys = sorted(set().union(*flat))
+    differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1
+              and k != "name"]
+    config_rows = [{"key": k, **{r["id"]: f.get(k) for r, f in zip(runs, flat)}} for k in differ]
+    ids = [r["id"] for r in runs]
+    config_table = table(config_rows, ["key"] + ids) if differ else "(the configs are identical)"
+    result_keys = ("model", "data", "epochs_completed", "params", "macs", "test_acc", "final_acc", "val_acc",
+                   "wall_time_s", "device", "status")
+    result_rows = [{"result": k, **{r["id"]: r.get(k) for r in runs}} for k in result_keys]
+    return config_table, table(result_rows, ["result"] + ids)
