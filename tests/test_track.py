@@ -157,3 +157,14 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
         assert img.size == (1200, 3000)
         colours = img.convert("L").getextrema()
         assert colours[0] < 50 and colours[1] > 200  # text and figures on a white page, not a blank one
+
+
+def test_tensorboard_logging(data_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "tb"
+    assert main(["train", "--data", "mnist", "--data-dir", str(data_dir), "--model", "tutorial", "--epochs", "1",
+                 "--batch-size", "32", "--run-dir", str(run), "--tensorboard", "--quiet"]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/acc", "test/test_acc"} <= set(events.Tags()["scalars"])
