@@ -71,16 +71,18 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def _overrides(args) -> list[str]:
+    """--set pairs plus the shortcut flags (--data, --data-dir, --model) as overrides, shortcuts last."""
+    overrides = list(args.set or [])
+    for flag, key in (("data", "data.name"), ("data_dir", "data.dir"), ("model", "model")):
+        if getattr(args, flag, None):
+            overrides.append(f"{key}={getattr(args, flag)}")
+    return overrides
+
+
 def _session(args):
     from .train.run import Session, prepare_config
-    overrides = list(args.set or [])
-    if args.data:
-        overrides.append(f"data.name={args.data}")
-    if args.data_dir:
-        overrides.append(f"data.dir={args.data_dir}")
-    if args.model:
-        overrides.append(f"model={args.model}")
-    cfg = prepare_config(args.config, overrides, {"batch_size": getattr(args, "batch_size", None)})
+    cfg = prepare_config(args.config, _overrides(args), {"batch_size": getattr(args, "batch_size", None)})
     return Session(cfg, None, quiet=True)
 
 
@@ -151,13 +153,7 @@ def cmd_data_show(args) -> int:
 
 def cmd_train(args) -> int:
     from .train import train
-    overrides = list(args.set or [])
-    if args.data:
-        overrides.append(f"data.name={args.data}")
-    if args.data_dir:
-        overrides.append(f"data.dir={args.data_dir}")
-    if args.model:
-        overrides.append(f"model={args.model}")
+    overrides = _overrides(args)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
              "seed": args.seed, "precision": args.precision}
     if args.tensorboard:

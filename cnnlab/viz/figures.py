@@ -54,19 +54,9 @@ def confusion_figure(cm: np.ndarray, classes: list[str]) -> bytes:
 
 
 def wrong_grid(images: torch.Tensor, titles: list[str], columns: int = 8) -> bytes:
-    n = len(images)
-    rows = max(1, math.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 2.0), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            img = images[i].permute(1, 2, 0).numpy()
-            ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1 else None,
-                      interpolation="nearest")
-            ax.set_title(titles[i], fontsize=6.5)
-    fig.suptitle("Most confidently wrong test images (true -> predicted, confidence)", fontsize=9)
-    fig.tight_layout()
-    return _png(fig)
+    from .grid import grid_figure
+    return _png(grid_figure(images, titles, columns, "Most confidently wrong test images (true -> predicted, "
+                            "confidence)", fontsize=6.5))
 
 
 def filters_figure(weight: torch.Tensor) -> bytes:
