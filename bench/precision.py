@@ -51,9 +51,15 @@ def main():
     shape = tuple(int(s) for s in args.input.split(","))
     import yaml
     from pathlib import Path
-    spec = yaml.safe_load(Path(args.model).read_text())["model"] if args.model.endswith(".yaml") else args.model
+    spec = yaml.safe_load(Path(args.model).read_text()) if args.model.endswith(".yaml") else args.model
+    if isinstance(spec, dict) and "model" in spec:  # a train config: its model
+        spec = spec["model"]
     settings = [("fp32 NCHW", None, False), ("fp32 channels_last", None, True),
                 ("bf16 NCHW", torch.bfloat16, False), ("bf16 channels_last", torch.bfloat16, True)]
+    from cnnlab.models.summary import summarize
+    macs = summarize(build_model(spec, shape, 10)).macs
+    print(f"model {args.model}: {macs / 1e6:.1f} M MACs per image forward (~{6 * macs / 1e9:.2f} GFLOP per "
+          "training image, forward + backward)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 support: {cpu_has_bf16()}")
     results = {name: [] for name, _, _ in settings}
@@ -65,7 +71,8 @@ def main():
     base = statistics.median(results["fp32 NCHW"])
     for name, values in results.items():
         med = statistics.median(values)
-        print(f"{name:20s} {med:8.0f} img/s   x{med / base:.2f}   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+        print(f"{name:20s} {med:8.0f} img/s   x{med / base:.2f}   {med * 6 * macs / 1e9:6.1f} GFLOPS   "
+              f"(runs: {', '.join(f'{v:.0f}' for v in values)})")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,18 @@ def test_real_fashion_mnist_from_shared():
     ds = load_dataset("fashion-mnist", SHARED)
     assert ds.train_x.shape == (60000, 1, 28, 28) and ds.test_x.shape == (10000, 1, 28, 28)
     assert ds.classes[9] == "ankle boot"
+
+
+def test_cifar100_layout(tmp_path):
+    import pickle
+    from conftest import pattern_images
+    folder = tmp_path / "d" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, n in (("train", 300), ("test", 100)):
+        x, y = pattern_images(n, 3, 32, 100, seed=len(name))
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": x.reshape(n, -1), "fine_labels": y.tolist(), "coarse_labels": [0] * n}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
+    ds = load_dataset("cifar100", tmp_path / "d")
+    assert ds.num_classes == 100 and ds.classes[7] == "c7" and ds.train_x.shape == (300, 3, 32, 32)

@@ -171,3 +171,11 @@ def test_summary_data_info_and_show(data_dir, tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert cli("summary", "nonsense-model") == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating(data_dir, tmp_path, capsys):
+    code = cli("train", "--data", "cifar10", "--data-dir", data_dir, "--set",
+               "model=[flatten, {dense: 2000000}, {dense: 10}]", "--run-dir", tmp_path / "big")
+    err = capsys.readouterr().err
+    assert code == 2 and "GB for batch_size 128" in err and "lower batch_size" in err
+    assert not (tmp_path / "big").exists()

@@ -1,6 +1,7 @@
 """The model summary as data (rows and totals) and as the table Keras and torchsummary users know."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -96,7 +97,7 @@ def summarize(model: nn.Module) -> Summary:
     name = (getattr(model, "spec", None) or {}).get("name") or (model.spec or {}).get("module", "model")
     rows = _spec_rows(model.infos) if isinstance(model, SpecModel) else _hooked_rows(model, input_shape)
     trainable, non_trainable = count_params(model)
-    activations = sum(int(torch.tensor(r.out_shape).prod()) for r in rows if r.depth == 0)
+    activations = sum(math.prod(r.out_shape) for r in rows if r.depth == 0)
     macs = sum(r.macs for r in rows)
     return Summary(str(name), input_shape, model.num_classes, rows, trainable, non_trainable, macs, activations)
 

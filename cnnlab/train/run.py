@@ -262,9 +262,11 @@ class Session:
         torch.manual_seed(cfg["seed"])
         self.placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
         self.data = prepare_data(cfg)
+        with torch.device("meta"):  # sizes first, allocating nothing: a model too big for memory fails here
+            _check_memory(summarize(build_model(cfg["model"], self.data.input_shape, self.data.num_classes)),
+                          cfg, self.placement)
         self.model = build_model(cfg["model"], self.data.input_shape, self.data.num_classes)
         self.summary = summarize(self.model)
-        _check_memory(self.summary, cfg, self.placement)
         self.model.to(self.placement.device)
         if self.placement.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -295,7 +297,7 @@ class Session:
         from safetensors.torch import save_file
         t = self.trainer
         result = {"status": status, "epochs_completed": t.epoch, "epochs": self.cfg["epochs"]}
-        if t.epoch > 0 and status != "diverged":
+        if t.epoch > 0 and status == "finished":  # an interrupted run's state is its checkpoint
             tta = bool(self.cfg["tta"]) and self.augmenter.flips_horizontally
             plain = evaluate(self.model, self.data.test_x, self.data.test_y, self.augmenter, self.placement,
                              self.cfg["eval_batch_size"], probabilities=t.probabilities)
