@@ -124,7 +124,7 @@ def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
         slope = (ev_acc[-1] - ev_acc[-1 - tail]) / tail
         if slope > 0.004 and best_i >= len(ev_acc) - 2:
             return Verdict("still-improving", f"{label} accuracy rose {slope * 100:.1f} points per epoch over the "
-                           f"last {tail} epochs, to {ev_acc[-1]:.3f}, and had not levelled off",
+                           f"last {tail} epoch{'s' if tail > 1 else ''}, to {ev_acc[-1]:.3f}, and had not levelled off",
                            [f"train longer: --epochs {int(n * 2)} (the schedule stretches with it)",
                             "then check again for over- or underfitting"])
 

@@ -349,15 +349,14 @@ class Session:
         result = self.finish("finished")
         if self.trainer.stop_reason:
             self.log(self.trainer.stop_reason)
-        from ..diagnose.doctor import diagnose
-        verdict = diagnose(self.trainer.history, self.data.num_classes)
-        self.log(verdict.render())
         line = f"Test accuracy {result['test_acc']:.4f}"
         if "test_acc_tta" in result:
             line += f" ({result['test_acc_tta']:.4f} with flip TTA)"
         # the one line --quiet keeps: what a log needs
         print(f"{line} after {self.trainer.epoch} epochs in {fmt_seconds(self.trainer.elapsed)}  ->  {self.dir}",
               flush=True)
+        from ..diagnose.doctor import diagnose
+        self.log(diagnose(self.trainer.history, self.data.num_classes).render())
         return Run(self.dir)
 
 
