@@ -174,3 +174,9 @@ def test_a_users_own_module(monkeypatch):
     assert [r.layer for r in rows] == ["features (Sequential)", "head (Linear)"]
     with pytest.raises(UserError, match="cannot import 'no_such_pkg'"):
         build_model({"module": "no_such_pkg:Net"}, (1, 28, 28), 10)
+
+
+def test_dense_classes_adapts_to_the_data_set():
+    spec = [{"conv": 4}, "global_avgpool", {"dense": "classes"}]
+    assert build_model(spec, (3, 8, 8), 7)(torch.zeros(1, 3, 8, 8)).shape == (1, 7)
+    assert build_model(spec, (1, 8, 8), 100)(torch.zeros(1, 1, 8, 8)).shape == (1, 100)

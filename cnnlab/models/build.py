@@ -140,7 +140,7 @@ def build_model(spec, input_shape, num_classes: int) -> nn.Module:
     layers = data["layers"]
     if not isinstance(layers, list) or not layers:
         raise UserError(f"{located.where(('layers',))}: `layers` must be a non-empty list")
-    infos, out = build_layers(layers, input_shape, BuildContext(located.where, ("layers",)))
+    infos, out = build_layers(layers, input_shape, BuildContext(located.where, ("layers",), num_classes))
     last = f"{located.where(('layers', len(layers) - 1))}: layer {len(layers)}"
     if len(out) != 1:
         raise UserError(f"{last}: the model ends with a {fmt_shape(out)} feature map; add `flatten` or "

@@ -70,6 +70,7 @@ class LayerInfo:
 class BuildContext:
     where: callable = lambda path: "model"  # (path tuple) -> "file line N"; set by the spec loader
     path: tuple = ("layers",)
+    num_classes: int | None = None  # what `dense: classes` means
 
 
 # ------------------------------------------------------------------ torch pieces the language needs
@@ -301,7 +302,9 @@ def _flatten(a, shape, ctx, where):
 
 
 def _dense(a, shape, ctx, where):
-    units = _positive_int(a["units"], "units", where)
+    # `dense: classes` is the data set's class count, so one model file fits any data set
+    units = ctx.num_classes if a["units"] in ("classes", "num_classes") and ctx.num_classes else a["units"]
+    units = _positive_int(units, "units", where)
     max_norm = a["max_norm"]
     if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or max_norm <= 0):
         raise LayerError(f"{where}: dense max_norm must be a positive number, got {max_norm!r}")
@@ -356,7 +359,7 @@ def _residual(a, shape, ctx, where, index):
     inner = a["layers"]
     if not isinstance(inner, list) or not inner:
         raise LayerError(f"{where}: residual needs `layers:` with a non-empty list of layers")
-    sub = BuildContext(ctx.where, ctx.path + ("layers",))
+    sub = BuildContext(ctx.where, ctx.path + ("layers",), ctx.num_classes)
     children, out = build_layers(inner, shape, sub, prefix=f"{index}.")
     body = nn.Sequential(*[c.module for c in children])
     projection, proj_macs = None, 0
@@ -392,7 +395,8 @@ def build_layers(entries: list, shape: Shape, ctx: BuildContext, prefix: str = "
         kind, args = normalise_entry(entry, where)
         children: list[LayerInfo] = []
         if kind == "residual":
-            module, out, desc, macs, children = _residual(args, shape, BuildContext(ctx.where, path + (kind,)), where, index)
+            module, out, desc, macs, children = _residual(args, shape, BuildContext(ctx.where, path + (kind,),
+                                                                                   ctx.num_classes), where, index)
             modules = [module]
         elif kind in ("maxpool", "avgpool"):
             modules, out, desc, macs = _pool(args, shape, ctx, where, kind)
