@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fp32-only", action="store_true", help="skip bf16 (emulated and ~10x slower on AVX2 CPUs)")
     args = parser.parse_args()
     shape = tuple(int(s) for s in args.input.split(","))
     import yaml
@@ -62,6 +63,8 @@ def main():
           "training image, forward + backward)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 support: {cpu_has_bf16()}")
+    if args.fp32_only:
+        settings = settings[:2]
     results = {name: [] for name, _, _ in settings}
     for _ in range(args.repeats):  # interleaved, so machine noise hits every setting alike
         for name, dtype, cl in settings:

@@ -74,8 +74,10 @@ def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
                         "(`cnnlab lint`)"])
 
     # 2. learning rate too high: training loss rises or oscillates
-    rises = [i for i in range(1, n) if losses[i] > losses[i - 1] * 1.02]
-    if n >= 3 and (losses[-1] > min(losses) * 1.15 or len(rises) >= max(2, (n - 1) // 2)):
+    # (rises must also be large in absolute terms: a loss near zero wobbles by ratios that mean nothing)
+    rises = [i for i in range(1, n) if losses[i] > losses[i - 1] * 1.02 and losses[i] - losses[i - 1] > 0.02]
+    ended_high = losses[-1] > min(losses) * 1.15 and losses[-1] - min(losses) > 0.05
+    if n >= 3 and (ended_high or len(rises) >= max(2, (n - 1) // 2)):
         worst = max(rises, key=lambda i: losses[i] - losses[i - 1]) if rises else n - 1
         return Verdict("lr-too-high", f"the training loss rose in {len(rises)} of {n - 1} epochs (e.g. "
                        f"{losses[worst - 1]:.3f} -> {losses[worst]:.3f} at epoch {rows[worst]['epoch']}) and ends at "
