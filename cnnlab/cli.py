@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import UserError
 
 
-def _add_data_args(p, name_default=None):
+def _add_data_args(p):
     p.add_argument("--data-dir", help="folder holding <set>/ sub-folders (else CNNLAB_DATA_DIR, the cache, a download)")
     p.add_argument("--root", help="imagefolder: ROOT/<class>/*.png")
 

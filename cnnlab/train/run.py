@@ -168,7 +168,7 @@ class StoreWriter:
 
     def on_fit_start(self, trainer) -> None:
         s = self.session
-        self._safely(lambda: self.store.record_start(s.dir, s.cfg, s.summary.as_dict() | {"params_trainable": s.summary.trainable}, s.data.name))
+        self._safely(lambda: self.store.record_start(s.dir, s.cfg, s.summary.as_dict(), s.data.name))
         for row in trainer.history:  # a resumed run re-records its epochs (and drops any after the checkpoint)
             self._safely(lambda row=row: self.store.record_epoch(s.dir.name, row))
 
