@@ -65,8 +65,9 @@ def cmd_lint(args) -> int:
 def cmd_doctor(args) -> int:
     from .diagnose.doctor import diagnose
     from .train import Run
+    from .diagnose.facts import facts_for_run
     run = Run(args.run_dir)
-    verdict = diagnose(run.metrics, len(run.data_info["classes"]))
+    verdict = diagnose(run.metrics, len(run.data_info["classes"]), facts_for_run(run))
     print(json.dumps(verdict.as_dict(), indent=2) if args.json else verdict.render())
     return 0
 

@@ -86,6 +86,31 @@ def test_doctor_lr_too_low():
     assert v.regime == "lr-too-low" and "raise the learning rate" in v.prescriptions[0]
 
 
+def test_doctor_tells_a_network_knocked_dead_by_a_huge_rate_from_a_broken_one():
+    # real curve: SGD lr 0.9 on Fashion-MNIST (bench/doctor_regimes.py)
+    r = rows([2.6525, 2.3114, 2.3112, 2.3111, 2.3105, 2.3101, 2.3104, 2.3136],
+             [0.101, 0.097, 0.102, 0.100, 0.099, 0.101, 0.101, 0.100], [2.31] * 8, [0.1] * 8)
+    for row in r:
+        row["lr"] = 0.9
+    v = diagnose(r)
+    assert v.regime == "lr-too-high" and "2.652" in v.headline and "0.9" in v.headline
+    assert "lower the learning rate" in v.prescriptions[0]
+    # it learned first, then collapsed
+    v = diagnose(rows([1.9, 2.31, 2.31], [0.35, 0.10, 0.10], [2.3] * 3, [0.1] * 3))
+    assert v.regime == "lr-too-high" and "0.350" in v.headline
+
+
+def test_doctor_tells_a_tiny_rate_at_chance_from_a_dead_network():
+    # real curves: SGD lr 1e-5 (falls every epoch) and a saturated-sigmoid network (wanders)
+    tiny = rows([2.30814, 2.30803, 2.30795, 2.30781, 2.3077], [0.0998, 0.0998, 0.1004, 0.1002, 0.0998],
+                [2.308] * 5, [0.096] * 5)
+    v = diagnose(tiny)
+    assert v.regime == "lr-too-low" and "every one of 5 epochs" in v.headline
+    assert "raise the learning rate" in v.prescriptions[0] and "sanity" in v.prescriptions[1]
+    dead = rows([2.30464, 2.30462, 2.30458, 2.3046], [0.0976] * 4, [2.304] * 4, [0.1] * 4)
+    assert diagnose(dead).regime == "chance"
+
+
 def test_doctor_overfitting_names_the_epoch_and_gap():
     train_acc = [0.5, 0.6, 0.7, 0.8, 0.88, 0.93]
     v = diagnose(rows([1.4, 1.1, 0.8, 0.55, 0.35, 0.2], train_acc,
@@ -100,6 +125,16 @@ def test_doctor_underfitting():
     v = diagnose(rows([1.8, 1.6, 1.55, 1.52, 1.51, 1.5], [0.35, 0.42, 0.44, 0.45, 0.45, 0.45],
                       [1.7, 1.6, 1.56, 1.55, 1.55, 1.55], [0.40, 0.43, 0.44, 0.45, 0.45, 0.45]))
     assert v.regime == "underfitting" and "bigger" in v.prescriptions[0]
+
+
+def test_doctor_a_small_model_still_creeping_up_is_underfitting_first():
+    # real curve: the tutorial net at a tenth of its width on CIFAR-10 (bench/doctor_regimes.py)
+    train = [0.101, 0.211, 0.274, 0.302, 0.310, 0.317, 0.325, 0.337, 0.339, 0.344]
+    test = [0.127, 0.269, 0.307, 0.335, 0.312, 0.335, 0.345, 0.355, 0.364, 0.372]
+    v = diagnose(rows([2.31, 2.15, 2.02, 1.97, 1.95, 1.93, 1.92, 1.90, 1.89, 1.88], train,
+                      [2.30, 1.99, 1.86, 1.81, 1.84, 1.79, 1.78, 1.75, 1.75, 1.72], test, prefix="test"))
+    assert v.regime == "underfitting" and "bigger" in v.prescriptions[0]
+    assert "still rising" in v.prescriptions[1]
 
 
 def test_doctor_still_improving():
@@ -155,3 +190,72 @@ def test_doctor_sanity_and_lr_find_commands(data_dir, tmp_path, capsys):
     png = tmp_path / "lr.png"
     assert main(["lr-find", *base, "--steps", "30", "--batch-size", "32", "--out", str(png)]) == 0
     assert "Suggested learning rate:" in capsys.readouterr().out and png.exists()
+
+
+# ---- the doctor with the run's facts: prescriptions name this model's layers and recipe
+
+def _facts(layers, config_updates=None, data="cifar10"):
+    from cnnlab.diagnose.facts import run_facts
+    from cnnlab.train.run import prepare_config
+    cfg = prepare_config({"model": layers, "data": {"name": data}, **(config_updates or {})})
+    return run_facts(build_model(layers, (3, 32, 32), 10), cfg, data)
+
+
+def test_run_facts_of_the_keras_example():
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "keras-cifar10.yaml"
+    from cnnlab.diagnose.facts import run_facts
+    from cnnlab.train.run import prepare_config
+    cfg = prepare_config(str(example))
+    facts = run_facts(build_model(cfg["model"], (3, 32, 32), 10), cfg, "cifar10")
+    assert facts["dropout"] == [{"layer": "6", "rate": 0.2}, {"layer": "12", "rate": 0.3},
+                                {"layer": "18", "rate": 0.4}, {"layer": "21", "rate": 0.5},
+                                {"layer": "23", "rate": 0.5}]
+    assert facts["batchnorm"] and facts["conv_filters"] == [32, 32, 64, 64, 128, 128]
+    assert facts["dense_head"]["layer"] == "20" and facts["dense_head"]["share"] == pytest.approx(0.72, abs=0.01)
+    assert facts["augment"] == ["crop", "flip"] and facts["weight_decay"] == 5e-4
+
+
+UNDERFIT = rows([1.8, 1.6, 1.55, 1.52, 1.51, 1.5], [0.35, 0.42, 0.44, 0.45, 0.45, 0.45],
+                [1.7, 1.6, 1.56, 1.55, 1.55, 1.55], [0.40, 0.43, 0.44, 0.45, 0.45, 0.45])
+
+
+def test_underfitting_prescriptions_name_the_heavy_dropout_and_skip_what_the_model_has():
+    facts = _facts([{"conv": CR}, "batchnorm", {"maxpool": 2}, {"dropout": 0.5}, {"conv": {**CR, "filters": 32}},
+                    "global_avgpool", {"dropout": 0.5}, {"dense": 10}])
+    v = diagnose(UNDERFIT, 10, facts)
+    assert v.regime == "underfitting"
+    assert v.prescriptions[0].startswith("halve the heavy dropout (0.5 at layers 4 and 7)")
+    assert "16-32 -> 32-64" in v.prescriptions[1]
+    assert not any("batchnorm" in p for p in v.prescriptions)  # it has BatchNorm already
+    plain = diagnose(UNDERFIT, 10, _facts([{"conv": CR}, {"conv": CR}] + HEAD))
+    assert "bigger" in plain.prescriptions[0] and any("batchnorm" in p for p in plain.prescriptions)
+    assert not any("dropout" in p for p in plain.prescriptions)
+
+
+OVERFIT = rows([1.4, 1.1, 0.8, 0.55, 0.35, 0.2], [0.5, 0.6, 0.7, 0.8, 0.88, 0.93],
+               [1.2, 1.05, 1.0, 1.1, 1.25, 1.4], [0.55, 0.6, 0.63, 0.62, 0.61, 0.61])
+
+
+def test_overfitting_prescriptions_follow_what_the_run_lacked():
+    bare = _facts([{"conv": CR}, "flatten", {"dense": {"units": 256, "activation": "relu"}}, {"dense": 10}],
+                  {"augment": "none", "optimizer": {"weight_decay": 0.0}, "loss": {"label_smoothing": 0.0}})
+    v = diagnose(OVERFIT, 10, bare)
+    assert v.prescriptions[0].startswith("add data augmentation: the run used none")
+    assert "layer 3 (dense 256) holds" in v.prescriptions[1]
+    assert any("weight_decay 5e-4 (the run used none)" in p for p in v.prescriptions)
+    assert any("add dropout" in p for p in v.prescriptions)
+    dressed = _facts([{"conv": CR}, {"dropout": 0.3}] + HEAD)
+    v = diagnose(OVERFIT, 10, dressed)
+    assert v.prescriptions[0].startswith("strengthen the augmentation (now crop, flip)")
+    assert not any("weight decay" in p or "add dropout" in p or "dense head" in p for p in v.prescriptions)
+
+
+def test_run_facts_read_a_users_own_module():
+    import torch.nn as nn
+    from cnnlab.diagnose.facts import run_facts
+    from cnnlab.train.run import prepare_config
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.4), nn.Flatten(), nn.LazyLinear(10))
+    facts = run_facts(net, prepare_config({"data": {"name": "cifar10"}}), "cifar10")
+    assert facts["dropout"] == [{"layer": "2", "rate": 0.4}] and facts["conv_filters"] == [8]
+    assert not facts["batchnorm"]

@@ -1,7 +1,8 @@
 """The run doctor: classify a run from its metrics table and prescribe the next experiment.
 
-`diagnose(rows, num_classes)` is a pure function of the per-epoch rows that `metrics.csv` holds, so it is
-tested on made-up curves as well as on real runs. The evaluation curve is the validation split when the run
+`diagnose(rows, num_classes, facts)` is a pure function of the per-epoch rows that `metrics.csv` holds (and,
+when given, the model's regularisers and recipe from `facts.run_facts`, so prescriptions name this model's
+layers), so it is tested on made-up curves as well as on real runs. The evaluation curve is the validation split when the run
 had one, else the per-epoch test evaluation (used here only to describe the run, never to choose anything).
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
+def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None) -> Verdict:
     if not rows:
         return Verdict("no-data", "the run has no finished epoch to read", ["train at least one epoch"])
     bad = next((r for r in rows if not _finite(r.get("loss"))), None)
@@ -62,9 +63,37 @@ def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
     ln_c = math.log(num_classes)
     n = len(rows)
 
-    # 1. stuck at chance: the pipeline or the network is broken, tuning cannot help
+    # 1. stuck at chance. Three causes leave that same flat curve; the epochs around it tell them apart.
     final_eval = last.get(ev) if ev else None
     if accs[-1] < 1.5 * chance and (final_eval is None or final_eval < 1.5 * chance) and losses[-1] > 0.9 * ln_c:
+        lrs = [r["lr"] for r in rows if _finite(r.get("lr"))]
+        lr_note = f" (learning rate {max(lrs):.3g})" if lrs else ""
+        # a network knocked dead by a huge step: early on the loss jumped well above ln(C) or the accuracy was
+        # above chance, then it fell back to a constant guess (seen with SGD lr 0.9 on Fashion-MNIST)
+        spiked = max(losses[:2]) > 1.1 * ln_c
+        learned_then_lost = max(accs) > 2 * chance
+        if n >= 2 and (spiked or learned_then_lost):
+            what = (f"the training loss jumped to {max(losses[:2]):.3f} (above ln({num_classes}) = {ln_c:.3f}) "
+                    if spiked else f"training accuracy reached {max(accs):.3f} ")
+            return Verdict("lr-too-high", f"{what}early on, then the network fell back to chance level "
+                           f"(accuracy {accs[-1]:.3f}, loss {losses[-1]:.3f}): a step this large{lr_note} "
+                           "knocked it into a state where every image gets the same guess",
+                           ["lower the learning rate 10x (run `cnnlab lr-find` to pick one)",
+                            "use a warm-up schedule (schedule.name: onecycle or warmup_cosine)",
+                            "add gradient clipping (--set grad_clip=1.0) and `batchnorm` after the convolutions",
+                            "if a 10x lower rate stays at chance too, run `cnnlab sanity CONFIG`"])
+        # a healthy network with a tiny step: the loss is still at ln(C) but falls in every single epoch;
+        # a dead or broken one wanders (seen: lr 1e-5 fell 2.30814 -> 2.30770 in 5 straight steps; a
+        # saturated-sigmoid net went 2.30464 -> 2.30458 -> 2.30460)
+        steady = n >= 3 and all(losses[i] < losses[i - 1] for i in range(1, n))
+        if steady:
+            return Verdict("lr-too-low", f"the training loss fell in every one of {n} epochs, but only from "
+                           f"{losses[0]:.4f} to {losses[-1]:.4f}, still at ln({num_classes}) = {ln_c:.3f}: the "
+                           f"network learns, far too slowly{lr_note}",
+                           ["raise the learning rate 10-100x (run `cnnlab lr-find` to pick one)",
+                            "if a 10x higher rate leaves the loss at ln(C) too, run `cnnlab sanity CONFIG`: "
+                            "the model or the pipeline is broken",
+                            "use SGD with momentum 0.9 or Adam, with a one-cycle schedule"])
         return Verdict("chance", f"accuracy {accs[-1]:.3f} ({label} {final_eval if final_eval is not None else 'n/a'}) "
                        f"is chance level (1/{num_classes} = {chance:.3f}) and the loss {losses[-1]:.3f} sits at "
                        f"ln({num_classes}) = {ln_c:.3f}: the network outputs the same guess for every image",
@@ -112,11 +141,7 @@ def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
         ev_trend = "falling" if ev_acc[-1] < ev_acc[best_i] - 0.005 else "flat"
         return Verdict("overfitting", f"overfitting since epoch {since}: training accuracy {accs[-1]:.2f} and "
                        f"{train_trend}, {label} {ev_acc[-1]:.2f} and {ev_trend}; gap {gap:.2f}",
-                       ["add data augmentation (augment: crop 4 + flip horizontal for natural images; "
-                        "rotate/scale for more)",
-                        "add weight decay (optimizer.weight_decay: 5e-4) or dropout before the dense head",
-                        "shrink the dense head: `global_avgpool` instead of `flatten`, or fewer units",
-                        "use a validation split with early stopping (data.val_split 0.1, early_stopping.patience 5)"],
+                       _overfitting_prescriptions(facts),
                        [f"best {label} accuracy {ev_acc[best_i]:.3f} at epoch {ev_rows[best_i]['epoch']}; "
                         f"{label} loss lowest ({ev_loss[best_loss_i]:.3f}) at epoch {ev_rows[best_loss_i]['epoch']}"])
 
@@ -124,7 +149,9 @@ def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
     tail = max(1, n // 5)
     if len(ev_acc) > tail:
         slope = (ev_acc[-1] - ev_acc[-1 - tail]) / tail
-        if slope > 0.004 and best_i >= len(ev_acc) - 2:
+        # a model that fits few of its own training images and creeps up slowly is too small first, short second
+        too_small = accs[-1] < 0.7 and gap < 0.03 and slope < 0.015
+        if slope > 0.004 and best_i >= len(ev_acc) - 2 and not too_small:
             return Verdict("still-improving", f"{label} accuracy rose {slope * 100:.1f} points per epoch over the "
                            f"last {tail} epoch{'s' if tail > 1 else ''}, to {ev_acc[-1]:.3f}, and had not levelled off",
                            [f"train longer: --epochs {int(n * 2)} (the schedule stretches with it)",
@@ -132,16 +159,84 @@ def diagnose(rows: list[dict], num_classes: int = 10) -> Verdict:
 
     # 6. underfitting: training itself is not good, and the gap is small
     if accs[-1] < 0.95 and gap < 0.03:
+        still_rising = len(ev_acc) > tail and ev_acc[-1] - ev_acc[-1 - tail] > 0.004 * tail
         return Verdict("underfitting", f"training accuracy {accs[-1]:.2f} is close to {label} accuracy "
                        f"{ev_acc[-1]:.2f} (gap {gap:+.2f}): the model does not fit even the training images",
-                       ["make the model bigger: more filters per conv (double them), or another conv block",
-                        "train longer, or with a higher learning rate",
-                        "remove excess regularisation: dropout above 0.3 in conv blocks, heavy weight decay "
-                        "or augmentation",
-                        "add `batchnorm` after the convolutions"],
+                       _underfitting_prescriptions(facts, still_rising),
                        [f"best {label} accuracy {ev_acc[best_i]:.3f} at epoch {ev_rows[best_i]['epoch']}"])
 
     return Verdict("good-fit", f"training {accs[-1]:.2f} and {label} {ev_acc[-1]:.2f} accuracy (gap {gap:+.2f}); "
                    f"the {label} curve levelled off without turning",
                    ["for more accuracy: a wider or deeper model (e.g. resnet9), with the same recipe",
                     "or more epochs with stronger augmentation (cutout, scale)"])
+
+
+def _layers(items: list[dict]) -> str:
+    """[{'layer': '21', 'rate': 0.5}, {'layer': '23', 'rate': 0.5}] -> '0.5 at layers 21 and 23'."""
+    by_rate: dict[float, list[str]] = {}
+    for d in items:
+        by_rate.setdefault(d["rate"], []).append(d["layer"])
+    parts = []
+    for rate, where in by_rate.items():
+        names = where[0] if len(where) == 1 else ", ".join(where[:-1]) + " and " + where[-1]
+        parts.append(f"{rate:g} at layer{'s' if len(where) > 1 else ''} {names}")
+    return ", ".join(parts)
+
+
+def _underfitting_prescriptions(facts: dict | None, still_rising: bool) -> list[str]:
+    longer = ("train longer (the curve was still rising)" if still_rising
+              else "train longer, or with a higher learning rate")
+    if facts is None:
+        return ["make the model bigger: more filters per conv (double them), or another conv block", longer,
+                "remove excess regularisation: dropout above 0.3 in conv blocks, heavy weight decay or augmentation",
+                "add `batchnorm` after the convolutions"]
+    out = []
+    # the model's own regularisers come first when they are heavy: they hold training accuracy down for free
+    heavy = [d for d in facts["dropout"] if d["rate"] >= 0.3]
+    if heavy:
+        out.append(f"halve the heavy dropout ({_layers(heavy)}): the model cannot fit its training images "
+                   "through it, and it costs nothing to try")
+    if facts["weight_decay"] > 1e-3:
+        out.append(f"lower the weight decay ({facts['weight_decay']:g}) to 5e-4")
+    strong = [k for k in facts["augment"] if k in ("rotate", "scale", "cutout", "translate", "brightness",
+                                                   "channel_shift")]
+    if strong:
+        out.append(f"lighten the augmentation ({', '.join(strong)}): keep crop and flip")
+    filters = list(dict.fromkeys(facts["conv_filters"]))
+    if filters:
+        now = "-".join(str(f) for f in filters)
+        out.append(f"make the model bigger: double the filters of every conv ({now} -> "
+                   f"{'-'.join(str(2 * f) for f in filters)}; about 4x the compute), or add a conv block")
+    else:
+        out.append("make the model bigger: more filters per conv, or another conv block")
+    out.append(longer)
+    if not facts["batchnorm"]:
+        out.append("add `batchnorm` after the convolutions")
+    return out
+
+
+def _overfitting_prescriptions(facts: dict | None) -> list[str]:
+    if facts is None:
+        return ["add data augmentation (augment: crop 4 + flip horizontal for natural images; rotate/scale for more)",
+                "add weight decay (optimizer.weight_decay: 5e-4) or dropout before the dense head",
+                "shrink the dense head: `global_avgpool` instead of `flatten`, or fewer units",
+                "use a validation split with early stopping (data.val_split 0.1, early_stopping.patience 5)"]
+    out = []
+    if not facts["augment"]:
+        out.append("add data augmentation: the run used none (augment: crop 4 + flip horizontal for natural "
+                   "images, crop 2 for digits)")
+    elif "cutout" not in facts["augment"] and "scale" not in facts["augment"]:
+        out.append(f"strengthen the augmentation (now {', '.join(facts['augment'])}): add augment.cutout 8 "
+                   "or augment.scale 0.1")
+    head = facts.get("dense_head")
+    if head:
+        out.append(f"shrink the dense head: layer {head['layer']} (dense {head['units']}) holds "
+                   f"{head['share']:.0%} of the parameters; use `global_avgpool` instead of `flatten`, or fewer units")
+    if facts["weight_decay"] == 0:
+        out.append("add weight decay: optimizer.weight_decay 5e-4 (the run used none)")
+    if not facts["dropout"]:
+        out.append("add dropout (0.3-0.5) before the dense layers")
+    if facts["label_smoothing"] == 0:
+        out.append("add label smoothing: loss.label_smoothing 0.1")
+    out.append("use a validation split with early stopping (data.val_split 0.1, early_stopping.patience 5)")
+    return out

@@ -356,7 +356,9 @@ class Session:
         print(f"{line} after {self.trainer.epoch} epochs in {fmt_seconds(self.trainer.elapsed)}  ->  {self.dir}",
               flush=True)
         from ..diagnose.doctor import diagnose
-        self.log(diagnose(self.trainer.history, self.data.num_classes).render())
+        from ..diagnose.facts import run_facts
+        facts = run_facts(self.model, self.cfg, self.cfg["data"]["name"])
+        self.log(diagnose(self.trainer.history, self.data.num_classes, facts).render())
         return Run(self.dir)
 
 

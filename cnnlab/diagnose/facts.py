@@ -1,0 +1,64 @@
+"""What the doctor needs to know about a run besides its curves: the model's regularisers and the recipe.
+
+`run_facts(model, config, dataset_name)` reduces a built model and a resolved config to a small plain dict,
+so the doctor stays a pure function (of the metrics table and these facts) and can be tested on made-up
+facts. With the facts it prescribes for *this* model ("lower dropout 0.5 at layers 21, 23"), not in general.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import AUGMENT_KEYS, augment_settings
+from .lint import _walk  # the same flattening of residual blocks that lint uses
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def run_facts(model: nn.Module, config: dict, dataset_name: str) -> dict:
+    facts = {"dropout": [], "batchnorm": False, "conv_filters": [], "dense_head": None,
+             "weight_decay": float(config["optimizer"].get("weight_decay") or 0.0),
+             "label_smoothing": float(config["loss"].get("label_smoothing") or 0.0),
+             "augment": []}
+    settings = augment_settings(config, dataset_name)
+    facts["augment"] = [k for k, v in settings.items() if k in AUGMENT_KEYS and v not in (0, 0.0, "none")
+                        and k not in ("crop_mode", "fill")]
+    infos = getattr(model, "infos", None)
+    if infos:
+        layers = [(i.index, i.kind, i.args, i.module) for i in _walk(infos)]
+    else:  # a user's own nn.Module: read its modules
+        layers = []
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.Dropout, nn.Dropout2d)):
+                layers.append((name, "dropout", {"rate": m.p}, m))
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                layers.append((name, "batchnorm", {}, m))
+            elif isinstance(m, nn.Conv2d):
+                layers.append((name, "conv", {"filters": m.out_channels}, m))
+    total = max(_params(model), 1) if infos else 1  # (a user's lazy modules have no count yet)
+    for index, kind, args, module in layers:
+        if kind in ("dropout", "spatial_dropout") and args.get("rate", 0) > 0:
+            facts["dropout"].append({"layer": str(index), "rate": float(args["rate"])})
+        elif kind == "batchnorm":
+            facts["batchnorm"] = True
+        elif kind == "conv":
+            facts["conv_filters"].append(int(args["filters"]))
+        elif kind == "dense" and infos:
+            share = _params(module) / total
+            if share > 0.5:
+                facts["dense_head"] = {"layer": str(index), "units": int(args["units"]), "share": round(share, 3)}
+    return facts
+
+
+def facts_for_run(run) -> dict | None:
+    """The facts of a recorded run (a `cnnlab.Run`), rebuilt from its config; None if the model cannot be
+    rebuilt here (a user's module that no longer imports): the doctor then prescribes in general terms."""
+    from ..errors import UserError
+    from ..models import build_model
+    config, info = run.config, run.data_info
+    try:
+        model = build_model(config["model"], info["input_shape"], len(info["classes"]))
+    except (UserError, ImportError):
+        return None
+    return run_facts(model, config, config["data"]["name"])
