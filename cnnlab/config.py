@@ -94,6 +94,10 @@ def _merge(base: dict, update: dict, located: Located, path: tuple = ()) -> dict
         full = path + (key,)
         if key not in base:
             dotted = ".".join(str(p) for p in full)
+            if key == "layers" and not path:  # a model file passed where a config goes
+                raise UserError(f"{located.where(full)}: this is a model file (it has 'layers'), not a training "
+                                f"config; pass it with --model {located.source}, or put it under `model:` in a "
+                                "config file")
             raise UserError(f"{located.where(full)}: unknown key '{dotted}'{closest(key, base)}; "
                             f"valid{' under ' + '.'.join(path) if path else ''}: {', '.join(base)}")
         if isinstance(base[key], dict) and isinstance(value, dict) and key not in ("model",):

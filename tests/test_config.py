@@ -17,6 +17,13 @@ def test_unknown_key_in_a_file_names_the_line_and_the_closest_key(tmp_path):
         resolve(path)
 
 
+def test_a_model_file_given_as_the_config_says_how_to_pass_it(tmp_path):
+    path = tmp_path / "net.yaml"
+    path.write_text("layers:\n  - conv: 8\n  - global_avgpool\n  - dense: 10\n")
+    with pytest.raises(UserError, match=r"net.yaml line 1: this is a model file .* pass it with --model .*net.yaml"):
+        resolve(path)
+
+
 def test_bad_values_name_the_key_and_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: tutorial\nepochs: -2\n")

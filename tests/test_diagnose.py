@@ -111,6 +111,22 @@ def test_doctor_tells_a_tiny_rate_at_chance_from_a_dead_network():
     assert diagnose(dead).regime == "chance"
 
 
+def test_doctor_a_rate_that_never_decays_and_wobbles_is_too_high():
+    # real curve: Fashion-MNIST, tutorial net, SGD at a constant 0.2
+    r = rows([1.913, 1.340, 1.096, 1.029, 0.996, 0.987, 0.975, 0.960],
+             [0.40, 0.606, 0.723, 0.747, 0.767, 0.774, 0.781, 0.785],
+             [1.184, 0.886, 0.767, 0.697, 0.640, 0.634, 0.645, 0.680],
+             [0.577, 0.696, 0.699, 0.774, 0.777, 0.778, 0.777, 0.761], prefix="test")
+    for row in r:
+        row["lr"] = 0.2
+    v = diagnose(r)
+    assert v.regime == "lr-too-high" and "stayed at 0.2" in v.headline and "(0.645 -> 0.680 at epoch 8)" in v.headline
+    assert v.prescriptions[0].startswith("decay the learning rate")
+    for i, row in enumerate(r):  # the same curve under a decaying schedule is not blamed on the rate
+        row["lr"] = 0.2 * (1 - i / len(r))
+    assert diagnose(r).regime != "lr-too-high"
+
+
 def test_doctor_overfitting_names_the_epoch_and_gap():
     train_acc = [0.5, 0.6, 0.7, 0.8, 0.88, 0.93]
     v = diagnose(rows([1.4, 1.1, 0.8, 0.55, 0.35, 0.2], train_acc,
@@ -259,3 +275,37 @@ def test_run_facts_read_a_users_own_module():
     facts = run_facts(net, prepare_config({"data": {"name": "cifar10"}}), "cifar10")
     assert facts["dropout"] == [{"layer": "2", "rate": 0.4}] and facts["conv_filters"] == [8]
     assert not facts["batchnorm"]
+
+
+def test_doctor_on_a_broken_run_directory_says_which_file(tmp_path, capsys):
+    from cnnlab.cli import main
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: tutorial\ndata: {name: cifar10}\n")
+    assert main(["doctor", str(run)]) == 2
+    assert "data.json: missing" in capsys.readouterr().err
+    (run / "data.json").write_text('{"classes": ["a", "b"], "input_shape": [3, 32, 32]}')
+    (run / "metrics.csv").write_text("epoch,loss,acc\n1,2.0,0.5\n2,oops,0.6\n")
+    assert main(["doctor", str(run)]) == 2
+    assert "metrics.csv line 3: column 'loss' holds 'oops'" in capsys.readouterr().err
+    (run / "metrics.csv").write_text("epoch,loss,acc\n1,2.0,0.5\n")
+    (run / "config.yaml").write_text("model: [unclosed\n")
+    assert main(["doctor", str(run)]) == 2
+    assert "config.yaml line" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("run_dir,regime,first", [
+    ("keras-cifar10", "still-improving", "train longer: --epochs 40"),
+    ("keras-cifar10-bf16", "still-improving", "train longer: --epochs 40"),
+    ("keras-cifar10-e40", "underfitting", "halve the heavy dropout (0.3 at layer 12, 0.4 at layer 18, 0.5 at layers "
+                                          "21 and 23)"),
+    ("keras-cifar10-half-dropout", "underfitting", "make the model bigger: double the filters of every conv "
+                                                   "(32-64-128 -> 64-128-256"),
+])
+def test_the_verdicts_the_readme_quotes_on_the_recorded_keras_runs(run_dir, regime, first):
+    from pathlib import Path
+    from cnnlab.diagnose.facts import facts_for_run
+    from cnnlab.train import Run
+    run = Run(Path(__file__).resolve().parent.parent / "docs" / "results" / run_dir)
+    verdict = diagnose(run.metrics, len(run.data_info["classes"]), facts_for_run(run))
+    assert verdict.regime == regime and verdict.prescriptions[0].startswith(first)

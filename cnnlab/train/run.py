@@ -54,12 +54,22 @@ class Run:
 
     @property
     def config(self) -> dict:
-        import yaml
-        return yaml.safe_load((self.dir / "config.yaml").read_text())
+        from ..yamlio import load_yaml
+        config = load_yaml(self.dir / "config.yaml").data
+        if not isinstance(config, dict):
+            raise UserError(f"{self.dir / 'config.yaml'}: not a cnnlab run config (a mapping of keys was expected)")
+        return config
 
     @property
     def data_info(self) -> dict:
-        return json.loads((self.dir / "data.json").read_text())
+        path = self.dir / "data.json"
+        if not path.exists():
+            raise UserError(f"{path}: missing: the run stopped before its data set was loaded, so it has nothing "
+                            "to read; start it again with `cnnlab train`")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
 
     @property
     def metrics(self) -> list[dict]:
@@ -86,15 +96,22 @@ def read_metrics(path: Path) -> list[dict]:
         return []
     rows = []
     with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        for raw in reader:
             row = {}
             for key, value in raw.items():
-                if value in ("", None):
-                    row[key] = None
-                elif key == "epoch":
-                    row[key] = int(value)
-                else:
-                    row[key] = float(value)
+                if key is None:  # more fields than the header names: ignore the extras
+                    continue
+                try:
+                    if value in ("", None):
+                        row[key] = None
+                    elif key == "epoch":
+                        row[key] = int(value)
+                    else:
+                        row[key] = float(value)
+                except ValueError:
+                    raise UserError(f"{path} line {reader.line_num}: column '{key}' holds {value!r}, not a number; "
+                                    "metrics.csv is written by cnnlab (each value a number or empty)") from None
             rows.append(row)
     return rows
 
