@@ -127,6 +127,13 @@ def test_doctor_a_rate_that_never_decays_and_wobbles_is_too_high():
     assert diagnose(r).regime != "lr-too-high"
 
 
+def test_doctor_does_not_read_a_fit_into_one_or_two_epochs():
+    v = diagnose(rows([2.1], [0.17], [1.9], [0.26]))
+    assert v.regime == "too-short" and "1 epoch cannot show a trend" in v.headline and "--epochs 5" in v.prescriptions[0]
+    assert diagnose(rows([2.1, 1.8], [0.17, 0.3], [1.9, 1.7], [0.26, 0.35])).regime == "too-short"
+    assert diagnose(rows([2.0, float("nan")], [0.2, None])).regime == "diverged"  # that still reads at once
+
+
 def test_doctor_overfitting_names_the_epoch_and_gap():
     train_acc = [0.5, 0.6, 0.7, 0.8, 0.88, 0.93]
     v = diagnose(rows([1.4, 1.1, 0.8, 0.55, 0.35, 0.2], train_acc,

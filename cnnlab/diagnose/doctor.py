@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Verdict:
     regime: str                 # diverged | chance | lr-too-high | lr-too-low | overfitting | underfitting |
-                                # still-improving | good-fit
+                                # still-improving | good-fit | too-short | unknown | no-data
     headline: str               # one sentence with the run's own numbers
     prescriptions: list[str] = field(default_factory=list)  # next experiments, most promising first
     details: list[str] = field(default_factory=list)
@@ -126,6 +126,10 @@ def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None)
 
     if not ev:
         return Verdict("unknown", "the run has no validation or test curve to compare against", [])
+    if n < 3:  # one or two points make no trend: calling under- or overfitting here would be a guess
+        return Verdict("too-short", f"{n} epoch{'s' if n > 1 else ''} cannot show a trend (training accuracy "
+                       f"{accs[-1]:.3f}, {label} {last.get(ev) if last.get(ev) is not None else 'n/a'})",
+                       [f"train at least 5 epochs (--epochs {max(5, 2 * n)}), then ask again"])
     ev_rows = [r for r in rows if r.get(ev) is not None]
     ev_acc = [r[ev] for r in ev_rows]
     ev_loss = [r[evl] for r in ev_rows]
