@@ -122,6 +122,8 @@ def test_doctor_a_rate_that_never_decays_and_wobbles_is_too_high():
     v = diagnose(r)
     assert v.regime == "lr-too-high" and "stayed at 0.2" in v.headline and "(0.645 -> 0.680 at epoch 8)" in v.headline
     assert v.prescriptions[0].startswith("decay the learning rate")
+    wide = [dict(row, acc=row["acc"] + 0.1) for row in r]  # training far above test: that is overfitting
+    assert diagnose(wide).regime == "overfitting"
     for i, row in enumerate(r):  # the same curve under a decaying schedule is not blamed on the rate
         row["lr"] = 0.2 * (1 - i / len(r))
     assert diagnose(r).regime != "lr-too-high"

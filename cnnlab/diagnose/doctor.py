@@ -143,7 +143,7 @@ def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None)
     jumps = [i for i in range(max(1, len(ev_loss) - 2), len(ev_loss)) if ev_loss[i] > ev_loss[i - 1] * 1.02]
     wobbles = bool(jumps)
     if (len(lrs) == n and n >= 4 and max(lrs) > 0 and lrs[-1] >= 0.5 * max(lrs) and wobbles
-            and losses[-1] <= min(losses) * 1.01 and accs[-1] < 0.95):
+            and losses[-1] <= min(losses) * 1.01 and accs[-1] < 0.95 and gap < 0.05):  # a wide gap: overfitting
         return Verdict("lr-too-high", f"the learning rate stayed at {lrs[-1]:.3g} to the end: training loss still "
                        f"creeps down ({losses[-1]:.3f}) but {label} loss still jumps between epochs "
                        f"({ev_loss[jumps[-1] - 1]:.3f} -> {ev_loss[jumps[-1]]:.3f} at epoch {ev_rows[jumps[-1]]['epoch']}) "
