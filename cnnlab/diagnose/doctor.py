@@ -62,11 +62,11 @@ def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None)
     chance = 1 / num_classes
     ln_c = math.log(num_classes)
     n = len(rows)
+    lrs = [r["lr"] for r in rows if _finite(r.get("lr"))]
 
     # 1. stuck at chance. Three causes leave that same flat curve; the epochs around it tell them apart.
     final_eval = last.get(ev) if ev else None
     if accs[-1] < 1.5 * chance and (final_eval is None or final_eval < 1.5 * chance) and losses[-1] > 0.9 * ln_c:
-        lrs = [r["lr"] for r in rows if _finite(r.get("lr"))]
         lr_note = f" (learning rate {max(lrs):.3g})" if lrs else ""
         # a network knocked dead by a huge step: early on the loss jumped well above ln(C) or the accuracy was
         # above chance, then it fell back to a constant guess (seen with SGD lr 0.9 on Fashion-MNIST)
@@ -139,7 +139,6 @@ def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None)
 
     # 4. a rate that never decays: training creeps on but the evaluation curve wobbles instead of settling
     # (seen: Fashion-MNIST at a constant 0.2 ends at 0.76 test, against 0.89 for the default one-cycle)
-    lrs = [r["lr"] for r in rows if _finite(r.get("lr"))]
     jumps = [i for i in range(max(1, len(ev_loss) - 2), len(ev_loss)) if ev_loss[i] > ev_loss[i - 1] * 1.02]
     wobbles = bool(jumps)
     if (len(lrs) == n and n >= 4 and max(lrs) > 0 and lrs[-1] >= 0.5 * max(lrs) and wobbles

@@ -9,11 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import AUGMENT_KEYS, augment_settings
-from .lint import _walk  # the same flattening of residual blocks that lint uses
-
-
-def _params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from .lint import _walk, dense_head  # the same residual flattening and head test that lint uses
 
 
 def run_facts(model: nn.Module, config: dict, dataset_name: str) -> dict:
@@ -26,28 +22,27 @@ def run_facts(model: nn.Module, config: dict, dataset_name: str) -> dict:
                         and k not in ("crop_mode", "fill")]
     infos = getattr(model, "infos", None)
     if infos:
-        layers = [(i.index, i.kind, i.args, i.module) for i in _walk(infos)]
+        layers = [(i.index, i.kind, i.args) for i in _walk(infos)]
     else:  # a user's own nn.Module: read its modules
         layers = []
         for name, m in model.named_modules():
             if isinstance(m, (nn.Dropout, nn.Dropout2d)):
-                layers.append((name, "dropout", {"rate": m.p}, m))
+                layers.append((name, "dropout", {"rate": m.p}))
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                layers.append((name, "batchnorm", {}, m))
+                layers.append((name, "batchnorm", {}))
             elif isinstance(m, nn.Conv2d):
-                layers.append((name, "conv", {"filters": m.out_channels}, m))
-    total = max(_params(model), 1) if infos else 1  # (a user's lazy modules have no count yet)
-    for index, kind, args, module in layers:
+                layers.append((name, "conv", {"filters": m.out_channels}))
+    for index, kind, args in layers:
         if kind in ("dropout", "spatial_dropout") and args.get("rate", 0) > 0:
             facts["dropout"].append({"layer": str(index), "rate": float(args["rate"])})
         elif kind == "batchnorm":
             facts["batchnorm"] = True
         elif kind == "conv":
             facts["conv_filters"].append(int(args["filters"]))
-        elif kind == "dense" and infos:
-            share = _params(module) / total
-            if share > 0.5:
-                facts["dense_head"] = {"layer": str(index), "units": int(args["units"]), "share": round(share, 3)}
+    head = dense_head(model) if infos else None  # (a user's own module has no layer table to point into)
+    if head:
+        top, share = head[0], head[1]
+        facts["dense_head"] = {"layer": str(top.index), "units": int(top.args["units"]), "share": round(share, 3)}
     return facts
 
 

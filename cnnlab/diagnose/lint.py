@@ -131,16 +131,26 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _param_hog(model: SpecModel) -> list[Finding]:
+def dense_head(model: SpecModel):
+    """(layer info, its share of all parameters, its count, the total) when a dense layer holds more than half
+    of the model's parameters (typically the first dense after flatten), else None. Lint and the doctor's facts
+    both ask this."""
     total = sum(count_params(model))
-    if total < 100_000:
-        return []
     top = max(model.infos, key=lambda i: sum(count_params(i.module)))
-    share = sum(count_params(top.module)) / total
+    count = sum(count_params(top.module))
+    share = count / max(total, 1)
     if share <= 0.5 or top.kind != "dense":  # a conv holding most weights is normal; a dense one is the head
+        return None
+    return top, share, count, total
+
+
+def _param_hog(model: SpecModel) -> list[Finding]:
+    head = dense_head(model)
+    if head is None or head[3] < 100_000:
         return []
+    top, share, count, total = head
     return [Finding("parameter-hog", [top.index], f"{top.desc} holds {share:.0%} of all parameters "
-                    f"({sum(count_params(top.module)):,} of {total:,})",
+                    f"({count:,} of {total:,})",
                     "one oversized layer (typically the first dense after flatten) memorises the training set "
                     "quickly and dominates the cost, while the convolutions do the real work",
                     f"use `global_avgpool` instead of `flatten` before it, or narrow layer {top.index}")]
