@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import cnnlab
 from cnnlab.data import load_dataset
 from cnnlab.models import build_model
-from cnnlab.train.run import prepare_config
+from cnnlab.train.session import prepare_config
 
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1)

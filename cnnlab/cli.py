@@ -26,19 +26,20 @@ def _input_for(args) -> tuple[tuple, int]:
 
 
 def cmd_summary(args) -> int:
-    from .models.summary import render, summarize
-    model = _model_and_data(args)
-    print(render(summarize(model), args.batch_size))
     from .diagnose.lint import lint, render as render_lint
+    from .models import build_model
+    from .models.summary import render, summarize
+    model = build_model(*_spec_and_data(args))
+    print(render(summarize(model), args.batch_size))
     findings = lint(model)
     if findings:
         print(render_lint(findings))
     return 0
 
 
-def _model_and_data(args):
-    """The model argument of summary/lint: a model YAML, a train config, or a registered name."""
-    from .models import build_model
+def _spec_and_data(args):
+    """The model argument of summary/lint (a model YAML, a train config, or a registered name), with the input
+    shape and class count of the data set it is for."""
     from .yamlio import load_yaml
     spec = args.model
     if spec.endswith((".yaml", ".yml")):
@@ -53,12 +54,17 @@ def _model_and_data(args):
             spec = located
     args.data = args.data or "cifar10"
     shape, classes = _input_for(args)
-    return build_model(spec, shape, classes)
+    return spec, shape, classes
 
 
 def cmd_lint(args) -> int:
-    from .diagnose.lint import lint, render
-    findings = lint(_model_and_data(args))
+    """Findings for the model; one that cannot be built gets its error and every finding still possible."""
+    from .diagnose.lint import lint_spec, render
+    error, findings = lint_spec(*_spec_and_data(args))
+    if error is not None:
+        if findings:
+            print(render(findings))
+        raise error
     print(render(findings))
     return 1 if findings and args.strict else 0
 
@@ -83,9 +89,9 @@ def _overrides(args) -> list[str]:
 
 
 def _session(args):
-    from .train.run import Session, prepare_config
+    from .train.session import Session, prepare_config
     cfg = prepare_config(args.config, _overrides(args), {"batch_size": getattr(args, "batch_size", None)})
-    return Session(cfg, None, quiet=True)
+    return Session(cfg)
 
 
 def cmd_lr_find(args) -> int:
@@ -154,20 +160,65 @@ def cmd_data_show(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import train
+    from .train import Job
+    from .train.progress import Progress
     overrides = _overrides(args)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
              "seed": args.seed, "precision": args.precision}
     if args.tensorboard:
         overrides.append("tensorboard=true")
-    train(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
-          overwrite=args.overwrite, quiet=args.quiet, store=False if args.no_store else (args.store or True))
+    if args.dry_run:
+        return _dry_run(args.config, overrides, flags)
+    job = Job(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
+              overwrite=args.overwrite, listeners=[Progress(quiet=args.quiet)],
+              store=False if args.no_store else (args.store or True))
+    return _run_job(job)
+
+
+def _dry_run(config, overrides, flags) -> int:
+    """Check the config and the model against the data set, print the summary and lint; train nothing."""
+    from .diagnose.lint import lint, render as render_lint
+    from .data import SOURCES, load_dataset
+    from .models import build_model
+    from .models.summary import render, summarize
+    from .train.session import prepare_config
+    cfg = prepare_config(config, overrides, flags)
+    d = cfg["data"]
+    if d["name"] in SOURCES:
+        shape, classes = SOURCES[d["name"]].input_shape, SOURCES[d["name"]].num_classes
+    else:
+        ds = load_dataset(d["name"], d["dir"], root=d["root"], image_size=d["image_size"], download=d["download"])
+        shape, classes = ds.input_shape, ds.num_classes
+    model = build_model(cfg["model"], shape, classes)
+    print(render(summarize(model), cfg["batch_size"]))
+    print(render_lint(lint(model)))
+    print(f"config OK: {cfg['name']} on {d['name']}, {cfg['epochs']} epochs of batch {cfg['batch_size']} "
+          "(--dry-run: nothing trained or written)")
+    return 0
+
+
+def _run_job(job) -> int:
+    """Run a job in this thread; SIGTERM asks it to stop cleanly (marked interrupted, resumable)."""
+    import signal
+    previous = signal.signal(signal.SIGTERM, lambda *_: job.stop())
+    try:
+        job.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
 def cmd_resume(args) -> int:
-    from .train import resume
-    resume(args.run_dir, quiet=args.quiet)
+    from .train import Job
+    from .train.progress import Progress
+    return _run_job(Job.resume(args.run_dir, listeners=[Progress(quiet=args.quiet)]))
+
+
+def cmd_stop(args) -> int:
+    from .rundir import request_stop
+    path = request_stop(_resolve_run_dir(args.run, args.store))
+    print(f"asked {path.parent} to stop after its current batch (wrote {path.name}); "
+          f"`cnnlab resume {path.parent}` continues it")
     return 0
 
 
@@ -394,12 +445,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="record the run in this SQLite store (default runs/cnnlab.db, or CNNLAB_STORE)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     p.add_argument("--tensorboard", action="store_true", help="also log to <run>/tensorboard")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config and model against the data set, print summary and lint, train nothing")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("stop", help="ask a running training (from any process) to stop after its current batch")
+    p.add_argument("run", help="run directory or run name")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("eval", help="re-evaluate a run's final model")
     p.add_argument("run_dir")

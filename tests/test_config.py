@@ -17,17 +17,19 @@ def test_unknown_key_in_a_file_names_the_line_and_the_closest_key(tmp_path):
         resolve(path)
 
 
-def test_a_model_file_given_as_the_config_says_how_to_pass_it(tmp_path):
+def test_a_model_file_given_as_the_config_trains_that_model_with_the_defaults(tmp_path):
     path = tmp_path / "net.yaml"
     path.write_text("layers:\n  - conv: 8\n  - global_avgpool\n  - dense: 10\n")
-    with pytest.raises(UserError, match=r"net.yaml line 1: this is a model file .* pass it with --model .*net.yaml"):
-        resolve(path)
+    cfg, _ = resolve(path)
+    assert cfg["model"] == str(path) and cfg["epochs"] == 10
+    cfg, _ = resolve(path, ["epochs=2"])
+    assert cfg["epochs"] == 2
 
 
 def test_bad_values_name_the_key_and_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: tutorial\nepochs: -2\n")
-    with pytest.raises(UserError, match=r"c.yaml line 2: epochs must be a positive integer, got -2"):
+    with pytest.raises(UserError, match=r"c.yaml line 2: epochs must be an integer from 1 to 100,000, got -2"):
         resolve(path)
 
 

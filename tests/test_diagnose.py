@@ -221,7 +221,7 @@ def test_doctor_sanity_and_lr_find_commands(data_dir, tmp_path, capsys):
 
 def _facts(layers, config_updates=None, data="cifar10"):
     from cnnlab.diagnose.facts import run_facts
-    from cnnlab.train.run import prepare_config
+    from cnnlab.train.session import prepare_config
     cfg = prepare_config({"model": layers, "data": {"name": data}, **(config_updates or {})})
     return run_facts(build_model(layers, (3, 32, 32), 10), cfg, data)
 
@@ -230,7 +230,7 @@ def test_run_facts_of_the_keras_example():
     from pathlib import Path
     example = Path(__file__).resolve().parent.parent / "examples" / "keras-cifar10.yaml"
     from cnnlab.diagnose.facts import run_facts
-    from cnnlab.train.run import prepare_config
+    from cnnlab.train.session import prepare_config
     cfg = prepare_config(str(example))
     facts = run_facts(build_model(cfg["model"], (3, 32, 32), 10), cfg, "cifar10")
     assert facts["dropout"] == [{"layer": "6", "rate": 0.2}, {"layer": "12", "rate": 0.3},
@@ -279,7 +279,7 @@ def test_overfitting_prescriptions_follow_what_the_run_lacked():
 def test_run_facts_read_a_users_own_module():
     import torch.nn as nn
     from cnnlab.diagnose.facts import run_facts
-    from cnnlab.train.run import prepare_config
+    from cnnlab.train.session import prepare_config
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.4), nn.Flatten(), nn.LazyLinear(10))
     facts = run_facts(net, prepare_config({"data": {"name": "cifar10"}}), "cifar10")
     assert facts["dropout"] == [{"layer": "2", "rate": 0.4}] and facts["conv_filters"] == [8]

@@ -126,7 +126,7 @@ def test_output_must_match_the_classes():
 
 
 def test_bad_values_are_explained():
-    with pytest.raises(UserError, match="rate must be a number in \\[0, 1\\), got 1.5"):
+    with pytest.raises(UserError, match="dropout rate: must be a number in \\[0, 1\\), got 1.5"):
         build_model([{"dropout": 1.5}, "flatten", {"dense": 2}], (1, 4, 4), 2)
     with pytest.raises(UserError, match="unknown activation 'rleu' \\(did you mean 'relu'\\?\\)"):
         build_model([{"conv": {"filters": 2, "activation": "rleu"}}, "flatten", {"dense": 2}], (1, 4, 4), 2)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..models.build import SpecModel
-from ..models.layers import ACTIVATIONS, ChannelDense, LayerInfo, fmt_shape
+from ..errors import UserError
+from ..models.build import SpecModel, build_model, resolve_spec
+from ..models.layers import ACTIVATIONS, LayerError, LayerInfo, fmt_shape, normalise_entry
 from ..models.summary import count_params
 
 WEIGHTED = ("conv", "dense")
@@ -217,16 +218,42 @@ def lint(model: nn.Module) -> list[Finding]:
     """All findings for a built model; [] for a clean model or a user's own nn.Module (not in the language)."""
     if not isinstance(model, SpecModel):
         return []
-    infos = model.infos
+    return _lint_infos(model.infos, model.num_classes) + _param_hog(model)
+
+
+def lint_spec(spec, input_shape, num_classes: int) -> tuple[UserError | None, list[Finding]]:
+    """(the build error or None, findings) for a model that may not build: the rules still read every layer
+    built before the bad one, and the last layer as written (a softmax output is worth saying either way)."""
+    try:
+        return None, lint(build_model(spec, input_shape, num_classes))
+    except LayerError as exc:
+        infos = exc.partial
+        findings = _lint_infos(infos, num_classes, output=False) if infos else []
+        last = _last_as_written(spec, input_shape, num_classes)
+        if last is not None:
+            findings += _output_findings([last], num_classes)
+        return exc, findings
+
+
+def _last_as_written(spec, input_shape, num_classes) -> LayerInfo | None:
+    try:
+        layers = resolve_spec(spec, input_shape, num_classes).data["layers"]
+        kind, args = normalise_entry(layers[-1], "model")
+    except (UserError, KeyError, TypeError, IndexError):
+        return None
+    return LayerInfo(str(len(layers)), kind, kind, args, (), (), None)
+
+
+def _lint_infos(infos: list[LayerInfo], num_classes: int, output: bool = True) -> list[Finding]:
     findings = []
     for seq in [infos] + [i.children for i in _walk(infos) if i.children]:
         findings += _linear_stacks(seq)
-    findings += _output_findings(infos, model.num_classes)
+    if output:
+        findings += _output_findings(infos, num_classes)
     findings += _dense_on_maps(infos)
     findings += _spatial_findings(infos)
-    findings += _param_hog(model)
     findings += _order_findings(infos)
-    findings += _depth_findings(infos, model.num_classes)
+    findings += _depth_findings(infos, num_classes)
     return findings
 
 

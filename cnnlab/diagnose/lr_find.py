@@ -39,7 +39,7 @@ def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float, str, float,
 
 def lr_find(session, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100, beta: float = 0.9,
             plot: str | Path | None = None) -> LRFinding:
-    """`session` supplies model, data, augmenter, placement and config (see cnnlab.train.run.Session)."""
+    """`session` supplies model, data, augmenter, placement and config (see cnnlab.train.session.Session)."""
     model, cfg, placement = session.model, session.cfg, session.placement
     optimizer = make_optimizer(model, {**cfg["optimizer"], "lr": start_lr})
     gen = torch.Generator().manual_seed(cfg["seed"])

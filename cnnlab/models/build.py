@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..yamlio import Located, load_yaml
-from .layers import BuildContext, LayerInfo, build_layers, fmt_shape
+from .layers import BuildContext, LayerError, LayerInfo, build_layers, fmt_shape
 from .registry import list_models, model_spec
 
 
@@ -142,10 +142,15 @@ def build_model(spec, input_shape, num_classes: int) -> nn.Module:
         raise UserError(f"{located.where(('layers',))}: `layers` must be a non-empty list")
     infos, out = build_layers(layers, input_shape, BuildContext(located.where, ("layers",), num_classes))
     last = f"{located.where(('layers', len(layers) - 1))}: layer {len(layers)}"
+    problem = None
     if len(out) != 1:
-        raise UserError(f"{last}: the model ends with a {fmt_shape(out)} feature map; add `flatten` or "
-                        f"`global_avgpool` and then `dense: {num_classes}`")
-    if out[0] != num_classes:
-        raise UserError(f"{last}: the model outputs {out[0]} values per image but the data set has "
-                        f"{num_classes} classes; end with `dense: {num_classes}`")
+        problem = (f"{last}: the model ends with a {fmt_shape(out)} feature map; add `flatten` or "
+                   f"`global_avgpool` and then `dense: {num_classes}`")
+    elif out[0] != num_classes:
+        problem = (f"{last}: the model outputs {out[0]} values per image but the data set has "
+                   f"{num_classes} classes; end with `dense: {num_classes}`")
+    if problem:
+        error = LayerError(problem)
+        error.partial = infos  # every layer built: lint can still read all of them
+        raise error
     return SpecModel(infos, input_shape, num_classes, {"name": data.get("name", "model"), "layers": layers})

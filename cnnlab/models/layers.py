@@ -11,35 +11,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 import torch.nn.functional as F
+from pydantic import ValidationError
 
 from ..errors import UserError, closest
-
-REQUIRED = object()  # marks an argument with no default
-
-# layer name -> (main argument for the shorthand, {argument: default})
-SCHEMAS: dict[str, tuple[str | None, dict]] = {
-    "conv": ("filters", {"filters": REQUIRED, "kernel": 3, "stride": 1, "padding": "valid", "dilation": 1,
-                         "groups": 1, "bias": True, "activation": None}),
-    "maxpool": ("size", {"size": 2, "stride": None, "padding": "valid"}),
-    "avgpool": ("size", {"size": 2, "stride": None, "padding": "valid"}),
-    "global_avgpool": (None, {}),
-    "global_maxpool": (None, {}),
-    "batchnorm": ("momentum", {"momentum": 0.1, "eps": 1e-5}),
-    "dropout": ("rate", {"rate": 0.5}),
-    "spatial_dropout": ("rate", {"rate": 0.5}),
-    "flatten": (None, {}),
-    "dense": ("units", {"units": REQUIRED, "activation": None, "bias": True, "max_norm": None}),
-    "pad": ("size", {"size": 1, "mode": "constant", "value": 0.0}),
-    "scale": ("factor", {"factor": REQUIRED}),
-    "residual": ("layers", {"layers": REQUIRED, "activation": None}),
-    "relu": (None, {}), "leaky_relu": ("slope", {"slope": 0.01}), "elu": ("alpha", {"alpha": 1.0}),
-    "gelu": (None, {}), "silu": (None, {}), "mish": (None, {}), "tanh": (None, {}), "sigmoid": (None, {}),
-    "softmax": (None, {}),
-}
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "mish", "tanh", "sigmoid", "softmax")
-ALIASES = {"conv2d": "conv", "dense": "dense", "linear": "dense", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
-           "batchnorm2d": "batchnorm", "bn": "batchnorm", "swish": "silu", "globalavgpool": "global_avgpool",
-           "global_average_pooling": "global_avgpool"}
+from ..schema.errors import first_error
+from ..schema.layers import (ACTIVATION_ALIASES, ACTIVATIONS, ALIASES, LAYERS, MAX_LAYER_PARAMS, MAX_MODEL_PARAMS,
+                             NO_ACTIVATION)
 
 Shape = tuple  # (C, H, W) for feature maps, (F,) for vectors
 
@@ -49,7 +26,8 @@ def fmt_shape(shape: Shape) -> str:
 
 
 class LayerError(UserError):
-    pass
+    """A layer that cannot be built; `partial` holds the top-level layers built before it."""
+    partial: list = []
 
 
 @dataclass
@@ -71,6 +49,15 @@ class BuildContext:
     where: callable = lambda path: "model"  # (path tuple) -> "file line N"; set by the spec loader
     path: tuple = ("layers",)
     num_classes: int | None = None  # what `dense: classes` means
+    params: list = field(default_factory=lambda: [0])  # weights so far, shared with residual blocks' contexts
+
+    def claim(self, count: int, where: str, desc: str) -> None:
+        """Refuse a layer (or model) too large to allocate, before torch tries."""
+        self.params[0] += count
+        if count > MAX_LAYER_PARAMS or self.params[0] > MAX_MODEL_PARAMS:
+            raise LayerError(f"{where}: {desc}: {count:,} weights in this layer ({self.params[0]:,} so far) is "
+                             f"more than cnnlab builds (at most {MAX_LAYER_PARAMS:,} in a layer, "
+                             f"{MAX_MODEL_PARAMS:,} in a model); use fewer filters or units, or pool before it")
 
 
 # ------------------------------------------------------------------ torch pieces the language needs
@@ -116,9 +103,9 @@ class AsymmetricPad(nn.Module):
 
 
 def activation_module(name: str | None, where: str, slope: float = 0.01, alpha: float = 1.0) -> nn.Module | None:
-    if name in (None, "linear", "none", "identity"):
+    if name is None or name in NO_ACTIVATION:
         return None
-    name = ALIASES.get(name, name)
+    name = ACTIVATION_ALIASES.get(name, name)
     makers = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(slope), "elu": lambda: nn.ELU(alpha),
               "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
               "softmax": lambda: nn.Softmax(dim=1)}
@@ -131,7 +118,7 @@ def activation_module(name: str | None, where: str, slope: float = 0.01, alpha: 
 # ------------------------------------------------------------------ parsing one entry
 
 def normalise_entry(entry, where: str) -> tuple[str, dict]:
-    """`conv`, `{conv: 32}` or `{conv: {filters: 32}}` -> ('conv', {all arguments with defaults})."""
+    """`conv`, `{conv: 32}` or `{conv: {filters: 32}}` -> ('conv', {all arguments, checked, with defaults})."""
     if isinstance(entry, str):
         name, value = entry, None
     elif isinstance(entry, dict) and len(entry) == 1:
@@ -140,52 +127,32 @@ def normalise_entry(entry, where: str) -> tuple[str, dict]:
         name, value = entry["type"], {k: v for k, v in entry.items() if k != "type"}
     else:
         raise LayerError(f"{where}: a layer is a name or a one-key mapping like `conv: {{filters: 32}}`, "
-                         f"got {entry!r}")
+                         f"got {entry!r:.80}")
     name = str(name).lower()
     name = ALIASES.get(name, name)
-    if name not in SCHEMAS:
-        raise LayerError(f"{where}: unknown layer '{name}'{closest(name, SCHEMAS)}; valid: {', '.join(SCHEMAS)}")
-    main, defaults = SCHEMAS[name]
+    if name not in LAYERS:
+        raise LayerError(f"{where}: unknown layer '{name:.40}'{closest(name, LAYERS)}; valid: {', '.join(LAYERS)}")
+    schema = LAYERS[name]
     if value is None:
         args = {}
     elif isinstance(value, dict):
         args = dict(value)
-    elif main is not None:
-        args = {main: value}
+    elif schema.main is not None:
+        args = {schema.main: value}
     else:
-        raise LayerError(f"{where}: layer '{name}' takes no arguments, got {value!r}")
-    for key in args:
-        if key not in defaults:
-            valid = ", ".join(defaults) or "none"
-            raise LayerError(f"{where}: {name}: unknown key '{key}'{closest(key, defaults)}; valid: {valid}")
-    merged = {k: args.get(k, v) for k, v in defaults.items()}
-    missing = [k for k, v in merged.items() if v is REQUIRED]
-    if missing:
-        raise LayerError(f"{where}: {name} needs '{missing[0]}' (e.g. `{name}: {{{missing[0]}: ...}}`)")
-    return name, merged
+        raise LayerError(f"{where}: layer '{name}' takes no arguments, got {value!r:.80}")
+    try:
+        return name, schema.model_validate(args).model_dump()
+    except ValidationError as exc:
+        loc, message = first_error(exc, schema)
+        if message == "is required":
+            raise LayerError(f"{where}: {name} needs '{loc[0]}' (e.g. `{name}: {{{loc[0]}: ...}}`)") from None
+        key = f" {loc[0]}" if loc and message[:7] != "unknown" else ""
+        raise LayerError(f"{where}: {name}{key}: {message}") from None
 
 
-def _pair(value, name: str, where: str, minimum: int = 1) -> tuple[int, int]:
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int):
-        value = (value, value)
-    if (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                                       for v in value) and min(value) >= minimum):
-        return tuple(value)
-    raise LayerError(f"{where}: {name} must be an integer >= {minimum} or a pair [h, w], got {value!r}")
-
-
-def _positive_int(value, name: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise LayerError(f"{where}: {name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _rate(value, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise LayerError(f"{where}: {name} must be a number in [0, 1), got {value!r}")
-    return float(value)
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -200,17 +167,14 @@ def _out_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int
     return (math.ceil(span / stride) if ceil else span // stride) + 1
 
 
-def _padding(padding, shape, kernel, stride, dilation, where, kind):
-    """Resolve `padding` to ((top, bottom), (left, right)) for a conv or pool."""
-    if padding == "valid" or padding == 0:
+def _padding(padding, shape, kernel, stride, dilation):
+    """Resolve a (schema-checked) `padding` to ((top, bottom), (left, right)) for a conv or pool."""
+    if padding == "valid":
         return (0, 0), (0, 0)
     if padding == "same":
         return tuple(_same_padding(s, k, st, d) for s, k, st, d in zip(shape[1:], kernel, stride, dilation))
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-        return (padding, padding), (padding, padding)
-    if isinstance(padding, (list, tuple)) and len(padding) == 2 and all(isinstance(p, int) and p >= 0 for p in padding):
-        return (padding[0], padding[0]), (padding[1], padding[1])
-    raise LayerError(f"{where}: {kind} padding must be 'same', 'valid', an integer or [h, w], got {padding!r}")
+    h, w = _pair(padding)
+    return (h, h), (w, w)
 
 
 def _need_map(shape: Shape, where: str, desc: str) -> None:
@@ -222,16 +186,15 @@ def _need_map(shape: Shape, where: str, desc: str) -> None:
 # ------------------------------------------------------------------ one builder per layer
 
 def _conv(a, shape, ctx, where):
-    filters = _positive_int(a["filters"], "filters", where)
-    kernel, stride = _pair(a["kernel"], "kernel", where), _pair(a["stride"], "stride", where)
-    dilation, groups = _pair(a["dilation"], "dilation", where), _positive_int(a["groups"], "groups", where)
+    filters, groups = a["filters"], a["groups"]
+    kernel, stride, dilation = _pair(a["kernel"]), _pair(a["stride"]), _pair(a["dilation"])
     pad_name = a["padding"] if isinstance(a["padding"], str) else f"pad {a['padding']}"
     desc = f"conv {kernel[0]}x{kernel[1]} {pad_name}" + (f" stride {stride[0]}" if stride != (1, 1) else "")
     _need_map(shape, where, desc)
     if shape[0] % groups or filters % groups:
         raise LayerError(f"{where}: {desc}: groups={groups} must divide both the input channels ({shape[0]}) "
                          f"and filters ({filters})")
-    (pt, pb), (pl, pr) = _padding(a["padding"], shape, kernel, stride, dilation, where, "conv")
+    (pt, pb), (pl, pr) = _padding(a["padding"], shape, kernel, stride, dilation)
     for size, total, k, d in ((shape[1], pt + pb, kernel[0], dilation[0]), (shape[2], pl + pr, kernel[1], dilation[1])):
         if size + total < d * (k - 1) + 1:
             raise LayerError(f"{where}: {desc}: input {shape[1]}x{shape[2]} is smaller than the kernel"
@@ -239,6 +202,7 @@ def _conv(a, shape, ctx, where):
                              "or fewer pooling layers before it")
     out = (filters, _out_size(shape[1], kernel[0], stride[0], pt + pb, dilation[0]),
            _out_size(shape[2], kernel[1], stride[1], pl + pr, dilation[1]))
+    ctx.claim(filters * (shape[0] // groups) * kernel[0] * kernel[1], where, desc)
     symmetric = pt == pb and pl == pr
     conv = nn.Conv2d(shape[0], filters, kernel, stride, (pt, pl) if symmetric else 0, dilation, groups,
                      bias=bool(a["bias"]))
@@ -252,11 +216,11 @@ def _conv(a, shape, ctx, where):
 
 
 def _pool(a, shape, ctx, where, kind):
-    size = _pair(a["size"], "size", where)
-    stride = _pair(a["stride"] if a["stride"] is not None else size, "stride", where)
+    size = _pair(a["size"])
+    stride = _pair(a["stride"]) if a["stride"] is not None else size
     desc = f"{kind} {size[0]}x{size[1]}" + (f" stride {stride[0]}" if stride != size else "")
     _need_map(shape, where, desc)
-    (pt, pb), (pl, pr) = _padding(a["padding"], shape, size, stride, (1, 1), where, kind)
+    (pt, pb), (pl, pr) = _padding(a["padding"], shape, size, stride, (1, 1))
     if shape[1] + pt + pb < size[0] or shape[2] + pl + pr < size[1]:
         raise LayerError(f"{where}: {desc}: input {shape[1]}x{shape[2]} is smaller than the pooling window; "
                          "remove this pooling layer or pool earlier with a smaller size")
@@ -280,8 +244,6 @@ def _global_pool(a, shape, ctx, where, kind):
 
 def _batchnorm(a, shape, ctx, where):
     momentum = a["momentum"]
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum < 1:
-        raise LayerError(f"{where}: batchnorm momentum must be in (0, 1), got {momentum!r}")
     # PyTorch's momentum weighs the new batch (0.1); Keras's weighs the running average (0.99). Read values
     # >= 0.5 the Keras way so a number copied from either framework means what its author meant.
     torch_momentum = 1 - momentum if momentum >= 0.5 else momentum
@@ -290,7 +252,7 @@ def _batchnorm(a, shape, ctx, where):
 
 
 def _dropout(a, shape, ctx, where, kind):
-    rate = _rate(a["rate"], "rate", where)
+    rate = a["rate"]
     if kind == "spatial_dropout":
         _need_map(shape, where, "spatial_dropout")
         return [nn.Dropout2d(rate)], shape, f"spatial_dropout {rate:g}", 0
@@ -304,10 +266,10 @@ def _flatten(a, shape, ctx, where):
 def _dense(a, shape, ctx, where):
     # `dense: classes` is the data set's class count, so one model file fits any data set
     units = ctx.num_classes if a["units"] in ("classes", "num_classes") and ctx.num_classes else a["units"]
-    units = _positive_int(units, "units", where)
+    if not isinstance(units, int):
+        raise LayerError(f"{where}: dense: units 'classes' needs a data set (its class count), and none is known here")
     max_norm = a["max_norm"]
-    if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or max_norm <= 0):
-        raise LayerError(f"{where}: dense max_norm must be a positive number, got {max_norm!r}")
+    ctx.claim(shape[0] * units, where, f"dense {units}")
     cls = ChannelDense if len(shape) == 3 else nn.Linear
     linear = cls(shape[0], units, bias=bool(a["bias"]))
     linear.max_norm = max_norm  # applied after every optimizer step (Keras's kernel_constraint=MaxNorm)
@@ -323,30 +285,20 @@ def _dense(a, shape, ctx, where):
 
 def _pad(a, shape, ctx, where):
     _need_map(shape, where, "pad")
-    size = a["size"]
-    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
-        pads = (size,) * 4
-    elif isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size):
-        pads = (size[1], size[1], size[0], size[0])
-    else:
-        raise LayerError(f"{where}: pad size must be an integer or [h, w], got {size!r}")
-    mode = a["mode"]
-    modes = {"constant": "constant", "reflect": "reflect", "replicate": "replicate", "edge": "replicate"}
-    if mode not in modes:
-        raise LayerError(f"{where}: pad mode '{mode}'{closest(mode, modes)} is not valid; valid: constant, reflect, replicate")
-    if mode == "reflect" and (pads[0] >= shape[2] or pads[2] >= shape[1]):
-        raise LayerError(f"{where}: pad reflect {pads[2]}: input {shape[1]}x{shape[2]} must be larger than the padding")
-    if modes[mode] == "constant":
+    h, w = _pair(a["size"])
+    pads = (w, w, h, h)  # (left, right, top, bottom) as torch takes them
+    mode = "replicate" if a["mode"] == "edge" else a["mode"]
+    if mode == "reflect" and (w >= shape[2] or h >= shape[1]):
+        raise LayerError(f"{where}: pad reflect {h}: input {shape[1]}x{shape[2]} must be larger than the padding")
+    if mode == "constant":
         module = nn.ConstantPad2d(pads, float(a["value"]))
     else:
         module = nn.ReflectionPad2d(pads) if mode == "reflect" else nn.ReplicationPad2d(pads)
-    out = (shape[0], shape[1] + pads[2] + pads[3], shape[2] + pads[0] + pads[1])
-    return [module], out, f"pad {pads[2]} {mode}", 0
+    out = (shape[0], shape[1] + 2 * h, shape[2] + 2 * w)
+    return [module], out, f"pad {h} {a['mode']}", 0
 
 
 def _scale(a, shape, ctx, where):
-    if isinstance(a["factor"], bool) or not isinstance(a["factor"], (int, float)):
-        raise LayerError(f"{where}: scale factor must be a number, got {a['factor']!r}")
     return [Scale(float(a["factor"]))], shape, f"scale {a['factor']:g}", 0
 
 
@@ -357,9 +309,7 @@ def _activation(a, shape, ctx, where, kind):
 
 def _residual(a, shape, ctx, where, index):
     inner = a["layers"]
-    if not isinstance(inner, list) or not inner:
-        raise LayerError(f"{where}: residual needs `layers:` with a non-empty list of layers")
-    sub = BuildContext(ctx.where, ctx.path + ("layers",), ctx.num_classes)
+    sub = BuildContext(ctx.where, ctx.path + ("layers",), ctx.num_classes, ctx.params)
     children, out = build_layers(inner, shape, sub, prefix=f"{index}.")
     body = nn.Sequential(*[c.module for c in children])
     projection, proj_macs = None, 0
@@ -387,7 +337,16 @@ def _residual(a, shape, ctx, where, index):
 
 def build_layers(entries: list, shape: Shape, ctx: BuildContext, prefix: str = "") -> tuple[list[LayerInfo], Shape]:
     """Build `entries` from input `shape`; every layer is checked against the shape it receives."""
-    infos = []
+    infos: list[LayerInfo] = []
+    try:
+        return _build_each(entries, shape, ctx, prefix, infos)
+    except LayerError as exc:
+        if not prefix:  # what was built before the bad layer, so lint can still read the model up to it
+            exc.partial = infos
+        raise
+
+
+def _build_each(entries, shape, ctx, prefix, infos) -> tuple[list[LayerInfo], Shape]:
     for position, entry in enumerate(entries, start=1):
         path = ctx.path + (position - 1,)
         index = f"{prefix}{position}"
@@ -395,8 +354,8 @@ def build_layers(entries: list, shape: Shape, ctx: BuildContext, prefix: str = "
         kind, args = normalise_entry(entry, where)
         children: list[LayerInfo] = []
         if kind == "residual":
-            module, out, desc, macs, children = _residual(args, shape, BuildContext(ctx.where, path + (kind,),
-                                                                                   ctx.num_classes), where, index)
+            module, out, desc, macs, children = _residual(args, shape, BuildContext(
+                ctx.where, path + (kind,), ctx.num_classes, ctx.params), where, index)
             modules = [module]
         elif kind in ("maxpool", "avgpool"):
             modules, out, desc, macs = _pool(args, shape, ctx, where, kind)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..events import Listener
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -169,7 +170,7 @@ class Store:
     # ------------------------------------------------------------------ rebuild from the directories
     def reindex(self, root: str | os.PathLike) -> int:
         """Scan `root` for run directories and (re)record each; tags and notes already stored are kept."""
-        from ..train.run import Run, read_metrics
+        from ..rundir import Run, read_metrics
         count = 0
         for config_path in sorted(Path(root).glob("*/config.yaml")):
             run = Run(config_path.parent)
@@ -191,3 +192,30 @@ class Store:
                 self.record_result(run.dir.name, {"status": "crashed", "epochs_completed": len(rows)})
             count += 1
         return count
+
+
+class StoreListener(Listener):
+    """Indexes a run in the store as its events arrive. The store is an index: if it cannot be written, the
+    run carries on (its directory holds everything) and `cnnlab runs reindex` recovers it."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.warnings: list[str] = []
+
+    def _safely(self, action) -> None:
+        try:
+            action()
+        except UserError as exc:
+            self.warnings.append(str(exc))
+
+    def on_start(self, d, event) -> None:
+        run_dir = Path(d["run_dir"])
+        self._safely(lambda: self.store.record_start(run_dir, d["config"], d["summary"], d["data"]["name"]))
+        for row in d["history"]:  # a resumed run re-records its epochs (and drops any after the checkpoint)
+            self._safely(lambda row=row: self.store.record_epoch(run_dir.name, row))
+
+    def on_epoch(self, d, event) -> None:
+        self._safely(lambda: self.store.record_epoch(Path(event.run).name, d["row"]))
+
+    def on_result(self, result, event) -> None:
+        self._safely(lambda: self.store.record_result(Path(event.run).name, result))

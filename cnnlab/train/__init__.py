@@ -1,4 +1,7 @@
-"""Training: the loop, augmentation, optimizers and schedules, the run directory, resume, evaluate, predict."""
-from .run import Run, evaluate_run, resume, train
+"""Training: the loop, augmentation, optimizers and schedules, assembling a run, the job that runs it,
+evaluating and predicting."""
+from ..rundir import Run
+from .finish import evaluate_run
+from .job import Job, resume, start, train
 
-__all__ = ["Run", "evaluate_run", "resume", "train"]
+__all__ = ["Job", "Run", "evaluate_run", "resume", "start", "train"]

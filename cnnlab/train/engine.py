@@ -12,6 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from .. import faults
 from ..device import Placement, grad_scaler, synchronize
 from ..errors import UserError
 from .augment import Augmenter
@@ -20,6 +21,10 @@ from .optim import Plateau, apply_constraints, lr_factor, make_optimizer
 
 class Diverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class StopRequested(Exception):
+    """Someone asked the run to stop (Job.stop, `cnnlab stop`, SIGTERM); raised between batches."""
 
 
 def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: float, probabilities: bool):
@@ -61,11 +66,11 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, plac
 
 class Trainer:
     def __init__(self, model, dataset, config: dict, augmenter: Augmenter, placement: Placement,
-                 callbacks=(), log=print):
+                 callbacks=(), should_stop=lambda: False):
         self.model, self.data, self.config = model, dataset, config
         self.augmenter, self.placement = augmenter, placement
         self.callbacks = list(callbacks)
-        self.log = log
+        self.should_stop = should_stop  # asked after every batch
         self.epochs = config["epochs"]
         self.batch_size = config["batch_size"]
         self.optimizer = make_optimizer(model, config["optimizer"])
@@ -162,6 +167,9 @@ class Trainer:
             self._correct += (out.detach().argmax(1) == yb).sum()
             self._seen += len(yb)
             self._emit("on_batch_end")
+            faults.hit("batch")
+            if self.should_stop():
+                raise StopRequested(f"stopped by request during epoch {self.epoch + 1}")
         synchronize(placement.device)
         seconds = time.perf_counter() - self._epoch_start
         stats = self.running_stats()

@@ -9,7 +9,7 @@ import torch
 
 from ..data.readers import decode_image
 from ..errors import UserError
-from .run import Run
+from ..rundir import Run
 
 
 def load_images(paths, input_shape) -> torch.Tensor:

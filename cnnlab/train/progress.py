@@ -1,8 +1,10 @@
-"""What the user watches: a Keras-style bar within each epoch and one line per finished epoch."""
+"""What the user watches on a terminal: a Keras-style bar within each epoch and one line per finished
+epoch. A listener of the job's events, like the store and TensorBoard."""
 from __future__ import annotations
 
 import sys
-import time
+
+from ..events import Listener
 
 
 def fmt_seconds(s: float) -> str:
@@ -22,37 +24,50 @@ def epoch_line(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-class Progress:
-    """A training callback. On a terminal it redraws a bar; in logs (not a tty) it prints epoch lines only."""
+def result_line(result: dict, run_dir) -> str:
+    """The one line --quiet keeps: what a log needs."""
+    line = f"Test accuracy {result['test_acc']:.4f}"
+    if "test_acc_tta" in result:
+        line += f" ({result['test_acc_tta']:.4f} with flip TTA)"
+    return f"{line} after {result['epochs_completed']} epochs in {fmt_seconds(result['wall_time_s'])}  ->  {run_dir}"
 
-    def __init__(self, quiet: bool = False, stream=None, refresh: float = 0.25):
+
+class Progress(Listener):
+    """On a terminal it redraws a bar; in logs (not a tty) it prints epoch lines only; --quiet keeps the result."""
+
+    def __init__(self, quiet: bool = False, stream=None):
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.live = (not quiet) and self.stream.isatty()
-        self.refresh = refresh
-        self._last = 0.0
 
     def write(self, text: str) -> None:
         if not self.quiet:
             print(text, file=self.stream, flush=True)
 
-    def on_batch_end(self, trainer) -> None:
+    def on_log(self, data, event) -> None:
+        self.write(data["text"])
+
+    def on_batch(self, d, event) -> None:
         if not self.live:
             return
-        now = time.perf_counter()
-        done, total = trainer.batch_index + 1, trainer.batches_per_epoch
-        if now - self._last < self.refresh and done != total:
-            return
-        self._last = now
-        stats = trainer.running_stats()
-        width = 24
+        width, done, total = 24, d["batch"], d["batches"]
         filled = int(width * done / total)
         bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
-        self.stream.write(f"\r{done:>{len(str(total))}}/{total} [{bar}] loss {stats['loss']:.4f}  "
-                          f"acc {stats['acc']:.4f}  {stats['img_per_s']:.0f} img/s ")
+        self.stream.write(f"\r{done:>{len(str(total))}}/{total} [{bar}] loss {d['loss']:.4f}  "
+                          f"acc {d['acc']:.4f}  {d['img_per_s']:.0f} img/s ")
         self.stream.flush()
 
-    def on_epoch_end(self, trainer) -> None:
+    def on_epoch(self, d, event) -> None:
         if self.live:
             self.stream.write("\r\033[K")
-        self.write(epoch_line(trainer.history[-1], trainer.epochs))
+        self.write(epoch_line(d["row"], d["epochs"]))
+
+    def on_result(self, result, event) -> None:
+        if result["status"] == "finished":
+            print(result_line(result, event.run), file=self.stream, flush=True)
+        elif result["status"] == "interrupted":
+            self.write(f"\nStopped after {result['epochs_completed']} finished epochs; resume with: "
+                       f"cnnlab resume {event.run}")
+
+    def on_diagnosis(self, d, event) -> None:
+        self.write(d["text"])

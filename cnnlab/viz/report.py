@@ -15,7 +15,8 @@ from ..device import choose_placement
 from ..fsutil import write_bytes, write_text
 from ..train.augment import Augmenter
 from ..train.engine import evaluate
-from ..train.run import Run, prepare_data
+from ..rundir import Run
+from ..train.session import prepare_data
 from . import figures
 from .curves import plot_curves
 

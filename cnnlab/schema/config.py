@@ -1,0 +1,158 @@
+"""The training config's schema: every key, its type, range and default, with a comment saying why.
+
+Config files, `--set` overrides, the Python API, sweeps and the web page all resolve through
+`cnnlab.config.resolve`, which validates against `TrainConfig`. Defaults are what a strong practitioner
+would pick for a small CNN on a CPU (docs/defaults.md).
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "warmup_linear", "warmup_cosine", "plateau")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1_000_000
+
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+Count = Annotated[int, Field(ge=1, le=MAX_BATCH)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=True)
+
+
+def _image_size(v):
+    if v is None or (isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 4096):
+        return v
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                            and 4 <= x <= 4096 for x in v):
+        return list(v)
+    raise ValueError("must be an integer from 4 to 4096 or a pair [h, w] of them (or null: the most common size)")
+
+
+class DataConfig(Section):
+    name: str = "cifar10"                 # cifar10 | cifar100 | mnist | fashion-mnist | imagefolder (or a folder path)
+    dir: str | None = None                # folder holding <set>/ sub-folders; else CNNLAB_DATA_DIR, cache, download
+    root: str | None = None               # imagefolder: ROOT/<class>/*.png or ROOT/train, ROOT/test
+    image_size: Annotated[Any, BeforeValidator(_image_size), WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 4, "maximum": 4096}, {"type": "null"},
+                   {"type": "array", "minItems": 2, "maxItems": 2,
+                    "items": {"type": "integer", "minimum": 4, "maximum": 4096}}]})] = None  # imagefolder resize
+    val_split: Fraction = 0.0             # fraction of training images held out (stratified, seeded) for validation
+    download: bool = True
+    limit: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # use only the first N training images
+
+
+def _betas(v):
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in v):
+        return [float(b) for b in v]
+    raise ValueError("must be a pair [beta1, beta2] of numbers in [0, 1)")
+
+
+class OptimizerConfig(Section):
+    name: Literal[OPTIMIZERS] = "sgd"
+    lr: Annotated[float, Field(gt=0, le=1e6)] = 0.05       # peak learning rate (per batch of `batch_size`)
+    momentum: Fraction = 0.9
+    nesterov: bool = True
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 5e-4  # on conv/dense weights only, not BatchNorm or biases
+    betas: Annotated[Any, BeforeValidator(_betas), WithJsonSchema(
+        {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}}
+    )] = [0.9, 0.999]
+    eps: Annotated[float, Field(gt=0, le=1)] = 1e-8
+    alpha: Fraction = 0.99                # rmsprop smoothing
+    rho: Fraction = 0.9                   # adadelta
+
+
+class ScheduleConfig(Section):
+    name: Literal[SCHEDULES] = "onecycle"
+    warmup: Annotated[float, Field(ge=0, le=MAX_EPOCHS)] = 0.2   # a fraction of all epochs when < 1, else epochs
+    step_size: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10   # step: epochs between decays
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1             # step: decay factor
+    min_lr: Annotated[float, Field(ge=0, le=1)] = 0.0            # floor, as a fraction of the peak
+    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 3     # plateau: epochs without val_loss improvement
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.2            # plateau: cut factor
+
+
+class LossConfig(Section):
+    label_smoothing: Fraction = 0.1
+
+
+class EarlyStoppingConfig(Section):
+    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None  # epochs without improvement; needs val_split
+    monitor: Literal["val_loss"] = "val_loss"
+
+
+class AugmentConfig(Section):
+    """Keys left out take the data set's defaults (crop 4 + horizontal flip for natural images)."""
+    crop: Annotated[int, Field(ge=0, le=256)] | None = None          # random crop after padding by this many pixels
+    crop_mode: Literal["reflect", "constant", "edge", "replicate"] | None = None
+    translate: Annotated[int, Field(ge=0, le=256)] | None = None     # random shift of up to this many pixels
+    flip: Literal["none", "horizontal", "vertical", "both"] | None = None
+    rotate: Annotated[float, Field(ge=0, le=180)] | None = None      # random rotation of up to +-degrees
+    scale: Fraction | None = None                                    # random zoom in [1 - scale, 1 + scale]
+    fill: Literal["reflect", "constant", "edge", "replicate"] | None = None  # what rotate/translate/scale bring in
+    brightness: Annotated[float, Field(ge=0, le=1)] | None = None    # random brightness shift of up to +- this
+    channel_shift: Annotated[float, Field(ge=0, le=1)] | None = None
+    cutout: Annotated[int, Field(ge=0, le=4096)] | None = None       # zero a random square of this many pixels
+
+
+def _run_name(v):
+    if v is None or (isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", v)):
+        return v
+    raise ValueError("must be a name of letters, digits, '.', '_', '+' or '-' (at most 100, no '/'), "
+                     "used in the run directory's name")
+
+
+def _model(v):
+    if isinstance(v, (str, list, dict)) and v not in ("", [], {}):
+        return v
+    raise ValueError("must be a registered name, a model YAML file, a layer list, {layers: [...]} "
+                     "or {module: 'package.module:Class'}")
+
+
+def _device(v):
+    if isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", v):
+        return v
+    raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+
+
+class TrainConfig(Section):
+    name: Annotated[Any, BeforeValidator(_run_name), WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$"}, {"type": "null"}]})] = None
+    model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
+        {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})] = "tutorial"
+    data: DataConfig = DataConfig()
+    augment: Literal["auto", "none"] | AugmentConfig | None = "auto"  # auto: the data set's defaults
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    loss: LossConfig = LossConfig()
+    grad_clip: Annotated[float, Field(gt=0, le=1e6)] | None = None    # max global gradient norm
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
+    batch_size: Count = 128
+    eval_batch_size: Count = 1000
+    seed: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] = 0
+    precision: Literal[PRECISIONS] = "auto"   # auto: bf16 where the CPU/GPU has it
+    device: Annotated[Any, BeforeValidator(_device), WithJsonSchema(
+        {"type": "string", "pattern": r"^(auto|cpu|mps|cuda(:\d{1,2})?)$"})] = "auto"
+    channels_last: Literal["auto"] | bool = "auto"
+    tta: bool = True                          # test-time flip averaging when training uses horizontal flips
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None  # torch CPU threads; default: what torch picks
+    tensorboard: bool = False                 # also log scalars to <run>/tensorboard
+
+
+def defaults() -> dict:
+    """Every key with its default, as plain data (what a config file may override)."""
+    return TrainConfig().model_dump()
+
+
+AUGMENT_KEYS = {  # what "no augmentation" means for each key
+    "crop": 0, "crop_mode": "reflect", "translate": 0, "flip": "none", "rotate": 0, "scale": 0.0,
+    "fill": "reflect", "brightness": 0.0, "channel_shift": 0.0, "cutout": 0,
+}
+assert set(AUGMENT_KEYS) == set(AugmentConfig.model_fields)

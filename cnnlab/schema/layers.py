@@ -1,0 +1,216 @@
+"""The model language's schema: each layer type, its arguments, their types, ranges and defaults.
+
+One pydantic model per layer type. The YAML loader, the summary, lint, the training engine and the web
+builder all validate through these; `layer_json_schema()` is what the browser's forms are made from.
+
+Key names and shorthands are a contract (README, "The model language"): `conv: 32` means
+`conv: {filters: 32}` because `conv`'s main argument is `filters`. Every number has a range, so nothing
+absurd (a stride of 10^9, a NaN scale) gets past the schema into torch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from ..errors import closest
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "mish", "tanh", "sigmoid", "softmax")
+NO_ACTIVATION = ("linear", "none", "identity")
+ACTIVATION_ALIASES = {"swish": "silu"}
+# Spellings from Keras and PyTorch that mean one of our layers.
+ALIASES = {"conv2d": "conv", "linear": "dense", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
+           "batchnorm2d": "batchnorm", "bn": "batchnorm", "swish": "silu", "globalavgpool": "global_avgpool",
+           "global_average_pooling": "global_avgpool"}
+
+# Ranges. Wide enough for any CNN a person writes (VGG's 25088x4096 dense, 7x7 stems, 2048 filters),
+# narrow enough that a typo cannot ask torch for 2**63 of anything.
+MAX_CHANNELS = 65_536
+MAX_UNITS = 1_000_000
+MAX_SPATIAL = 1024           # kernel, stride, dilation, pooling window, padding (pixels)
+MAX_FACTOR = 1e6             # scale factors, pad values, max_norm
+MAX_LAYER_PARAMS = 2 ** 28   # 268M weights (1 GiB in fp32) in one layer; VGG-16's largest has 103M
+MAX_MODEL_PARAMS = 2 ** 30   # 4 GiB of fp32 weights in all
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _typed(check, schema: dict):
+    """A field checked by `check` (which returns the value or raises ValueError saying what is valid)."""
+    return Annotated[Any, BeforeValidator(check), WithJsonSchema(schema)]
+
+
+def _int_or_pair(lo: int, hi: int, what: str, extra: tuple = ()):
+    """An integer in [lo, hi] or a pair [h, w] of them (or one of `extra`, e.g. 'same' or None)."""
+    def check(v):
+        if (v is None or isinstance(v, str)) and v in extra:
+            return v
+        if _is_int(v) and lo <= v <= hi:
+            return v
+        if isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and lo <= x <= hi for x in v):
+            return list(v)
+        words = "".join(f"{e!r}, " if e is not None else "null, " for e in extra)
+        raise ValueError(f"must be {words}{what}: an integer from {lo} to {hi} or a pair [h, w] of them")
+    item = {"type": "integer", "minimum": lo, "maximum": hi}
+    options = [item, {"type": "array", "items": item, "minItems": 2, "maxItems": 2}]
+    options += [{"type": "null"} if e is None else {"const": e} for e in extra]
+    return _typed(check, {"anyOf": options})
+
+
+def _activation(v):
+    if v is None:
+        return None
+    if isinstance(v, str):
+        name = ACTIVATION_ALIASES.get(v.lower(), v.lower())
+        if name in ACTIVATIONS or name in NO_ACTIVATION:
+            return name
+    if isinstance(v, str):
+        raise ValueError(f"unknown activation '{v:.40}'{closest(v, ACTIVATIONS)}; valid: {', '.join(ACTIVATIONS)}, "
+                         "linear (or leave it out)")
+    raise ValueError(f"must be one of {', '.join(ACTIVATIONS)}, linear (or left out)")
+
+
+Activation = _typed(_activation, {"anyOf": [{"enum": list(ACTIVATIONS) + ["linear"]}, {"type": "null"}]})
+Kernel = _int_or_pair(1, MAX_SPATIAL, "a kernel size")
+Stride = _int_or_pair(1, MAX_SPATIAL, "a stride")
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+Rate = Annotated[float, Field(ge=0, lt=1)]
+Finite = Annotated[float, Field(ge=-MAX_FACTOR, le=MAX_FACTOR)]
+
+
+def _units(v):
+    if v in ("classes", "num_classes"):
+        return "classes"
+    if _is_int(v) and 1 <= v <= MAX_UNITS:
+        return v
+    raise ValueError(f"must be an integer from 1 to {MAX_UNITS:,} or 'classes' (the data set's class count)")
+
+
+def _layer_list(v):
+    if isinstance(v, list) and v:
+        return v
+    raise ValueError("must be a non-empty list of layers")
+
+
+class LayerArgs(BaseModel):
+    """Arguments of one layer type. `main` is the argument a shorthand value sets (`conv: 32`)."""
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    main: ClassVar[str | None] = None
+    doc: ClassVar[str] = ""
+
+
+class Conv(LayerArgs):
+    main: ClassVar = "filters"
+    doc: ClassVar = "2-D convolution"
+    filters: Channels
+    kernel: Kernel = 3
+    stride: Stride = 1
+    padding: _int_or_pair(0, MAX_SPATIAL, "pixels", ("same", "valid")) = "valid"
+    dilation: _int_or_pair(1, 64, "a dilation") = 1
+    groups: Channels = 1
+    bias: bool = True
+    activation: Activation = None
+
+
+class Pool(LayerArgs):
+    main: ClassVar = "size"
+    doc: ClassVar = "pooling over a window; stride defaults to the window size"
+    size: Kernel = 2
+    stride: _int_or_pair(1, MAX_SPATIAL, "a stride", (None,)) = None
+    padding: _int_or_pair(0, MAX_SPATIAL // 2, "pixels", ("same", "valid")) = "valid"
+
+
+class NoArgs(LayerArgs):
+    pass
+
+
+class BatchNorm(LayerArgs):
+    main: ClassVar = "momentum"
+    doc: ClassVar = "batch normalisation; momentum >= 0.5 is read the Keras way (0.99 = PyTorch 0.01)"
+    momentum: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
+
+
+class Dropout(LayerArgs):
+    main: ClassVar = "rate"
+    rate: Rate = 0.5
+
+
+class Dense(LayerArgs):
+    main: ClassVar = "units"
+    doc: ClassVar = "fully connected; on a feature map it acts on each position's channels (as Keras's Dense)"
+    units: _typed(_units, {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_UNITS},
+                                     {"const": "classes"}]})
+    activation: Activation = None
+    bias: bool = True
+    max_norm: Annotated[float, Field(gt=0, le=MAX_FACTOR)] | None = None
+
+
+class Pad(LayerArgs):
+    main: ClassVar = "size"
+    size: _int_or_pair(0, MAX_SPATIAL, "pixels") = 1
+    mode: Literal["constant", "reflect", "replicate", "edge"] = "constant"
+    value: Finite = 0.0
+
+
+class Scale(LayerArgs):
+    main: ClassVar = "factor"
+    doc: ClassVar = "multiplies its input (ResNet-9's 0.125 before the classifier)"
+    factor: Finite
+
+
+class Residual(LayerArgs):
+    main: ClassVar = "layers"
+    doc: ClassVar = "adds the block's input to its output (through a strided 1x1 conv when the shapes differ)"
+    layers: _typed(_layer_list, {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Layer"}})
+    activation: Activation = None
+
+
+class LeakyRelu(LayerArgs):
+    main: ClassVar = "slope"
+    slope: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+
+class Elu(LayerArgs):
+    main: ClassVar = "alpha"
+    alpha: Annotated[float, Field(ge=0, le=10)] = 1.0
+
+
+LAYERS: dict[str, type[LayerArgs]] = {
+    "conv": Conv, "maxpool": Pool, "avgpool": Pool, "global_avgpool": NoArgs, "global_maxpool": NoArgs,
+    "batchnorm": BatchNorm, "dropout": Dropout, "spatial_dropout": Dropout, "flatten": NoArgs, "dense": Dense,
+    "pad": Pad, "scale": Scale, "residual": Residual,
+    "relu": NoArgs, "leaky_relu": LeakyRelu, "elu": Elu, "gelu": NoArgs, "silu": NoArgs, "mish": NoArgs,
+    "tanh": NoArgs, "sigmoid": NoArgs, "softmax": NoArgs,
+}
+
+
+def defaults(kind: str) -> dict:
+    """{argument: default} for a layer type; required arguments are left out."""
+    return {name: f.default for name, f in LAYERS[kind].model_fields.items() if not f.is_required()}
+
+
+def layer_json_schema() -> dict:
+    """JSON Schema of one layer entry in its full form (`{conv: {filters: 32, ...}}`), for forms and tools.
+    Each layer type also says which argument its shorthand sets (`x-main`)."""
+    defs, options = {}, []
+    for kind, cls in LAYERS.items():
+        args = cls.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(args.pop("$defs", {}))
+        args["title"] = kind
+        args["x-main"] = cls.main
+        if cls.doc:
+            args["description"] = cls.doc
+        options.append({"type": "object", "properties": {kind: args}, "required": [kind],
+                        "additionalProperties": False})
+    defs["Layer"] = {"oneOf": options}
+    return {"$defs": defs, "type": "object", "properties": {
+        "name": {"type": "string"}, "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Layer"}}},
+        "required": ["layers"], "additionalProperties": False}

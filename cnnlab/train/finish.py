@@ -1,0 +1,121 @@
+"""The end of a run: the final test evaluation (last epoch's weights), the weights file, result.json and
+curves.png; and re-evaluating a finished run later (`cnnlab eval`)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import faults
+from ..device import choose_placement
+from ..errors import UserError
+from ..fsutil import atomic_path, write_text
+from ..rundir import Run
+from ..viz.curves import plot_curves
+from .augment import Augmenter
+from .engine import evaluate
+from .session import prepare_data
+
+
+def _versions() -> dict:
+    from .. import __version__
+    return {"cnnlab": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _test_scores(session) -> dict:
+    """Test loss and accuracy of the final weights, and with flip TTA where training flipped."""
+    t, cfg = session.trainer, session.cfg
+    args = (session.model, session.data.test_x, session.data.test_y, session.augmenter, session.placement,
+            cfg["eval_batch_size"])
+    plain = evaluate(*args, probabilities=t.probabilities)
+    scores = {"test_loss": plain["loss"], "test_acc": plain["acc"]}
+    faults.hit("final-eval")
+    if cfg["tta"] and session.augmenter.flips_horizontally:
+        flip = evaluate(*args, tta=True, probabilities=t.probabilities)
+        scores.update(test_acc_tta=flip["acc"], test_loss_tta=flip["loss"])
+    return scores
+
+
+def _save_weights(session, run_dir: Path) -> None:
+    from safetensors.torch import save_file
+    state = {k: v.detach().cpu().contiguous() for k, v in session.model.state_dict().items()}
+    with atomic_path(run_dir / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"classes": json.dumps(session.data.classes)})
+        faults.hit("weights-write")
+
+
+def finish_run(session, run_dir: Path, status: str, message: str | None = None) -> dict:
+    """Write the run's end and return result.json's content. An interrupted run's state is its checkpoint."""
+    t = session.trainer
+    result = {"status": status, "epochs_completed": t.epoch, "epochs": session.cfg["epochs"]}
+    if t.epoch > 0 and status == "finished":
+        result.update(_test_scores(session))
+        _save_weights(session, run_dir)
+    val_rows = [r for r in t.history if r.get("val_acc") is not None]
+    if val_rows:
+        result["val_acc"] = val_rows[-1]["val_acc"]
+        result["best_val_acc"] = max(r["val_acc"] for r in val_rows)
+    summary = session.summary
+    result.update({
+        "final_acc": result.get("test_acc_tta", result.get("test_acc")),
+        "params_trainable": summary.trainable, "params_non_trainable": summary.non_trainable,
+        "macs": summary.macs, "wall_time_s": round(t.elapsed, 2),
+        "device": session.placement.describe(), "threads": torch.get_num_threads(),
+        "model": summary.name, "data": session.data.name, "versions": _versions(),
+        "git_commit": _git_commit(), "finished_at": datetime.now().isoformat(timespec="seconds"),
+    })
+    if message or t.stop_reason:
+        result["message"] = message or t.stop_reason
+    faults.hit("result-write")
+    write_text(run_dir / "result.json", json.dumps(result, indent=2))
+    if t.history:
+        plot_curves({summary.name: t.history}, run_dir / "curves.png", f"{summary.name} on {session.data.name}")
+    return result
+
+
+def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, data_dir: str | None = None,
+                 split: str = "test") -> dict:
+    """Re-evaluate a run's final model on its test set (or another data set with the same classes)."""
+    run = Run(run_dir)
+    cfg = run.config
+    if data:
+        cfg["data"]["name"] = data
+    if data_dir:
+        cfg["data"]["dir"] = data_dir
+    cfg["data"]["limit"] = None
+    info = run.data_info
+    dataset = prepare_data(cfg)
+    if dataset.input_shape != tuple(info["input_shape"]) or dataset.num_classes != len(info["classes"]):
+        raise UserError(f"{dataset.name} has {dataset.num_classes} classes of {dataset.input_shape}; the run was "
+                        f"trained on {len(info['classes'])} classes of {tuple(info['input_shape'])}")
+    placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
+    model = run.model.to(placement.device)
+    augmenter = Augmenter(cfg["augment"], info["mean"], info["std"], placement.device, placement.channels_last)
+    x, y = (dataset.test_x, dataset.test_y) if split == "test" else (dataset.val_x, dataset.val_y)
+    if x is None:
+        raise UserError(f"the run has no '{split}' split")
+    probs = getattr(model, "outputs_probabilities", False)
+    out = evaluate(model, x, y, augmenter, placement, cfg["eval_batch_size"], probabilities=probs)
+    result = {"split": split, "images": len(y), "loss": out["loss"], "acc": out["acc"]}
+    if cfg.get("tta") and augmenter.flips_horizontally:
+        result["acc_tta"] = evaluate(model, x, y, augmenter, placement, cfg["eval_batch_size"], tta=True,
+                                     probabilities=probs)["acc"]
+    return result

@@ -1,0 +1,314 @@
+"""The run as a job: start a training from a config, hear its events as data, stop it from anywhere.
+
+    job = cnnlab.Job("examples/keras-cifar10.yaml", overrides=["epochs=5"], listeners=[print])
+    job.start()                 # a background thread; job.run() trains in this one
+    for event in job.events():  # start, log, batch, epoch, result, diagnosis, error, end (cnnlab/events.py)
+        ...
+    job.stop()                  # after the current batch; the run is marked interrupted and can resume
+
+Another process stops it with `cnnlab stop RUN` (a STOP file the job looks for twice a second) or SIGTERM
+(the CLI maps it to `stop`). The store, the terminal and TensorBoard are listeners like any other.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from .. import config as config_mod
+from ..errors import UserError
+from ..events import Event
+from ..rundir import STOP_FILE, Run, new_run_dir
+from ..yamlio import load_yaml
+from .engine import Diverged, StopRequested
+from .finish import finish_run
+from .progress import Progress
+from .session import CheckpointWriter, Session, prepare_config
+
+BATCH_EVENT_INTERVAL = 0.2  # seconds between batch events: live curves without a float() sync every step
+STOP_FILE_INTERVAL = 0.5    # seconds between looks for a STOP file
+
+
+class _EventBridge:
+    """A trainer hook that turns the engine's moments into events for the job's listeners."""
+
+    def __init__(self, job: "Job"):
+        self.job = job
+        self._last_batch = 0.0
+
+    def on_fit_start(self, trainer) -> None:
+        s = self.job.session
+        self.job.emit("start", {
+            "run_dir": str(self.job.dir), "name": s.cfg["name"], "config": s.cfg, "summary": s.summary.as_dict(),
+            "data": s.data_info(), "epochs": trainer.epochs, "batches_per_epoch": trainer.batches_per_epoch,
+            "history": list(trainer.history), "pid": os.getpid()})
+
+    def on_batch_end(self, trainer) -> None:
+        now = time.perf_counter()
+        last = trainer.batch_index + 1 == trainer.batches_per_epoch
+        if now - self._last_batch < BATCH_EVENT_INTERVAL and not last:
+            return
+        self._last_batch = now
+        stats = trainer.running_stats()
+        self.job.emit("batch", {"epoch": trainer.epoch + 1, "batch": trainer.batch_index + 1,
+                                "batches": trainer.batches_per_epoch, "lr": trainer.optimizer.param_groups[0]["lr"],
+                                **stats})
+
+    def on_epoch_end(self, trainer) -> None:
+        rows = trainer.history
+        per_epoch = sum(r["seconds"] for r in rows) / len(rows)
+        self.job.emit("epoch", {"row": dict(rows[-1]), "epochs": trainer.epochs,
+                                "eta_s": per_epoch * (trainer.epochs - trainer.epoch)})
+
+    def on_diverged(self, trainer) -> None:
+        self.job.emit("epoch", {"row": dict(trainer.history[-1]), "epochs": trainer.epochs, "eta_s": None})
+
+
+class Job:
+    """One training run: a new one from a config, or `Job.resume(run_dir)`.
+
+    The config is resolved and checked when the job is made, so bad input fails in the caller. `store`:
+    True records the run in the default store (runs/cnnlab.db), a path records it there, False not at all.
+    """
+
+    def __init__(self, config=None, overrides: list[str] | None = None, flags: dict | None = None, *,
+                 run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike | None = None,
+                 overwrite: bool = False, listeners: list[Callable[[Event], None]] = (), store=True,
+                 _resume: tuple | None = None):
+        if _resume is None:
+            self.cfg = prepare_config(config, overrides, flags)
+            if run_dir and Path(run_dir).exists() and any(Path(run_dir).iterdir()) and not overwrite:
+                new_run_dir(self.cfg["name"], run_dir, runs_root, overwrite)  # raises 'already exists' now
+            self.dir, self.resume_state = None, None
+        else:
+            self.cfg, self.dir, self.resume_state = _resume
+        self._target = (run_dir, runs_root, overwrite)
+        self.listeners = list(listeners)
+        store = _open_store(store, runs_root)
+        if store is not None:
+            from ..track.store import StoreListener
+            self.listeners.append(StoreListener(store))
+        if self.cfg.get("tensorboard"):
+            from ..track.tensorboard import TensorBoardLogger
+            self.listeners.append(TensorBoardLogger())
+        self.session: Session | None = None
+        self.status = "pending"
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._stop_checked = 0.0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._replay: list[Event] = []      # every event but batches, for a listener that comes late
+        self._queues: list[queue.Queue] = []
+
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike, **kwargs) -> "Job":
+        """A job continuing `run_dir` from its last checkpoint; on the CPU with a fixed seed it ends as if
+        never stopped (bit-identical weights; tests/test_resume.py kills it at 20 points)."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").exists():
+            raise UserError(f"{run_dir}: not a cnnlab run directory (no config.yaml)")
+        located = load_yaml(run_dir / "config.yaml")
+        if not isinstance(located.data, dict):
+            raise UserError(f"{located.source}: not a cnnlab run config (a mapping of keys was expected)")
+        cfg = config_mod.validate(located.data, located)
+        state = None
+        checkpoint = run_dir / "checkpoint.pt"
+        if checkpoint.exists():
+            try:
+                state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            except Exception as exc:  # noqa: BLE001 — a damaged file is the user's to know about
+                raise UserError(f"{checkpoint}: cannot be read ({exc}); the run cannot resume from it") from None
+        return cls(_resume=(cfg, run_dir, state), **kwargs)
+
+    # ------------------------------------------------------------------ events
+    def emit(self, type_: str, data: dict) -> None:
+        event = Event(type_, data, str(self.dir) if self.dir else None)
+        with self._lock:
+            if type_ != "batch":
+                self._replay.append(event)
+            queues = list(self._queues)
+        for q in queues:
+            q.put(event)
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # noqa: BLE001 — a broken listener must not take the run down
+                self.listeners.remove(listener)
+                if type_ != "log":
+                    self.emit("log", {"text": f"warning: listener {listener!r} failed on '{type_}' ({exc}); "
+                                              "it hears no more events"})
+
+    def events(self, replay: bool = True) -> Iterator[Event]:
+        """Every event from now on (and, with `replay`, those already sent but batches), until `end`."""
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            past = list(self._replay) if replay else []
+            self._queues.append(q)
+        try:
+            for event in past:
+                yield event
+                if event.type == "end":
+                    return
+            while True:
+                event = q.get()
+                if replay and event in past:
+                    continue
+                yield event
+                if event.type == "end":
+                    return
+        finally:
+            with self._lock:
+                self._queues.remove(q)
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Ask the run to stop after the current batch. Safe from any thread; harmless when already over."""
+        self._stop.set()
+
+    def _should_stop(self) -> bool:
+        if self._stop.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._stop_checked >= STOP_FILE_INTERVAL:
+            self._stop_checked = now
+            if self.dir is not None and (self.dir / STOP_FILE).exists():
+                self._stop.set()
+        return self._stop.is_set()
+
+    def start(self) -> "Job":
+        """Train in a background thread; `wait()` for the Run, or follow `events()`."""
+        self._thread = threading.Thread(target=self._run_quietly, name=f"cnnlab-job-{self.cfg['name']}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run_quietly(self) -> None:
+        try:
+            self.run()
+        except BaseException:  # noqa: BLE001 — kept in self.error and told as an 'error' event
+            pass
+
+    def wait(self, timeout: float | None = None) -> Run | None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return None
+        if self.error is not None and not isinstance(self.error, StopRequested):
+            raise self.error
+        return Run(self.dir) if self.dir else None
+
+    # ------------------------------------------------------------------ the run itself
+    def run(self) -> Run:
+        """Train in this thread and return the finished Run (raises what a failed run raised)."""
+        self.status = "running"
+        try:
+            return self._run()
+        except BaseException as exc:
+            self.error = exc
+            kind = "diverged" if isinstance(exc, Diverged) else "user" if isinstance(exc, UserError) else \
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else "crash"
+            if kind != "interrupted":
+                self.emit("error", {"message": str(exc) or type(exc).__name__, "kind": kind})
+            if self.status == "running":
+                self.status = "interrupted" if kind == "interrupted" else "failed"
+            raise
+        finally:
+            self.emit("end", {"status": self.status})
+
+    def _run(self) -> Run:
+        # Load the data and build the model first: bad input fails before a run directory is claimed.
+        self.session = session = Session(self.cfg, self.resume_state)
+        if self.dir is None:
+            run_dir, runs_root, overwrite = self._target
+            self.dir = new_run_dir(self.cfg["name"], run_dir, runs_root, overwrite)
+            session.write_start_files(self.dir)
+        else:
+            if self._already_finished():
+                self.emit("log", {"text": f"{self.dir} already finished all {self.cfg['epochs']} epochs; "
+                                          "nothing to resume"})
+                self.status = "finished"
+                return Run(self.dir)
+            if not (self.dir / "data.json").exists() or not (self.dir / "summary.txt").exists():
+                session.write_start_files(self.dir)  # killed while writing them
+            (self.dir / "result.json").unlink(missing_ok=True)
+        (self.dir / STOP_FILE).unlink(missing_ok=True)  # a stop asked of an earlier attempt
+        trainer = session.trainer
+        trainer.callbacks += [CheckpointWriter(self.dir), _EventBridge(self)]
+        trainer.should_stop = self._should_stop
+        from ..diagnose.lint import lint
+        for finding in lint(session.model):
+            self.emit("log", {"text": finding.render()})
+        if self.resume_state is not None:
+            self.emit("log", {"text": f"Resuming {self.dir} after epoch {trainer.epoch}"})
+        self.emit("log", {"text": f"Run {self.dir}  ({session.summary.name} on {session.data.name}, "
+                                  f"{session.summary.trainable:,} params, {session.placement.describe()}, "
+                                  f"{len(session.data.train_x):,} training images)"})
+        try:
+            trainer.fit()
+        except (KeyboardInterrupt, StopRequested) as exc:
+            message = str(exc) if isinstance(exc, StopRequested) else f"interrupted during epoch {trainer.epoch + 1}"
+            self._finish("interrupted", message)
+            (self.dir / STOP_FILE).unlink(missing_ok=True)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return Run(self.dir)
+        except Diverged as exc:
+            self._finish("diverged", str(exc))
+            raise
+        except Exception as exc:
+            self._finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        self._finish("finished")
+        if trainer.stop_reason:
+            self.emit("log", {"text": trainer.stop_reason})
+        self._diagnose()
+        return Run(self.dir)
+
+    def _already_finished(self) -> bool:
+        state, result = self.resume_state, Run(self.dir).result
+        return state is not None and state["epoch"] >= self.cfg["epochs"] and result.get("status") == "finished"
+
+    def _finish(self, status: str, message: str | None = None) -> None:
+        self.result = finish_run(self.session, self.dir, status, message)
+        self.status = status
+        self.emit("result", self.result)
+
+    def _diagnose(self) -> None:
+        from ..diagnose.doctor import diagnose
+        from ..diagnose.facts import run_facts
+        s = self.session
+        verdict = diagnose(s.trainer.history, s.data.num_classes, run_facts(s.model, s.cfg, s.cfg["data"]["name"]))
+        self.emit("diagnosis", {"verdict": verdict.as_dict(), "text": verdict.render()})
+
+
+def _open_store(store, runs_root=None):
+    if store is False or store is None:
+        return None
+    from ..track.store import Store
+    if store is True:
+        return Store(Path(runs_root) / "cnnlab.db" if runs_root else None)
+    return Store(store)
+
+
+def train(config=None, overrides: list[str] | None = None, flags: dict | None = None, run_dir: str | None = None,
+          runs_root: str | None = None, overwrite: bool = False, quiet: bool = False, store=True,
+          listeners=()) -> Run:
+    """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; returns the finished Run."""
+    return Job(config, overrides, flags, run_dir=run_dir, runs_root=runs_root, overwrite=overwrite,
+               listeners=[Progress(quiet=quiet), *listeners], store=store).run()
+
+
+def resume(run_dir: str | os.PathLike, quiet: bool = False, store=True, listeners=()) -> Run:
+    """Continue a run from its last checkpoint; with a fixed seed on the CPU it ends as if never stopped."""
+    return Job.resume(run_dir, listeners=[Progress(quiet=quiet), *listeners], store=store).run()
+
+
+def start(config=None, overrides: list[str] | None = None, **kwargs) -> Job:
+    """Start training in a background thread and return the Job (follow `job.events()`, `job.stop()`)."""
+    return Job(config, overrides, **kwargs).start()

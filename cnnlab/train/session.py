@@ -1,0 +1,129 @@
+"""Assembling a run in memory: config -> data on the device -> checked model -> augmenter -> trainer.
+
+Nothing here writes files or prints: the job (job.py) decides where a run goes and who listens.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from .. import config as config_mod
+from ..data import ImageDataset, load_dataset
+from ..device import available_memory, choose_placement
+from ..errors import UserError
+from ..fsutil import atomic_path, write_text
+from ..models import build_model, resolve_spec
+from ..models.summary import render, summarize
+from ..rundir import write_metrics
+from .augment import Augmenter
+from .engine import Trainer
+from .. import faults
+
+
+def _default_name(model) -> str:
+    """The run's name from its model's, made safe for a directory name."""
+    name = "model"
+    if isinstance(model, str):
+        name = Path(model).stem if model.endswith((".yaml", ".yml")) else model
+    elif isinstance(model, dict):
+        name = str(model.get("name") or model.get("model") or str(model.get("module", "model")).split(":")[-1])
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.")[:100] or "model"
+
+
+def _inline_model(cfg: dict) -> None:
+    """A model given as a YAML file is copied into the config, so the run directory stands alone."""
+    model = cfg["model"]
+    if isinstance(model, str) and (model.endswith((".yaml", ".yml")) or Path(model).is_file()):
+        cfg["model"] = resolve_spec(model, (1, 1, 1), 1).data
+
+
+def prepare_config(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> dict:
+    """The resolved config as a run records it: model inlined, name set, augmentation written out."""
+    cfg, _ = config_mod.resolve(config, overrides, flags)
+    _inline_model(cfg)
+    cfg["name"] = cfg["name"] or _default_name(cfg["model"])
+    name = cfg["data"]["name"]
+    cfg["augment"] = config_mod.augment_settings(cfg, name if name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
+    return cfg
+
+
+def prepare_data(cfg: dict) -> ImageDataset:
+    d = cfg["data"]
+    dataset = load_dataset(d["name"], d["dir"], d["val_split"] or None, cfg["seed"], d["root"], d["image_size"],
+                           d["download"])
+    if d["limit"]:
+        dataset.train_x, dataset.train_y = dataset.train_x[:d["limit"]], dataset.train_y[:d["limit"]]
+    return dataset
+
+
+def _check_memory(summary, cfg: dict, placement) -> None:
+    free = available_memory(placement.device)
+    params = summary.total
+    # weights + gradients + two optimizer slots (Adam), and activations kept for backward in the batch
+    need = params * 4 * 4 + summary.activations_per_image * cfg["batch_size"] * 4 * 3
+    if free is not None and need > 0.9 * free:
+        raise UserError(f"the model needs about {need / 2**30:.1f} GB for batch_size {cfg['batch_size']} "
+                        f"({params:,} parameters), but only {free / 2**30:.1f} GB is free on "
+                        f"{placement.device.type}; lower batch_size, narrow the layers, or pool earlier")
+
+
+class Session:
+    """Everything a run needs in memory: config, data, model, placement, augmenter, trainer."""
+
+    def __init__(self, cfg: dict, resume_state: dict | None = None, hooks=()):
+        self.cfg = cfg
+        if cfg["threads"]:
+            torch.set_num_threads(int(cfg["threads"]))
+        torch.manual_seed(cfg["seed"])
+        self.placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
+        self.data = prepare_data(cfg)
+        with torch.device("meta"):  # sizes first, allocating nothing: a model too big for memory fails here
+            _check_memory(summarize(build_model(cfg["model"], self.data.input_shape, self.data.num_classes)),
+                          cfg, self.placement)
+        self.model = build_model(cfg["model"], self.data.input_shape, self.data.num_classes)
+        self.summary = summarize(self.model)
+        self.model.to(self.placement.device)
+        if self.placement.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.mean, self.std = self.data.channel_stats()
+        self.augmenter = Augmenter(cfg["augment"], self.mean, self.std, self.placement.device,
+                                   self.placement.channels_last)
+        self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, callbacks=hooks)
+        if resume_state is not None:
+            self.trainer.load_state_dict(resume_state)
+
+    def data_info(self) -> dict:
+        """What data.json holds: enough to predict without the data set."""
+        d = self.data
+        return {"name": d.name, "classes": d.classes, "input_shape": list(d.input_shape), "mean": self.mean,
+                "std": self.std, "train": len(d.train_x), "test": len(d.test_x),
+                "val": 0 if d.val_x is None else len(d.val_x)}
+
+    def write_start_files(self, run_dir: Path) -> None:
+        write_text(run_dir / "config.yaml", config_mod.dump(self.cfg))
+        write_text(run_dir / "data.json", json.dumps(self.data_info(), indent=2))
+        write_text(run_dir / "summary.txt", render(self.summary, self.cfg["batch_size"]) + "\n")
+
+
+class CheckpointWriter:
+    """A trainer hook: metrics.csv and checkpoint.pt after every epoch (atomically), so a killed run resumes."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir
+
+    def on_fit_start(self, trainer) -> None:
+        write_metrics(self.dir / "metrics.csv", trainer.history)
+
+    def on_epoch_end(self, trainer) -> None:
+        faults.hit("epoch-end")
+        write_metrics(self.dir / "metrics.csv", trainer.history)
+        with atomic_path(self.dir / "checkpoint.pt") as tmp:
+            torch.save(trainer.state_dict(), tmp)
+            faults.hit("checkpoint-write")
+        faults.hit("checkpoint-written")
+
+    def on_diverged(self, trainer) -> None:
+        write_metrics(self.dir / "metrics.csv", trainer.history)  # the NaN row, for the doctor; checkpoint kept
