@@ -89,9 +89,9 @@ def _overrides(args) -> list[str]:
 
 
 def _session(args):
-    from .train.session import Session, prepare_config
-    cfg = prepare_config(args.config, _overrides(args), {"batch_size": getattr(args, "batch_size", None)})
-    return Session(cfg)
+    from .train.session import Session, prepare
+    cfg, spec = prepare(args.config, _overrides(args), {"batch_size": getattr(args, "batch_size", None)})
+    return Session(cfg, spec=spec)
 
 
 def cmd_lr_find(args) -> int:
@@ -181,15 +181,15 @@ def _dry_run(config, overrides, flags) -> int:
     from .data import SOURCES, load_dataset
     from .models import build_model
     from .models.summary import render, summarize
-    from .train.session import prepare_config
-    cfg = prepare_config(config, overrides, flags)
+    from .train.session import prepare
+    cfg, spec = prepare(config, overrides, flags)
     d = cfg["data"]
     if d["name"] in SOURCES:
         shape, classes = SOURCES[d["name"]].input_shape, SOURCES[d["name"]].num_classes
     else:
         ds = load_dataset(d["name"], d["dir"], root=d["root"], image_size=d["image_size"], download=d["download"])
         shape, classes = ds.input_shape, ds.num_classes
-    model = build_model(cfg["model"], shape, classes)
+    model = build_model(spec, shape, classes)
     print(render(summarize(model), cfg["batch_size"]))
     print(render_lint(lint(model)))
     print(f"config OK: {cfg['name']} on {d['name']}, {cfg['epochs']} epochs of batch {cfg['batch_size']} "

@@ -268,6 +268,7 @@ def _dense(a, shape, ctx, where):
     units = ctx.num_classes if a["units"] in ("classes", "num_classes") and ctx.num_classes else a["units"]
     if not isinstance(units, int):
         raise LayerError(f"{where}: dense: units 'classes' needs a data set (its class count), and none is known here")
+    a["units"] = units  # what lint, the doctor and the summary read: the number, not 'classes'
     max_norm = a["max_norm"]
     ctx.claim(shape[0] * units, where, f"dense {units}")
     cls = ChannelDense if len(shape) == 3 else nn.Linear

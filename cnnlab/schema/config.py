@@ -42,7 +42,7 @@ class DataConfig(Section):
         {"anyOf": [{"type": "integer", "minimum": 4, "maximum": 4096}, {"type": "null"},
                    {"type": "array", "minItems": 2, "maxItems": 2,
                     "items": {"type": "integer", "minimum": 4, "maximum": 4096}}]})] = None  # imagefolder resize
-    val_split: Fraction = 0.0             # fraction of training images held out (stratified, seeded) for validation
+    val_split: Fraction | None = 0.0      # fraction of training images held out (stratified, seeded) for validation
     download: bool = True
     limit: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # use only the first N training images
 

@@ -169,7 +169,7 @@ class Scale(LayerArgs):
 class Residual(LayerArgs):
     main: ClassVar = "layers"
     doc: ClassVar = "adds the block's input to its output (through a strided 1x1 conv when the shapes differ)"
-    layers: _typed(_layer_list, {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Layer"}})
+    layers: _typed(_layer_list, {"type": "array", "minItems": 1})  # items: any layer (set in layer_json_schema)
     activation: Activation = None
 
 
@@ -205,6 +205,8 @@ def layer_json_schema() -> dict:
         args = cls.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(args.pop("$defs", {}))
         args["title"] = kind
+        if kind == "residual":
+            args["properties"]["layers"]["items"] = {"$ref": "#/$defs/Layer"}
         args["x-main"] = cls.main
         if cls.doc:
             args["description"] = cls.doc

@@ -84,10 +84,10 @@ def finish_run(session, run_dir: Path, status: str, message: str | None = None) 
     })
     if message or t.stop_reason:
         result["message"] = message or t.stop_reason
-    faults.hit("result-write")
-    write_text(run_dir / "result.json", json.dumps(result, indent=2))
     if t.history:
         plot_curves({summary.name: t.history}, run_dir / "curves.png", f"{summary.name} on {session.data.name}")
+    faults.hit("result-write")
+    write_text(run_dir / "result.json", json.dumps(result, indent=2))  # last: a finished result means all is there
     return result
 
 

@@ -28,7 +28,7 @@ from ..yamlio import load_yaml
 from .engine import Diverged, StopRequested
 from .finish import finish_run
 from .progress import Progress
-from .session import CheckpointWriter, Session, prepare_config
+from .session import CheckpointWriter, Session, prepare
 
 BATCH_EVENT_INTERVAL = 0.2  # seconds between batch events: live curves without a float() sync every step
 STOP_FILE_INTERVAL = 0.5    # seconds between looks for a STOP file
@@ -81,12 +81,13 @@ class Job:
                  overwrite: bool = False, listeners: list[Callable[[Event], None]] = (), store=True,
                  _resume: tuple | None = None):
         if _resume is None:
-            self.cfg = prepare_config(config, overrides, flags)
+            self.cfg, self.spec = prepare(config, overrides, flags)
             if run_dir and Path(run_dir).exists() and any(Path(run_dir).iterdir()) and not overwrite:
                 new_run_dir(self.cfg["name"], run_dir, runs_root, overwrite)  # raises 'already exists' now
             self.dir, self.resume_state = None, None
         else:
             self.cfg, self.dir, self.resume_state = _resume
+            self.spec = self.cfg["model"]
         self._target = (run_dir, runs_root, overwrite)
         self.listeners = list(listeners)
         store = _open_store(store, runs_root)
@@ -146,11 +147,15 @@ class Job:
                                               "it hears no more events"})
 
     def events(self, replay: bool = True) -> Iterator[Event]:
-        """Every event from now on (and, with `replay`, those already sent but batches), until `end`."""
+        """Every event from the moment of this call (and, with `replay`, those already sent but batches),
+        until `end`. Subscribes at once, so `events = job.events(); job.start()` misses nothing."""
         q: queue.Queue = queue.Queue()
         with self._lock:
             past = list(self._replay) if replay else []
             self._queues.append(q)
+        return self._follow(q, past)
+
+    def _follow(self, q: queue.Queue, past: list[Event]) -> Iterator[Event]:
         try:
             for event in past:
                 yield event
@@ -158,8 +163,6 @@ class Job:
                     return
             while True:
                 event = q.get()
-                if replay and event in past:
-                    continue
                 yield event
                 if event.type == "end":
                     return
@@ -223,12 +226,14 @@ class Job:
 
     def _run(self) -> Run:
         # Load the data and build the model first: bad input fails before a run directory is claimed.
-        self.session = session = Session(self.cfg, self.resume_state)
+        self.session = session = Session(self.cfg, self.resume_state, spec=self.spec)
         if self.dir is None:
             run_dir, runs_root, overwrite = self._target
             self.dir = new_run_dir(self.cfg["name"], run_dir, runs_root, overwrite)
             session.write_start_files(self.dir)
         else:
+            for partial in self.dir.glob(".*.tmp"):  # half-written by a process killed mid-write
+                partial.unlink()
             if self._already_finished():
                 self.emit("log", {"text": f"{self.dir} already finished all {self.cfg['epochs']} epochs; "
                                           "nothing to resume"})

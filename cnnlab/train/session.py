@@ -18,6 +18,7 @@ from ..fsutil import atomic_path, write_text
 from ..models import build_model, resolve_spec
 from ..models.summary import render, summarize
 from ..rundir import write_metrics
+from ..yamlio import Located
 from .augment import Augmenter
 from .engine import Trainer
 from .. import faults
@@ -33,21 +34,26 @@ def _default_name(model) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.")[:100] or "model"
 
 
-def _inline_model(cfg: dict) -> None:
-    """A model given as a YAML file is copied into the config, so the run directory stands alone."""
+def prepare(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> tuple[dict, Located]:
+    """The resolved config as a run records it (model inlined, name set, augmentation written out), and the
+    model as written, with its file and lines, so a layer's error points at the line that holds it."""
+    cfg, located = config_mod.resolve(config, overrides, flags)
     model = cfg["model"]
     if isinstance(model, str) and (model.endswith((".yaml", ".yml")) or Path(model).is_file()):
-        cfg["model"] = resolve_spec(model, (1, 1, 1), 1).data
-
-
-def prepare_config(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> dict:
-    """The resolved config as a run records it: model inlined, name set, augmentation written out."""
-    cfg, _ = config_mod.resolve(config, overrides, flags)
-    _inline_model(cfg)
+        spec = resolve_spec(model, (1, 1, 1), 1)  # a model file: copied in, so the run directory stands alone
+        cfg["model"] = spec.data
+    elif isinstance(located.data, dict) and located.data.get("model") == model:
+        spec = located.sub(("model",))  # written inline in the config file
+    else:
+        spec = Located(model, "model")
     cfg["name"] = cfg["name"] or _default_name(cfg["model"])
     name = cfg["data"]["name"]
     cfg["augment"] = config_mod.augment_settings(cfg, name if name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
-    return cfg
+    return cfg, spec
+
+
+def prepare_config(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> dict:
+    return prepare(config, overrides, flags)[0]
 
 
 def prepare_data(cfg: dict) -> ImageDataset:
@@ -73,17 +79,18 @@ def _check_memory(summary, cfg: dict, placement) -> None:
 class Session:
     """Everything a run needs in memory: config, data, model, placement, augmenter, trainer."""
 
-    def __init__(self, cfg: dict, resume_state: dict | None = None, hooks=()):
+    def __init__(self, cfg: dict, resume_state: dict | None = None, hooks=(), spec=None):
         self.cfg = cfg
+        spec = cfg["model"] if spec is None else spec  # the model as written (a Located keeps its lines)
         if cfg["threads"]:
             torch.set_num_threads(int(cfg["threads"]))
         torch.manual_seed(cfg["seed"])
         self.placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
         self.data = prepare_data(cfg)
         with torch.device("meta"):  # sizes first, allocating nothing: a model too big for memory fails here
-            _check_memory(summarize(build_model(cfg["model"], self.data.input_shape, self.data.num_classes)),
+            _check_memory(summarize(build_model(spec, self.data.input_shape, self.data.num_classes)),
                           cfg, self.placement)
-        self.model = build_model(cfg["model"], self.data.input_shape, self.data.num_classes)
+        self.model = build_model(spec, self.data.input_shape, self.data.num_classes)
         self.summary = summarize(self.model)
         self.model.to(self.placement.device)
         if self.placement.channels_last:

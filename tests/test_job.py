@@ -1,0 +1,152 @@
+"""The job API: a run's events as data, in order; stopping it from another thread, another process
+(`cnnlab stop`) or with SIGTERM; listeners that break do not break the run; track/ never imports train/."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.rundir import read_metrics
+
+
+def small(data_dir, epochs=2, **extra) -> dict:
+    return {"model": "tutorial", "data": {"name": "mnist", "dir": str(data_dir)}, "batch_size": 8,
+            "epochs": epochs, "threads": 1, **extra}
+
+
+def test_a_run_tells_its_listeners_everything_in_order(data_dir, tmp_path):
+    heard = []
+    run = cnnlab.Job(small(data_dir), run_dir=tmp_path / "run", listeners=[heard.append], store=False).run()
+    types = [e.type for e in heard]
+    assert types[0] == "log" and types[-1] == "end" and "start" in types
+    assert types.index("start") < types.index("batch") < types.index("epoch") < types.index("result") \
+        < types.index("diagnosis") < types.index("end")
+    assert types.count("epoch") == 2 and all(e.run == str(run.dir) for e in heard[types.index("start"):])
+    start = heard[types.index("start")].data
+    assert start["config"]["batch_size"] == 8 and start["summary"]["params_trainable"] == 44_426
+    assert start["batches_per_epoch"] == 25 and start["data"]["classes"][0] == "0"
+    batch = next(e.data for e in heard if e.type == "batch")
+    assert 1 <= batch["batch"] <= 25 and batch["batches"] == 25 and 0 <= batch["acc"] <= 1
+    rows = [e.data["row"] for e in heard if e.type == "epoch"]
+    written = read_metrics(run.dir / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2] and abs(rows[-1]["test_acc"] - written[-1]["test_acc"]) < 1e-5
+    result = heard[types.index("result")].data
+    assert result == json.loads((run.dir / "result.json").read_text())
+    assert heard[types.index("diagnosis")].data["verdict"]["regime"]
+    assert heard[-1].data == {"status": "finished"}
+    json.dumps([e.as_dict() for e in heard])  # events are plain data: they cross a process or a socket as JSON
+
+
+def test_stop_from_another_thread_then_resume_ends_as_if_never_stopped(data_dir, tmp_path):
+    straight = cnnlab.Job(small(data_dir, 3), run_dir=tmp_path / "straight", store=False).run()
+    job = cnnlab.Job(small(data_dir, 3), run_dir=tmp_path / "stopped", store=False)
+    events = job.events()
+    job.start()
+    first_batch_of_epoch_2 = threading.Event()
+    job.listeners.append(lambda e: e.type == "batch" and e.data["epoch"] == 2 and first_batch_of_epoch_2.set())
+    assert first_batch_of_epoch_2.wait(60)
+    job.stop()  # from this thread, while the job's thread trains
+    assert [e.type for e in events][-1] == "end"
+    run = job.wait(timeout=60)
+    assert job.status == "interrupted"
+    assert run.result["status"] == "interrupted" and "stopped by request during epoch" in run.result["message"]
+    assert (run.dir / "checkpoint.pt").exists() and not (run.dir / "STOP").exists()
+    resumed = cnnlab.Job.resume(run.dir, store=False).run()
+    a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_events_replay_for_a_listener_that_comes_late(data_dir, tmp_path):
+    job = cnnlab.Job(small(data_dir, 1), run_dir=tmp_path / "run", store=False)
+    job.run()
+    late = [e.type for e in job.events()]
+    assert late[0] == "log" and late[-1] == "end" and "batch" not in late and "result" in late
+
+
+def test_a_broken_listener_is_dropped_and_the_run_goes_on(data_dir, tmp_path):
+    def broken(event):
+        if event.type == "epoch":
+            raise RuntimeError("boom")
+    heard = []
+    run = cnnlab.Job(small(data_dir), run_dir=tmp_path / "run", listeners=[broken, heard.append],
+                     store=False).run()
+    assert run.result["status"] == "finished"
+    assert any(e.type == "log" and "failed on 'epoch' (boom)" in e.data["text"] for e in heard)
+
+
+def test_bad_input_fails_when_the_job_is_made_and_nothing_is_written(tmp_path):
+    import pytest
+    with pytest.raises(cnnlab.UserError, match="epochs must be an integer"):
+        cnnlab.Job({"epochs": 0}, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def _cli_train(data_dir, run_dir, epochs=60):
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", "--data", "mnist", "--data-dir", str(data_dir), "--set",
+         "batch_size=8", "--set", "threads=1", "--epochs", str(epochs), "--run-dir", str(run_dir), "--no-store"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc) -> None:
+    deadline = time.time() + 120
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert path.exists(), proc.communicate()
+
+
+def test_cnnlab_stop_from_another_process(data_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    proc = _cli_train(data_dir, run_dir)
+    _wait_for(run_dir / "checkpoint.pt", proc)
+    assert main(["stop", str(run_dir)]) == 0
+    assert "asked" in capsys.readouterr().out
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Stopped after" in out and f"cnnlab resume {run_dir}" in out and "Traceback" not in err
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "interrupted" and result["epochs_completed"] < 60
+    assert main(["stop", str(run_dir)]) == 2  # not running any more
+    assert "not running" in capsys.readouterr().err
+
+
+def test_sigterm_stops_cleanly(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _cli_train(data_dir, run_dir)
+    _wait_for(run_dir / "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "interrupted"
+
+
+def test_track_never_imports_train():
+    package = Path(cnnlab.__file__).parent
+    for path in (package / "track").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                assert not module.startswith(("..train", "cnnlab.train")), f"{path.name} imports {module}"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("cnnlab.train") for a in node.names), path.name
+
+
+def test_train_accepts_a_model_file(data_dir, tmp_path, capsys):
+    model = tmp_path / "net.yaml"
+    model.write_text("name: tiny\nlayers:\n  - conv: {filters: 4, activation: relu}\n  - global_avgpool\n"
+                     "  - dense: classes\n")
+    assert main(["train", str(model), "--data", "mnist", "--data-dir", str(data_dir), "--epochs", "1",
+                 "--run-dir", str(tmp_path / "run"), "--no-store"]) == 0
+    assert "Test accuracy" in capsys.readouterr().out
+    assert cnnlab.Run(tmp_path / "run").config["model"]["name"] == "tiny"
