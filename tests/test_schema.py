@@ -232,3 +232,12 @@ def test_a_layer_list_validates_against_the_published_json_schema():
     jsonschema.validate({"layers": full}, layer_json_schema())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"layers": [{"conv": {"filters": 0}}]}, layer_json_schema())
+
+
+def test_cnnlab_schema_prints_both_schemas(capsys):
+    import json
+    assert main(["schema", "model"]) == 0
+    model = json.loads(capsys.readouterr().out)
+    assert {"conv", "dense", "residual"} <= {next(iter(o["properties"])) for o in model["$defs"]["Layer"]["oneOf"]}
+    assert main(["schema", "config"]) == 0
+    assert "optimizer" in json.loads(capsys.readouterr().out)["properties"]

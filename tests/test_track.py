@@ -1,5 +1,4 @@
 """The run store under concurrent writers and a killed writer; runs, compare and report as a user runs them."""
-import json
 import multiprocessing
 import os
 import shutil
@@ -7,7 +6,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

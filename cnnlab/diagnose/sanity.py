@@ -53,7 +53,7 @@ def _layer_name(model: nn.Module, module_name: str) -> str:
 
 
 def sanity_check(session, batch_size: int = 64, max_steps: int = 300, lr: float = 1e-3) -> SanityReport:
-    model, placement, cfg = session.model, session.placement, session.cfg
+    model, placement = session.model, session.placement
     for m in model.modules():  # regularisation off: this is about capacity and plumbing
         if isinstance(m, (nn.Dropout, nn.Dropout2d)):
             m.p = 0.0

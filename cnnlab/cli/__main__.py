@@ -1,0 +1,6 @@
+"""`python -m cnnlab.cli` is `cnnlab`."""
+import sys
+
+from . import main
+
+sys.exit(main())
