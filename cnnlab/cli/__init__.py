@@ -6,7 +6,8 @@ import os
 import sys
 
 from ..errors import UserError
-from .models import cmd_data_info, cmd_data_show, cmd_lint, cmd_models, cmd_schema, cmd_summary
+from .models import (cmd_data_info, cmd_data_show, cmd_export, cmd_import, cmd_lint, cmd_models, cmd_schema,
+                     cmd_summary)
 from .runs import cmd_doctor, cmd_eval, cmd_lr_find, cmd_predict, cmd_resume, cmd_sanity, cmd_stop, cmd_train
 from .store import cmd_compare, cmd_report, cmd_runs
 
@@ -91,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "png"], default="html")
     p.add_argument("--store")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("import", help="read a Keras model (.py code, JSON, .keras) into a cnnlab model file")
+    p.add_argument("file", help="Keras Python code, model.to_json() output, a .keras file, or - for standard input")
+    p.add_argument("-o", "--out", help="model file to write (default: FILE's name with .yaml)")
+    p.add_argument("--data", help="data set to check it against (default: from its input shape, else cifar10)")
+    p.add_argument("--overwrite", action="store_true")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="write a trained run's model as ONNX, TorchScript or safetensors")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx")
+    p.add_argument("-o", "--out", help="file to write (default: model.onnx etc. in the run directory)")
+    p.add_argument("--input", choices=["float", "uint8"], default="float",
+                   help="what the exported model takes: float images in [0, 1] (default) or uint8 0..255")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the model language or the training config")
     p.add_argument("what", choices=["model", "config"])

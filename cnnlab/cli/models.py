@@ -1,10 +1,11 @@
-"""`cnnlab summary | lint | models | data`: what a model is and what the data look like."""
+"""`cnnlab summary | lint | models | data | schema | import | export`: what a model is, where it comes from
+and goes to, and what the data look like."""
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
+from ..errors import UserError
 
 
 def cmd_summary(args) -> int:
@@ -118,4 +119,53 @@ def cmd_schema(args) -> int:
         from ..schema.config import TrainConfig
         schema = TrainConfig.model_json_schema()
     print(json.dumps(schema, indent=2))
+    return 0
+
+
+def cmd_import(args) -> int:
+    """Keras code, JSON or .keras -> a model file with a comment per layer; then its summary and lint."""
+    import sys
+    from ..diagnose.lint import lint, render as render_lint
+    from ..fsutil import write_text
+    from ..interop.keras import import_keras, to_yaml
+    from ..models import build_model
+    from ..models.summary import render, summarize
+    text = sys.stdin.read() if args.file == "-" else None
+    imported = import_keras(args.file, text)
+    out = Path(args.out or f"{Path(imported.name if args.file == '-' else args.file).stem}.yaml")
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out}: already exists; choose another -o, or pass --overwrite")
+    if args.data is None and imported.input_shape is not None:
+        args.data = _data_for_shape(imported.input_shape, imported.spec)
+    args.data = args.data or "cifar10"
+    shape, classes = _input_for(args)
+    if imported.input_shape and tuple(imported.input_shape) != tuple(shape):
+        print(f"note: the Keras model was written for input {imported.input_shape}; {args.data} gives {shape}")
+    model = build_model(imported.spec, shape, classes)  # fails before anything is written
+    write_text(out, to_yaml(imported, args.file))
+    for note in imported.notes + [n for layer in imported.layers for n in layer.notes]:
+        print(f"note: {note}")
+    print(render(summarize(model), 256))
+    print(render_lint(lint(model)))
+    print(f"wrote {out} ({len(imported.spec['layers'])} layers, checked against {args.data}); train it with: "
+          f"cnnlab train {out} --data {args.data}")
+    return 0
+
+
+def _data_for_shape(shape, spec) -> str | None:
+    """The built-in data set a Keras model's input shape was written for."""
+    last = spec["layers"][-1] if spec["layers"] else None
+    units = last.get("dense", {}).get("units") if isinstance(last, dict) and isinstance(last.get("dense"), dict) \
+        else last.get("dense") if isinstance(last, dict) else None
+    if tuple(shape) == (3, 32, 32):
+        return "cifar100" if units == 100 else "cifar10"
+    if tuple(shape) == (1, 28, 28):
+        return "mnist"
+    return None
+
+
+def cmd_export(args) -> int:
+    from ..interop.export import export
+    path = export(args.run, args.format, args.out, args.input)
+    print(f"wrote {path} ({args.format}, input {args.input})")
     return 0

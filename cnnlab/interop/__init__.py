@@ -1,0 +1,1 @@
+"""Bring a model in (Keras code, JSON, .keras) and take it out (ONNX, TorchScript, safetensors)."""
