@@ -9,6 +9,7 @@ from ..errors import UserError
 from .models import (cmd_data_info, cmd_data_show, cmd_export, cmd_import, cmd_lint, cmd_models, cmd_schema,
                      cmd_summary)
 from .runs import cmd_doctor, cmd_eval, cmd_lr_find, cmd_predict, cmd_resume, cmd_sanity, cmd_stop, cmd_train
+from .serve import cmd_serve
 from .store import cmd_compare, cmd_report, cmd_runs
 
 
@@ -108,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", choices=["float", "uint8"], default="float",
                    help="what the exported model takes: float images in [0, 1] (default) or uint8 0..255")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="the web app: build a model, train it live, compare runs, see what it sees")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-remote", action="store_true", help="needed with a --host other than loopback")
+    p.add_argument("--runs", default="runs", help="runs directory (its cnnlab.db is the store)")
+    p.add_argument("--data-dir", help="folder holding the data sets (else CNNLAB_DATA_DIR, the cache)")
+    p.add_argument("--threads", type=int, help="torch threads for the training worker")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the model language or the training config")
     p.add_argument("what", choices=["model", "config"])

@@ -1,0 +1,34 @@
+"""`cnnlab serve`: the web app on this machine."""
+from __future__ import annotations
+
+import secrets
+import sys
+
+from ..errors import UserError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+        from ..serve.app import create_app
+    except ImportError:
+        raise UserError("the web app needs its extras: pip install 'cnnlab[serve]'") from None
+    token = None
+    if args.host not in LOOPBACK:
+        if not args.allow_remote:
+            raise UserError(f"--host {args.host} lets other machines reach this one; add --allow-remote to mean it "
+                            "(every request then needs the token printed at start)")
+        token = secrets.token_urlsafe(24)
+        print(f"warning: serving on {args.host}: anyone who can reach port {args.port} and has the token can train "
+              "and read runs here", file=sys.stderr)
+    app = create_app(args.runs, args.data_dir, token, args.threads)
+    url = f"http://{'127.0.0.1' if args.host in LOOPBACK else args.host}:{args.port}/" + \
+        (f"?token={token}" if token else "")
+    print(f"cnnlab serve: {url}  (runs in {args.runs}; Ctrl-C stops)", flush=True)
+    if args.open:
+        import webbrowser
+        webbrowser.open(url)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,492 @@
+// cnnlab's page: plain JavaScript over the JSON API (/docs). Every check, number and verdict comes from the
+// server, which calls the same Python functions as the CLI; nothing here re-implements them.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) node.append(kid);
+  return node;
+};
+const fmt = (n) => (n === null || n === undefined ? "-" : Number(n).toLocaleString("en-US"));
+
+async function api(path, body) {
+  const options = body === undefined ? {} :
+    { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = Array.isArray(data.detail) ? data.detail.map((d) => `${d.loc.join(".")}: ${d.msg}`).join("; ")
+      : data.detail;
+    throw new Error(detail || `${response.status}`);
+  }
+  return data;
+}
+
+const state = { info: null, layers: [], schemas: {}, check: null, run: null, source: null };
+
+// ------------------------------------------------------------------ pages
+document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => show(b.dataset.page)));
+function show(page) {
+  document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.page === page));
+  document.querySelectorAll(".page").forEach((p) => p.classList.toggle("active", p.id === `page-${page}`));
+  if (page === "runs") loadRuns();
+  if (page === "see") loadSeeRuns();
+  if (page === "train") $("#augment-strip").src = `/api/augment-strip?data=${encodeURIComponent(dataName())}` +
+    `&config=${encodeURIComponent(JSON.stringify({}))}`;
+}
+
+// ------------------------------------------------------------------ Build
+const dataName = () => $("#data-path").value.trim() || $("#data").value;
+
+function layerSpec() {
+  return state.layers.map(({ kind, args }) => (Object.keys(args).length ? { [kind]: args } : kind));
+}
+
+function fromSpec(layers) {
+  return layers.map((entry) => {
+    if (typeof entry === "string") return { kind: entry, args: {} };
+    const [kind, value] = Object.entries(entry)[0];
+    const main = state.schemas[kind] && state.schemas[kind]["x-main"];
+    if (value === null || value === undefined) return { kind, args: {} };
+    if (typeof value === "object" && !Array.isArray(value)) return { kind, args: { ...value } };
+    return { kind, args: main ? { [main]: value } : {} };
+  });
+}
+
+function parseValue(text) {  // what a user types in an argument box, read as YAML would read it
+  const t = text.trim();
+  if (t === "") return undefined;
+  if (/^-?\d+$/.test(t)) return parseInt(t, 10);
+  if (/^-?(\d+\.?\d*|\.\d+)(e-?\d+)?$/i.test(t)) return parseFloat(t);
+  if (t === "true" || t === "false") return t === "true";
+  if (t.startsWith("[")) { try { return JSON.parse(t); } catch (e) { return t; } }
+  return t;
+}
+
+function argInput(kind, name, prop, value, onchange) {
+  const type = prop.type || (prop.anyOf ? null : "string");
+  let input;
+  const choices = prop.enum || (prop.anyOf && prop.anyOf.every((o) => o.enum || o.type === "null") &&
+    prop.anyOf.flatMap((o) => o.enum || []));
+  if (choices) {
+    input = el("select", {}, ...(prop.enum && prop.default !== undefined && prop.default !== null ? [] : [el("option", { value: "" }, "")]),
+      ...choices.map((v) => el("option", { value: v }, String(v))));
+    input.value = value ?? prop.default ?? "";
+  } else if (type === "boolean") {
+    input = el("input", { type: "checkbox" });
+    input.checked = value ?? prop.default ?? false;
+  } else {
+    input = el("input", { type: "text", placeholder: prop.default === undefined || prop.default === null ? "" :
+      typeof prop.default === "string" ? prop.default : JSON.stringify(prop.default) });
+    if (value !== undefined) input.value = typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+  input.dataset.arg = name;
+  input.addEventListener("change", () => {
+    const v = input.type === "checkbox" ? input.checked : input.tagName === "SELECT" ? (input.value || undefined)
+      : parseValue(input.value);
+    onchange(v);
+  });
+  return el("label", {}, name, input);
+}
+
+function renderLayers() {
+  const list = $("#layers");
+  list.replaceChildren();
+  state.layers.forEach((layer, i) => {
+    const schema = state.schemas[layer.kind] || { properties: {} };
+    const args = Object.entries(schema.properties || {}).map(([name, prop]) =>
+      name === "layers" ? el("span", { class: "shape" }, `${(layer.args.layers || []).length} layers (edit as YAML)`)
+        : argInput(layer.kind, name, prop, layer.args[name], (v) => {
+          if (v === undefined) delete layer.args[name]; else layer.args[name] = v;
+          recheck();
+        }));
+    list.append(el("li", { "data-index": i + 1 },
+      el("span", { class: "handle", title: "drag to reorder" }, "⋮⋮"),
+      el("span", { class: "pos" }, String(i + 1)),
+      el("span", { class: "kind" }, layer.kind),
+      el("span", { class: "args" }, args),
+      el("span", { class: "shape" }, ""),
+      el("span", { class: "params" }, ""),
+      el("button", { class: "remove", title: "remove", onclick: () => { state.layers.splice(i, 1); renderLayers(); recheck(); } }, "×")));
+  });
+  paintCheck();
+}
+
+let checkTimer = null;
+function recheck() {
+  clearTimeout(checkTimer);
+  checkTimer = setTimeout(async () => {
+    const model = { name: $("#model-name").value || "model", layers: layerSpec() };
+    try {
+      state.check = state.layers.length ? await api("/api/check", { model, data: dataName() }) : null;
+      state.checkError = null;
+    } catch (e) {
+      state.check = null;
+      state.checkError = e.message;
+    }
+    paintCheck();
+  }, 120);
+}
+
+function paintCheck() {
+  const check = state.check;
+  const items = [...document.querySelectorAll("#layers li")];
+  const errorBox = $("#build-error");
+  items.forEach((li) => { li.classList.remove("bad", "after-bad", "warned"); li.querySelectorAll(".layer-note").forEach((n) => n.remove()); });
+  errorBox.hidden = true;
+  if (!check) {
+    $("#totals").textContent = state.layers.length ? "" : "Add layers from the palette, or start from a template.";
+    if (state.checkError) { errorBox.hidden = false; errorBox.textContent = state.checkError; }
+    $("#findings").replaceChildren();
+    return;
+  }
+  const rows = Object.fromEntries(check.layers.map((r) => [r.index, r]));
+  items.forEach((li) => {
+    const row = rows[li.dataset.index];
+    li.querySelector(".shape").textContent = row ? row.out_shape : "";
+    li.querySelector(".params").textContent = row ? fmt(row.params) : "";
+    for (const f of (row ? row.findings : [])) {
+      li.classList.add("warned");
+      li.append(el("div", { class: "layer-note warning" }, `⚠ ${f.message} — fix: ${f.fix}`));
+    }
+  });
+  if (check.error) {
+    const bad = items.find((li) => li.dataset.index === check.error.layer);
+    if (bad) {
+      bad.classList.add("bad");
+      bad.append(el("div", { class: "layer-note error" }, check.error.message.replace(/^.*?: layer \d+: /, "")));
+      items.slice(items.indexOf(bad) + 1).forEach((li) => li.classList.add("after-bad"));
+    }
+    errorBox.hidden = false;
+    errorBox.textContent = check.error.message;
+    $("#totals").textContent = "The model cannot be built yet.";
+  } else {
+    const t = check.totals;
+    $("#totals").replaceChildren(
+      el("div", {}, `Input ${check.input_shape.join("x")} → ${check.num_classes} classes`),
+      el("div", { id: "total-params" }, `Total params: ${fmt(t.params)}`),
+      el("div", {}, `Trainable: ${fmt(t.trainable)} · non-trainable: ${fmt(t.non_trainable)}`),
+      el("div", {}, `MACs per image: ${fmt(t.macs)}`));
+  }
+  $("#findings").replaceChildren(...(check.findings.length ? check.findings.map((f) =>
+    el("div", { class: "finding" }, el("b", {}, `[${f.rule}] layer ${f.layers.join(", ")}`), ` ${f.message}`,
+      el("div", {}, `why: ${f.why}`), el("div", {}, `fix: ${f.fix}`))) : [el("div", {}, "no findings")]));
+}
+
+async function loadTemplate(name) {
+  try {
+    const t = await api(`/api/templates/${encodeURIComponent(name)}?data=${encodeURIComponent(dataName())}`);
+    state.layers = fromSpec(t.layers);
+    $("#model-name").value = name;
+    renderLayers();
+    recheck();
+  } catch (e) { $("#status-line").textContent = e.message; }
+}
+
+async function initBuild() {
+  const info = state.info;
+  for (const option of info.layer_schema.$defs.Layer.oneOf) {
+    const kind = Object.keys(option.properties)[0];
+    state.schemas[kind] = option.properties[kind];
+    $("#palette").append(el("button", { "data-kind": kind, onclick: () => {
+      const args = {};
+      const required = state.schemas[kind].required || [];
+      if (required.includes("filters")) args.filters = 16;
+      if (required.includes("units")) args.units = "classes";
+      if (required.includes("factor")) args.factor = 1;
+      if (required.includes("layers")) args.layers = ["relu"];
+      state.layers.push({ kind, args });
+      renderLayers(); recheck();
+    } }, `+ ${kind}`));
+  }
+  const datasets = info.present.length ? info.present : info.datasets;
+  $("#data").replaceChildren(...datasets.map((d) => el("option", { value: d }, d)));
+  $("#data").addEventListener("change", () => { recheck(); });
+  $("#data-path").addEventListener("change", () => { recheck(); });
+  $("#template").replaceChildren(el("option", { value: "" }, "(choose)"),
+    ...info.templates.map((t) => el("option", { value: t }, t)),
+    ...info.models.map((m) => el("option", { value: m }, `${m} (named architecture)`)));
+  $("#template").addEventListener("change", (e) => e.target.value && loadTemplate(e.target.value));
+  $("#model-name").addEventListener("change", recheck);
+  Sortable.create($("#layers"), { handle: ".handle", animation: 120, onEnd: (evt) => {
+    const [moved] = state.layers.splice(evt.oldIndex, 1);
+    state.layers.splice(evt.newIndex, 0, moved);
+    renderLayers(); recheck();
+  } });
+  $("#download-yaml").addEventListener("click", async () => {
+    const { yaml } = await api("/api/model/yaml", { model: { layers: layerSpec() }, name: $("#model-name").value || "model" });
+    const a = el("a", { href: URL.createObjectURL(new Blob([yaml], { type: "text/yaml" })), download: `${$("#model-name").value || "model"}.yaml` });
+    document.body.append(a); a.click(); a.remove();
+  });
+  $("#upload-yaml").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    try {
+      const model = await api("/api/model/parse", { text: await file.text() });
+      state.layers = fromSpec(model.layers);
+      $("#model-name").value = model.name;
+      renderLayers(); recheck();
+    } catch (err) { $("#build-error").hidden = false; $("#build-error").textContent = err.message; }
+  });
+  renderLayers();
+}
+
+// ------------------------------------------------------------------ Train
+let charts = null;
+function makeCharts() {
+  const opts = (title, label) => ({ title, width: 520, height: 260, scales: { x: { time: false } },
+    axes: [{ label: "epoch" }, { label }],
+    series: [{}, { label: "train (running, per batch)", stroke: "#9fb7e8", points: { show: false }, spanGaps: true },
+      { label: "train (epoch)", stroke: "#2b6cde", width: 2, spanGaps: true },
+      { label: "val/test (epoch)", stroke: "#d9480f", width: 2, spanGaps: true }] });
+  $("#chart-loss").replaceChildren(); $("#chart-acc").replaceChildren();
+  const data = () => [[], [], [], []];
+  charts = { loss: new uPlot(opts("Loss", "loss"), data(), $("#chart-loss")),
+    acc: new uPlot(opts("Accuracy", "accuracy"), data(), $("#chart-acc")), points: { loss: data(), acc: data() } };
+}
+
+function plotPoint(x, values) {  // values: {loss: [running, train, eval], acc: [...]}
+  for (const key of ["loss", "acc"]) {
+    const series = charts.points[key];
+    series[0].push(x);
+    values[key].forEach((v, i) => series[i + 1].push(v === undefined ? null : v));
+    charts[key].setData(series);
+  }
+}
+
+function trainConfig() {
+  const form = new FormData($("#train-form"));
+  const config = { name: $("#model-name").value || "model", model: { name: $("#model-name").value || "model", layers: layerSpec() },
+    data: { name: dataName() }, optimizer: {}, schedule: {} };
+  for (const [key, raw] of form.entries()) {
+    if (raw === "") continue;
+    const value = key === "augment" ? raw : parseValue(raw);
+    const [a, b] = key.split(".");
+    if (b) { config[a] = config[a] || {}; config[a][b] = value; } else config[a] = value;
+  }
+  return config;
+}
+
+function follow(runId) {
+  makeCharts();
+  $("#verdict").replaceChildren();
+  $("#stop-button").disabled = false;
+  $("#train-button").disabled = true;
+  const source = new EventSource(`/api/runs/${encodeURIComponent(runId)}/events`);
+  state.source = source;
+  let batches = 1, epochs = 1, lastEval = [null, null];
+  const status = $("#train-status");
+  status.textContent = `${runId}: queued`;
+  source.addEventListener("start", (e) => {
+    const d = JSON.parse(e.data);
+    batches = d.batches_per_epoch; epochs = d.epochs;
+    status.textContent = `${runId}: started (${fmt(d.summary.params_trainable)} params, ${fmt(d.data.train)} training images)`;
+  });
+  source.addEventListener("batch", (e) => {
+    const d = JSON.parse(e.data);
+    plotPoint(d.epoch - 1 + d.batch / d.batches, { loss: [d.loss, undefined, undefined], acc: [d.acc, undefined, undefined] });
+    status.textContent = `${runId}: epoch ${d.epoch}/${epochs}, batch ${d.batch}/${d.batches} · loss ${d.loss.toFixed(3)} · ` +
+      `acc ${d.acc.toFixed(3)} · ${Math.round(d.img_per_s)} img/s`;
+  });
+  source.addEventListener("epoch", (e) => {
+    const { row, verdict } = JSON.parse(e.data);
+    const evalLoss = row.val_loss ?? row.test_loss, evalAcc = row.val_acc ?? row.test_acc;
+    plotPoint(row.epoch, { loss: [undefined, row.loss, evalLoss], acc: [undefined, row.acc, evalAcc] });
+    const eta = row.seconds * (epochs - row.epoch);
+    status.textContent = `${runId}: epoch ${row.epoch}/${epochs} done · ${row.val_acc !== null && row.val_acc !== undefined ? "val" : "test"} ` +
+      `acc ${evalAcc.toFixed(4)} · ${Math.round(row.img_per_s)} img/s · ETA ${Math.round(eta)} s`;
+    if (verdict) showVerdict(verdict, true);
+  });
+  source.addEventListener("diagnosis", (e) => showVerdict(JSON.parse(e.data), false));
+  source.addEventListener("result", (e) => {
+    const r = JSON.parse(e.data);
+    status.textContent = `${runId}: ${r.status}` + (r.test_acc !== undefined ? ` · test accuracy ${r.test_acc.toFixed(4)}` +
+      (r.test_acc_tta !== undefined ? ` (${r.test_acc_tta.toFixed(4)} with flip TTA)` : "") : "") +
+      (r.message ? ` · ${r.message}` : "");
+  });
+  source.addEventListener("error", (e) => {
+    if (e.data) status.textContent = `${runId}: ${JSON.parse(e.data).message}`;
+  });
+  source.addEventListener("end", () => {
+    source.close();
+    $("#stop-button").disabled = true;
+    $("#train-button").disabled = false;
+  });
+  state.run = runId;
+}
+
+function showVerdict(v, provisional) {
+  const actions = v.prescriptions.map((p) => {
+    const apply = prescriptionAction(p);
+    return el("li", {}, p, apply ? el("button", { onclick: apply, style: "margin-left:.5rem" }, "Apply and open in Build") : null);
+  });
+  $("#verdict").replaceChildren(el("div", { class: "box" },
+    el("b", {}, `${provisional ? "So far" : "Diagnosis"}: ${v.regime}`), ` — ${v.headline}`,
+    actions.length ? el("ol", {}, actions) : null));
+}
+
+function prescriptionAction(text) {  // the prescriptions the page knows how to apply to the model or the config
+  const form = $("#train-form");
+  const epochs = text.match(/--epochs (\d+)/);
+  if (epochs) return () => { form.elements.epochs.value = epochs[1]; show("build"); };
+  const lower = text.match(/lower the learning rate (\d+)/);
+  if (lower) return () => { form.elements["optimizer.lr"].value = +form.elements["optimizer.lr"].value / +lower[1]; show("build"); };
+  if (/raise the learning rate/.test(text)) return () => { form.elements["optimizer.lr"].value = +form.elements["optimizer.lr"].value * 10; show("build"); };
+  if (/double the filters/.test(text)) return () => {
+    state.layers.forEach((l) => { if (l.kind === "conv" && Number.isInteger(l.args.filters)) l.args.filters *= 2; });
+    renderLayers(); recheck(); show("build");
+  };
+  if (/halve the heavy dropout/.test(text)) return () => {
+    state.layers.forEach((l) => { const r = l.args.rate; if (l.kind.endsWith("dropout") && (r ?? 0.5) >= 0.3) l.args.rate = (r ?? 0.5) / 2; });
+    renderLayers(); recheck(); show("build");
+  };
+  if (/add data augmentation/.test(text)) return () => { form.elements.augment.value = "auto"; show("build"); };
+  if (/add `batchnorm`/.test(text)) return () => {
+    const out = [];
+    state.layers.forEach((l) => { out.push(l); if (l.kind === "conv") out.push({ kind: "batchnorm", args: {} }); });
+    state.layers = out; renderLayers(); recheck(); show("build");
+  };
+  return null;
+}
+
+$("#train-button").addEventListener("click", async () => {
+  try {
+    const started = await api("/api/runs", { config: trainConfig() });
+    follow(started.id);
+  } catch (e) { $("#train-status").textContent = e.message; }
+});
+$("#stop-button").addEventListener("click", async () => {
+  if (!state.run) return;
+  try { await api(`/api/runs/${encodeURIComponent(state.run)}/stop`, {}); $("#train-status").textContent += " · stopping…"; }
+  catch (e) { $("#train-status").textContent = e.message; }
+});
+
+// ------------------------------------------------------------------ Runs
+const RUN_COLUMNS = ["id", "model", "data", "status", "epochs_completed", "params", "test_acc", "final_acc", "wall_time_s", "tags"];
+const runsView = { rows: [], sort: "created_at", desc: true };
+async function loadRuns() {
+  runsView.rows = await api("/api/runs");
+  paintRuns();
+}
+function paintRuns() {
+  const filter = $("#runs-filter").value.trim().toLowerCase();
+  let rows = runsView.rows.filter((r) => !filter || JSON.stringify(r).toLowerCase().includes(filter));
+  const key = runsView.sort;
+  rows = rows.slice().sort((a, b) => ((a[key] ?? "") > (b[key] ?? "") ? 1 : -1) * (runsView.desc ? -1 : 1));
+  $("#runs-table thead").replaceChildren(el("tr", {}, el("th", {}, ""), ...RUN_COLUMNS.map((c) =>
+    el("th", { onclick: () => { runsView.desc = runsView.sort === c ? !runsView.desc : true; runsView.sort = c; paintRuns(); } },
+      c.replace(/_/g, " ") + (runsView.sort === c ? (runsView.desc ? " ▾" : " ▴") : "")))));
+  $("#runs-table tbody").replaceChildren(...rows.map((r) => el("tr", { "data-id": r.id },
+    el("td", {}, el("input", { type: "checkbox", value: r.id })),
+    ...RUN_COLUMNS.map((c) => {
+      if (c === "id") return el("td", {}, r.status === "finished" ? el("a", { href: `/api/runs/${encodeURIComponent(r.id)}/report`, target: "_blank" }, r.id) : r.id);
+      if (c === "tags") return el("td", {}, ...(r.tags || []).map((t) => el("span", { class: "tag" }, t)));
+      const v = r[c];
+      return el("td", { class: typeof v === "number" ? "num" : "" }, typeof v === "number" && v < 1 && c.endsWith("acc") ? v.toFixed(4) : typeof v === "number" ? fmt(Math.round(v * 100) / 100) : (v ?? "-"));
+    }))));
+}
+const selectedRuns = () => [...document.querySelectorAll("#runs-table tbody input:checked")].map((i) => i.value);
+$("#runs-filter").addEventListener("input", paintRuns);
+$("#tag-button").addEventListener("click", async () => {
+  const tag = $("#tag-input").value.trim();
+  if (!tag) return;
+  for (const id of selectedRuns()) {
+    const row = runsView.rows.find((r) => r.id === id);
+    await api(`/api/runs/${encodeURIComponent(id)}/tags`, { tags: [...(row.tags || []), tag] });
+  }
+  loadRuns();
+});
+$("#compare-button").addEventListener("click", async () => {
+  const ids = selectedRuns();
+  if (!ids.length) return;
+  const c = await api("/api/compare", { ids });
+  const epochs = Math.max(...Object.values(c.metrics).map((m) => m.length), 1);
+  const xs = Array.from({ length: epochs }, (_, i) => i + 1);
+  const series = [{}], data = [xs];
+  const colors = ["#2b6cde", "#d9480f", "#2f9e44", "#9c36b5", "#e8590c", "#1098ad"];
+  Object.entries(c.metrics).forEach(([id, rows], i) => {
+    series.push({ label: id, stroke: colors[i % colors.length], width: 2 });
+    data.push(xs.map((x) => { const r = rows[x - 1]; return r ? (r.val_acc ?? r.test_acc ?? null) : null; }));
+  });
+  $("#chart-compare").replaceChildren();
+  new uPlot({ title: "val/test accuracy by epoch", width: 620, height: 300, scales: { x: { time: false } }, series }, data, $("#chart-compare"));
+  const keys = Object.keys(c.differ);
+  $("#compare-diff").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "config key that differs"), ...ids.map((i) => el("th", {}, i)))),
+    el("tbody", {}, ...(keys.length ? keys : ["(none)"]).map((k) => el("tr", {}, el("td", {}, k),
+      ...ids.map((i) => el("td", {}, c.differ[k] ? JSON.stringify(c.differ[k][i]) : "")))))));
+});
+
+// ------------------------------------------------------------------ See
+const canvas = $("#canvas"), ctx = canvas.getContext("2d");
+function clearCanvas() { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height); }
+clearCanvas();
+let drawing = false, last = null, seeTimer = null;
+canvas.addEventListener("pointerdown", (e) => { drawing = true; last = [e.offsetX, e.offsetY]; stroke(e); });
+canvas.addEventListener("pointermove", (e) => { if (drawing) stroke(e); });
+window.addEventListener("pointerup", () => { if (drawing) { drawing = false; seeCanvas(); } });
+function stroke(e) {
+  ctx.strokeStyle = "#fff"; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.lineWidth = +$("#brush").value;
+  ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(e.offsetX, e.offsetY); ctx.stroke();
+  last = [e.offsetX, e.offsetY];
+  clearTimeout(seeTimer); seeTimer = setTimeout(seeCanvas, 150);  // probabilities update as you draw
+}
+$("#clear-canvas").addEventListener("click", () => { clearCanvas(); });
+$("#upload-image").addEventListener("change", (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  const reader = new FileReader();
+  reader.onload = () => seeImage({ image: reader.result });
+  reader.readAsDataURL(file);
+});
+$("#show-test").addEventListener("click", () => seeImage({ test_index: +$("#test-index").value }));
+const seeCanvas = () => seeImage({ image: canvas.toDataURL("image/png") });
+
+async function loadSeeRuns() {
+  const rows = (await api("/api/runs")).filter((r) => r.status === "finished");
+  const current = $("#see-run").value;
+  $("#see-run").replaceChildren(...rows.map((r) => el("option", { value: r.id }, `${r.id} (${r.data}, ${(r.final_acc ?? 0).toFixed(3)})`)));
+  if (current) $("#see-run").value = current;
+}
+
+async function seeImage(body) {
+  const run = $("#see-run").value;
+  if (!run) { $("#topk").textContent = "Train a model first (or pick a finished run)."; return; }
+  try {
+    const seen = await api(`/api/runs/${encodeURIComponent(run)}/see`, body);
+    $("#topk").replaceChildren(...seen.top.map((t) => el("div", { class: "bar" }, el("span", {}, t.class),
+      el("div", { class: "fill", style: `width:${Math.max(2, t.p * 100)}%` }), el("span", {}, t.p.toFixed(3)))));
+    const rows = seen.layers.map((layer, k) => el("div", { class: "act-row" },
+      el("div", { class: "name" }, `${layer.index} ${layer.layer} → ${layer.shape.join("x")}`),
+      layer.channels ? el("div", {}, ...layer.channels.map((src, c) => el("img", { src, title: `channel ${c}`,
+        onclick: (e) => detail(seen, k, c, e.target) })), layer.more ? el("span", { class: "name" }, ` +${layer.more} more`) : null)
+        : el("img", { class: "vector", src: layer.vector, title: layer.values.slice(0, 10).join(", ") })));
+    $("#activations").replaceChildren(el("div", { class: "act-row" }, el("div", { class: "name" }, "input"),
+      el("img", { src: seen.input })), ...rows);
+  } catch (e) { $("#topk").textContent = e.message; }
+}
+
+function detail(seen, k, c, img) {
+  document.querySelectorAll(".act-row img.selected").forEach((i) => i.classList.remove("selected"));
+  img.classList.add("selected");
+  const layer = seen.layers[k];
+  const previous = k > 0 ? seen.layers[k - 1] : null;
+  $("#detail").replaceChildren(el("h3", {}, `layer ${layer.index}, channel ${c}`), el("div", { class: "name" }, layer.layer),
+    el("img", { src: layer.channels[c] }),
+    layer.filters && layer.filters[c] ? el("div", { class: "small" }, el("div", {}, "its filter (mean over input channels)"), el("img", { src: layer.filters[c] })) : null,
+    el("div", { class: "small" }, el("div", {}, "its input"),
+      ...(previous && previous.channels ? previous.channels : [seen.input]).map((src) => el("img", { src }))));
+}
+
+// ------------------------------------------------------------------ start
+(async () => {
+  state.info = await api("/api/info");
+  $("#status-line").textContent = `cnnlab ${state.info.version}`;
+  await initBuild();
+  await loadTemplate("course-net");
+})();

@@ -1,0 +1,78 @@
+"""What the network sees: one image through a trained run, every top-level layer's activations as small
+grayscale PNGs (a thumbnail per channel), each conv channel's filter, and the top-k classes. The web
+page's See view draws these (overview first, the channel large on click)."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..rundir import Run
+
+MAX_CHANNELS = 16     # thumbnails per layer in the overview: enough to see what a layer does
+THUMB = 48            # thumbnail side in pixels (the page scales them up with nearest-neighbour)
+
+
+def _png(array: np.ndarray, size: int | None = THUMB) -> str:
+    """A 2-D float array as a data: URL of a grayscale PNG, scaled to 0..255 by its own range."""
+    lo, hi = float(array.min()), float(array.max())
+    scaled = np.zeros_like(array, dtype=np.uint8) if hi - lo < 1e-12 else \
+        ((array - lo) / (hi - lo) * 255).astype(np.uint8)
+    img = Image.fromarray(scaled, "L")
+    if size and max(img.size) < size:
+        factor = max(1, size // max(img.size))
+        img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG", compress_level=1)  # speed over size: ~300 bytes a thumbnail anyway
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _filters(module: nn.Module) -> list[str] | None:
+    conv = module if isinstance(module, nn.Conv2d) else next(
+        (m for m in module.modules() if isinstance(m, nn.Conv2d)), None) if isinstance(module, nn.Sequential) else None
+    if conv is None:
+        return None
+    weight = conv.weight.detach().float().mean(dim=1)  # each output channel's kernel, averaged over its inputs
+    return [_png(w.numpy(), 24) for w in weight[:MAX_CHANNELS]]
+
+
+def see(run: Run, image: torch.Tensor, top_k: int = 5) -> dict:
+    """`image`: uint8 (C, H, W) of the run's input size. Returns the probabilities and every layer's maps."""
+    info = run.data_info
+    model = run.model
+    mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(info["std"]).view(1, -1, 1, 1)
+    x = (image[None].float() / 255 - mean) / std
+    layers = []
+    infos = getattr(model, "infos", None)
+    captured = []
+    hooks = []
+    if infos is not None:
+        hooks = [layer.register_forward_hook(lambda m, i, o, k=k: captured.append((k, o[0].detach().float())))
+                 for k, layer in enumerate(model.layers)]
+    try:
+        with torch.no_grad():
+            out = model.eval()(x).float()
+    finally:
+        for h in hooks:
+            h.remove()
+    probs = out[0] if getattr(model, "outputs_probabilities", False) else out[0].softmax(0)
+    values, indices = probs.topk(min(top_k, len(probs)))
+    for k, activation in captured:
+        layer_info = infos[k]
+        entry = {"index": layer_info.index, "layer": layer_info.desc, "shape": list(activation.shape)}
+        if activation.dim() == 3:
+            entry["channels"] = [_png(c.numpy()) for c in activation[:MAX_CHANNELS]]
+            entry["more"] = max(0, activation.shape[0] - MAX_CHANNELS)
+            entry["filters"] = _filters(layer_info.module)
+        else:  # a vector: one bar of values, as a 1-row image
+            entry["vector"] = _png(activation[None, :256].numpy(), None)
+            entry["values"] = [round(float(v), 4) for v in activation[:256]]
+        layers.append(entry)
+    return {"input": _png(image.float().mean(0).numpy() if image.shape[0] == 1 else image.float().mean(0).numpy()),
+            "top": [{"class": info["classes"][i], "p": round(float(v), 4)} for v, i in zip(values, indices)],
+            "layers": layers}
