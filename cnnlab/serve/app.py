@@ -182,11 +182,15 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
     @app.post("/api/model/parse")
     def model_parse(body: TextRequest) -> dict:
         from ..models import resolve_spec
+        from ..models.layers import normalise_entry
         from ..yamlio import parse_yaml
         located = parse_yaml(body.text, "uploaded model")
         spec = resolve_spec(located, (3, 32, 32), 10).data
-        if "layers" not in spec:
+        if "layers" not in spec or not isinstance(spec["layers"], list):
             raise UserError("uploaded model: the builder edits layer lists; a {module: ...} model cannot be edited")
+        spec_located = resolve_spec(located, (3, 32, 32), 10)
+        for i, entry in enumerate(spec["layers"]):  # each layer against the schema, naming its line
+            normalise_entry(entry, f"{spec_located.where(('layers', i))}: layer {i + 1}")
         return {"name": spec.get("name", "model"), "layers": spec["layers"]}
 
     @app.get("/api/augment-strip", responses={200: {"content": {"image/png": {}}}})

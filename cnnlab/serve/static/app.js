@@ -96,6 +96,7 @@ function argInput(kind, name, prop, value, onchange) {
 }
 
 function renderLayers() {
+  state.check = null;  // the layer list changed: no stale shapes until the server has checked it again
   const list = $("#layers");
   list.replaceChildren();
   state.layers.forEach((layer, i) => {
@@ -243,8 +244,8 @@ function makeCharts() {
   const opts = (title, label) => ({ title, width: 520, height: 260, scales: { x: { time: false } },
     axes: [{ label: "epoch" }, { label }],
     series: [{}, { label: "train (running, per batch)", stroke: "#9fb7e8", points: { show: false }, spanGaps: true },
-      { label: "train (epoch)", stroke: "#2b6cde", width: 2, spanGaps: true },
-      { label: "val/test (epoch)", stroke: "#d9480f", width: 2, spanGaps: true }] });
+      { label: "train (epoch)", stroke: "#2b6cde", width: 2, spanGaps: true, points: { show: true, size: 6 } },
+      { label: "val/test (epoch)", stroke: "#d9480f", width: 2, spanGaps: true, points: { show: true, size: 6 } }] });
   $("#chart-loss").replaceChildren(); $("#chart-acc").replaceChildren();
   const data = () => [[], [], [], []];
   charts = { loss: new uPlot(opts("Loss", "loss"), data(), $("#chart-loss")),

@@ -1,0 +1,285 @@
+"""The web app's JSON API, its safety, its live stream, and the pages in a real browser (Playwright driving
+Debian's chromium; skipped with the reason where either is missing)."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+fastapi = pytest.importorskip("fastapi", reason="the web app's extras are not installed: pip install 'cnnlab[serve]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import cnnlab  # noqa: E402
+from cnnlab.serve.app import create_app  # noqa: E402
+
+COURSE_NET = [{"conv": {"filters": 8, "padding": "same"}}, "relu", {"maxpool": 2},
+              {"conv": {"filters": 16, "padding": "same"}}, "relu", {"maxpool": 2}, "flatten", {"dense": "classes"}]
+
+
+def png(width: int, height: int, mode: str = "L") -> str:
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), 0).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def client(runs_root, data_dir):
+    with TestClient(create_app(runs_root, str(data_dir), start_worker=False)) as c:
+        yield c
+
+
+@pytest.fixture
+def trained(runs_root, data_dir) -> str:
+    run = cnnlab.train({"model": COURSE_NET, "data": {"name": "mnist", "dir": str(data_dir)}, "epochs": 1,
+                        "batch_size": 16, "threads": 1}, run_dir=runs_root / "digits", quiet=True,
+                       store=runs_root / "cnnlab.db")
+    return run.dir.name
+
+
+def test_check_gives_shapes_params_and_findings_at_their_layer(client):
+    body = client.post("/api/check", json={"model": COURSE_NET + [{"dense": {"units": 10, "activation": "softmax"}}],
+                                           "data": "mnist"}).json()
+    assert body["error"] is None and body["totals"]["params"] == 10 * (16 * 7 * 7) + 10 + 80 + 1168 + 110
+    assert [r["out_shape"] for r in body["layers"]][:3] == ["8x28x28", "8x28x28", "8x14x14"]
+    assert [f["rule"] for f in body["layers"][-1]["findings"]] == ["softmax-output"]
+
+
+def test_an_impossible_model_marks_the_layer_and_says_why(client):
+    model = [{"conv": 8}, {"maxpool": 2}, {"conv": {"filters": 8, "kernel": 20}}, "flatten", {"dense": 10}]
+    body = client.post("/api/check", json={"model": model, "data": "mnist"}).json()
+    assert body["error"]["layer"] == "3" and "smaller than the kernel" in body["error"]["message"]
+    assert [r["index"] for r in body["layers"]] == ["1", "2"] and body["totals"] is None
+
+
+def test_model_yaml_round_trip_and_templates(client):
+    text = client.post("/api/model/yaml", json={"model": {"layers": COURSE_NET}, "name": "course"}).json()["yaml"]
+    assert text.startswith("name: course")
+    assert client.post("/api/model/parse", json={"text": text}).json()["layers"] == COURSE_NET
+    bad = client.post("/api/model/parse", json={"text": "layers:\n  - conv: {filters: -1}\n"})
+    assert bad.status_code == 400 and "line 2" in bad.json()["detail"]
+    assert len(client.get("/api/templates/resnet9?data=cifar10").json()["layers"]) > 5
+    info = client.get("/api/info").json()
+    assert "course-net" in info["templates"] and "mnist" in info["present"]
+
+
+def test_safety(client, runs_root, trained):
+    assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 403  # DNS rebinding
+    assert client.post("/api/check", content="model=x", headers={"content-type": "application/x-www-form-urlencoded"}
+                       ).status_code == 415  # no cross-site form posts
+    assert client.get("/api/runs/..%2F..%2Fetc").status_code == 404
+    assert client.get("/api/runs/nope").status_code == 404
+    see = f"/api/runs/{trained}/see"
+    assert client.post(see, json={"image": "data:image/png;base64,bm90IGFuIGltYWdl"}).status_code == 400
+    assert client.post(see, json={"image": "!!!"}).status_code == 400
+    assert client.post(see, json={"image": png(20000, 20000)}).status_code == 400  # a 20000x20000 PNG: 1.6 MB
+    big = "data:image/png;base64," + base64.b64encode(b"\0" * (5 * 2 ** 20)).decode()
+    assert client.post(see, json={"image": big}).status_code in (413, 422)
+    (runs_root / trained / "model.safetensors").rename(runs_root / trained / "gone")
+    assert client.post(see, json={"test_index": 0}).status_code == 409  # never falls back to a pickle
+    with TestClient(create_app(runs_root, start_worker=False, token="s3cret")) as remote:
+        assert remote.get("/api/runs").status_code == 401
+        assert remote.get("/api/runs", headers={"authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_see_gives_probabilities_and_every_layer(client, trained):
+    body = client.post(f"/api/runs/{trained}/see", json={"image": png(280, 280)}).json()
+    assert len(body["top"]) == 5 and abs(sum(t["p"] for t in body["top"]) - 1) < 0.5
+    assert [layer["shape"] for layer in body["layers"]][0] == [8, 28, 28]
+    assert len(body["layers"][0]["channels"]) == 8 and body["layers"][0]["filters"]
+    assert "values" in body["layers"][-1]
+    by_index = client.post(f"/api/runs/{trained}/see", json={"test_index": 3}).json()
+    assert by_index["top"][0]["class"] in [str(i) for i in range(10)]
+
+
+def _events(client, run_id: str, timeout: float = 120) -> list[tuple[str, dict]]:
+    out = []
+    with client.stream("GET", f"/api/runs/{run_id}/events", timeout=timeout) as response:
+        kind = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                out.append((kind, json.loads(line[6:])))
+                if kind == "end":
+                    break
+    return out
+
+
+def test_train_through_the_worker_and_stream_it(runs_root, data_dir):
+    with TestClient(create_app(runs_root, str(data_dir), worker_threads=1)) as client:
+        config = {"model": COURSE_NET, "data": {"name": "mnist", "val_split": 0.1}, "epochs": 2, "batch_size": 16}
+        bad = client.post("/api/runs", json={"config": {**config, "epochs": 0}})
+        assert bad.status_code == 400 and "epochs must be an integer" in bad.json()["detail"]
+        run_id = client.post("/api/runs", json={"config": config}).json()["id"]
+        events = _events(client, run_id)
+        kinds = [k for k, _ in events]
+        assert kinds.count("epoch") == 2 and "batch" in kinds and kinds[-1] == "end"
+        epoch = next(d for k, d in events if k == "epoch")
+        assert epoch["row"]["val_acc"] is not None and epoch["verdict"]["regime"]
+        assert next(d for k, d in events if k == "result")["status"] == "finished"
+        row = next(r for r in client.get("/api/runs").json() if r["id"] == run_id)
+        assert row["status"] == "finished" and row["epochs_completed"] == 2
+        detail = client.get(f"/api/runs/{run_id}").json()
+        assert len(detail["metrics"]) == 2 and detail["verdict"]["regime"]
+        # a long run, stopped from the page: marked interrupted, and resumable
+        long_id = client.post("/api/runs", json={"config": {**config, "epochs": 200}}).json()["id"]
+        deadline = time.time() + 60
+        while not (runs_root / long_id / "checkpoint.pt").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert client.post(f"/api/runs/{long_id}/stop", json={}).json()["stopping"]
+        stopped = _events(client, long_id)
+        assert stopped[-1][1]["status"] == "interrupted"
+        compared = client.post("/api/compare", json={"ids": [run_id, long_id]}).json()
+        assert "epochs" in compared["differ"]
+
+
+def test_a_run_started_from_the_cli_streams_live(client, runs_root, data_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "--data", "mnist", "--data-dir", str(data_dir),
+                             "--set", "threads=1", "--epochs", "3", "--batch-size", "16", "--runs-root", str(runs_root),
+                             "--run-dir", str(runs_root / "from-cli"), "--store", str(runs_root / "cnnlab.db")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (runs_root / "from-cli" / "config.yaml").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    events = _events(client, "from-cli")
+    assert proc.wait(60) == 0, proc.stderr.read()
+    assert [k for k, _ in events].count("epoch") == 3 and events[-1] == ("end", {"status": "finished"})
+
+
+def test_the_api_survives_fuzzing_from_its_openapi_schema(runs_root, data_dir, trained):
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    app = create_app(runs_root, str(data_dir), start_worker=False)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures = []
+
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+        if op.path.endswith("/events"):
+            continue  # a stream that ends with its run; fuzzed ids simply 404 (tested above)
+
+        @settings(max_examples=15, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy())
+        def check(case):
+            response = case.call()
+            if response.status_code >= 500 and response.status_code != 503:  # 503: this app has no worker
+                failures.append(f"{case.method} {case.formatted_path} {case.body!r:.200} -> {response.status_code}")
+        check()
+    assert not failures, failures[:5]
+
+
+# ------------------------------------------------------------------ in a real browser
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def server(tmp_path, runs_root):
+    uvicorn = pytest.importorskip("uvicorn")
+    from conftest import write_idx
+    data = tmp_path / "data"
+    write_idx(data / "fashion-mnist", n_train=600, n_test=100)
+    app = create_app(runs_root, str(data), worker_threads=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_the_pages_as_a_student_uses_them(server, tmp_path):
+    if _chromium() is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    shots = Path(__import__("os").environ.get("CNNLAB_SCREENSHOTS", tmp_path))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server)
+        page.wait_for_selector("#total-params")
+        page.select_option("#data", "fashion-mnist")
+        # build the course's network by clicking: conv-relu-maxpool twice, flatten, dense
+        page.select_option("#template", "")
+        page.evaluate("state.layers = []; renderLayers()")
+        for kind in ("conv", "relu", "maxpool", "conv", "relu", "maxpool", "flatten", "dense"):
+            page.click(f"#palette button[data-kind={kind}]")
+        page.wait_for_function("document.querySelector('#layers li:nth-child(8) .shape').innerText === '10'")
+        assert page.inner_text("#layers li:nth-child(1) .shape") == "16x26x26"
+        # conv 16: 160; conv 16 on 16 channels: 2,320; 16*5*5 -> dense 10: 4,010
+        assert "Total params: 6,490" in page.inner_text("#totals")
+        page.screenshot(path=str(shots / "build.png"), full_page=True)
+        # a layer that makes the model impossible: the error shows at that layer
+        page.fill("#layers li:nth-child(4) input[data-arg=kernel]", "15")
+        page.press("#layers li:nth-child(4) input[data-arg=kernel]", "Enter")
+        page.wait_for_selector("#layers li.bad")
+        assert page.get_attribute("#layers li.bad", "data-index") == "4"
+        assert "smaller than the kernel" in page.inner_text("#layers li.bad")
+        page.fill("#layers li:nth-child(4) input[data-arg=kernel]", "3")
+        page.press("#layers li:nth-child(4) input[data-arg=kernel]", "Enter")
+        page.wait_for_function("!document.querySelector('#layers li.bad')")
+        # train one epoch: the curve gains points, the run lands in Runs
+        page.click("nav button[data-page=train]")
+        page.fill("input[name=epochs]", "1")
+        page.fill("input[name=batch_size]", "32")
+        page.click("#train-button")
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('test accuracy')",
+                               timeout=120_000)
+        assert page.evaluate("charts.points.acc[0].length") >= 2
+        page.screenshot(path=str(shots / "train.png"), full_page=True)
+        # stop a long run
+        page.fill("input[name=epochs]", "300")
+        page.click("#train-button")
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('batch')", timeout=60_000)
+        page.click("#stop-button")
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('interrupted')",
+                               timeout=60_000)
+        page.click("nav button[data-page=runs]")
+        page.wait_for_selector("#runs-table tbody tr:nth-child(2)")
+        assert "finished" in page.inner_text("#runs-table") and "interrupted" in page.inner_text("#runs-table")
+        page.screenshot(path=str(shots / "runs.png"), full_page=True)
+        # draw a stroke: probabilities and every layer's maps
+        page.click("nav button[data-page=see]")
+        page.wait_for_selector("#see-run option", state="attached")
+        box = page.locator("#canvas").bounding_box()
+        page.mouse.move(box["x"] + 90, box["y"] + 50)
+        page.mouse.down()
+        for i in range(25):
+            page.mouse.move(box["x"] + 90 + i * 3, box["y"] + 50 + i * 7)
+        page.mouse.up()
+        page.wait_for_selector("#topk .bar")
+        page.wait_for_selector(".act-row img")
+        assert page.locator(".act-row").count() == 9  # the input and 8 layers
+        page.locator(".act-row img").nth(2).click()
+        page.wait_for_selector("#detail img")
+        page.screenshot(path=str(shots / "see.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
