@@ -18,6 +18,7 @@ import json
 import queue
 import re
 import secrets
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +92,9 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
                   description="Build, train and understand CNN image classifiers: the API under the web page.")
     app.state.worker = TrainingWorker(store_path, worker_threads) if start_worker else None
     datasets: dict[str, tuple] = {}
+    seen_runs: dict[str, tuple] = {}   # run id -> (weights mtime, Run with its model loaded): See stays fast
+    test_sets: dict[str, object] = {}  # run id -> its test images
+    see_lock = threading.Lock()         # See hooks the shared model's layers: one request at a time
 
     # ------------------------------------------------------------------ safety and errors
     @app.middleware("http")
@@ -349,21 +353,31 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
         import torch
         from ..viz.activations import see
         run = run_for(run_id)
-        if not (run.dir / "model.safetensors").exists():
+        weights = run.dir / "model.safetensors"
+        if not weights.exists():
             raise HTTPException(409, f"{run_id} has no final weights (model.safetensors) yet")
+        if run_id not in seen_runs or seen_runs[run_id][0] != weights.stat().st_mtime:
+            if len(seen_runs) >= 4:
+                seen_runs.pop(next(iter(seen_runs)))
+            run.model  # noqa: B018 — load it once
+            seen_runs[run_id] = (weights.stat().st_mtime, run)
+        run = seen_runs[run_id][1]
         info = run.data_info
         if body.image is not None:
             image = torch.from_numpy(_decode_upload(body.image, info["input_shape"]))
         elif body.test_index is not None:
             from ..train.session import prepare_data
-            cfg = run.config
-            ds = prepare_data(cfg)
-            if body.test_index >= len(ds.test_x):
-                raise HTTPException(400, f"test_index: the test set has {len(ds.test_x)} images")
-            image = ds.test_x[body.test_index]
+            if run_id not in test_sets:
+                test_sets.clear()
+                test_sets[run_id] = prepare_data(run.config).test_x
+            test_x = test_sets[run_id]
+            if body.test_index >= len(test_x):
+                raise HTTPException(400, f"test_index: the test set has {len(test_x)} images")
+            image = test_x[body.test_index]
         else:
             raise HTTPException(400, "send image (a data: URL) or test_index")
-        return see(run, image, body.top_k)
+        with see_lock:
+            return see(run, image, body.top_k)
 
     return app
 
