@@ -10,6 +10,7 @@ from .models import (cmd_data_info, cmd_data_show, cmd_export, cmd_import, cmd_l
                      cmd_summary)
 from .runs import cmd_doctor, cmd_eval, cmd_lr_find, cmd_predict, cmd_resume, cmd_sanity, cmd_stop, cmd_train
 from .serve import cmd_serve
+from .sweep import cmd_sweep
 from .store import cmd_compare, cmd_report, cmd_runs
 
 
@@ -109,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", choices=["float", "uint8"], default="float",
                    help="what the exported model takes: float images in [0, 1] (default) or uint8 0..255")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sweep", help="hyperparameter sweep with Optuna (or `cnnlab sweep report NAME`)")
+    p.add_argument("target", help="a sweep file (SWEEP.yaml), or `report`")
+    p.add_argument("name", nargs="?", help="with `report`: the sweep file or the sweep's name")
+    p.add_argument("--trials", type=int, help="number of trials (overrides the file's `trials`)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study")
+    p.add_argument("--storage", help="an RDB URL (postgresql://user@host/db) for workers on several machines")
+    p.add_argument("--runs-root", help="where trial runs and runs/sweeps/NAME go (default runs/, or CNNLAB_RUNS)")
+    p.add_argument("--store", help="the run store (default <runs-root>/cnnlab.db)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("serve", help="the web app: build a model, train it live, compare runs, see what it sees")
     p.add_argument("--port", type=int, default=8000)

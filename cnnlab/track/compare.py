@@ -30,6 +30,8 @@ def _match(run: dict, expr: str) -> bool:
     key, op, want = m.groups()
     if key == "tag":
         return want in run["tags"] if op in ("=", "~") else want not in run["tags"]
+    if key in ("sweep", "trial"):  # trials of `cnnlab sweep` carry the tags sweep:NAME and trial:N
+        return (f"{key}:{want}" in run["tags"]) == (op in ("=", "~"))
     if key not in run:
         raise UserError(f"--filter '{expr}': unknown field '{key}'{closest(key, run)}; valid: "
                         f"{', '.join(k for k in run if k not in ('config', 'result'))}, tag")
