@@ -173,12 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="record the run in this SQLite store (default runs/cnnlab.db, or CNNLAB_STORE)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     p.add_argument("--tensorboard", action="store_true", help="also log to <run>/tensorboard")
+    p.add_argument("--nproc", type=int, help="data-parallel ranks on this machine (DDP; gloo on CPU, NCCL on CUDA)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the config and model against the data set, print summary and lint, train nothing")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")
     p.add_argument("run_dir")
+    p.add_argument("--nproc", type=int, help="data-parallel ranks on this machine")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_resume)
 
@@ -207,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     try:
         return args.func(args)
     except UserError as exc:

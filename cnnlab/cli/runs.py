@@ -17,6 +17,9 @@ def _overrides(args) -> list[str]:
 
 
 def cmd_train(args) -> int:
+    launched = _launched(args)
+    if launched is not None:
+        return launched
     from ..train import Job
     from ..train.progress import Progress
     overrides = _overrides(args)
@@ -57,15 +60,39 @@ def _dry_run(config, overrides, flags) -> int:
 def _run_job(job) -> int:
     """Run a job in this thread; SIGTERM asks it to stop cleanly (marked interrupted, resumable)."""
     import signal
+    from ..train import distributed
     previous = signal.signal(signal.SIGTERM, lambda *_: job.stop())
     try:
         job.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        distributed.finish()
     return 0
 
 
+def _launched(args) -> int | None:
+    """`--nproc N` (N > 1) outside torchrun: start N ranks of this same command and wait for them."""
+    import os
+    from ..train import distributed
+    if not getattr(args, "nproc", None) or args.nproc <= 1 or "WORLD_SIZE" in os.environ:
+        return None
+    argv, skip = [], False
+    for item in args.argv:
+        if skip:
+            skip = False
+            continue
+        if item == "--nproc":
+            skip = True
+            continue
+        if not item.startswith("--nproc="):
+            argv.append(item)
+    return distributed.launch(args.nproc, argv)
+
+
 def cmd_resume(args) -> int:
+    launched = _launched(args)
+    if launched is not None:
+        return launched
     from ..train import Job
     from ..train.progress import Progress
     return _run_job(Job.resume(args.run_dir, listeners=[Progress(quiet=args.quiet)]))

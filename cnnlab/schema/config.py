@@ -143,6 +143,7 @@ class TrainConfig(Section):
     tta: bool = True                          # test-time flip averaging when training uses horizontal flips
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     threads: Annotated[int, Field(ge=1, le=1024)] | None = None  # torch CPU threads; default: what torch picks
+    sync_batchnorm: bool = False              # data-parallel runs: BatchNorm statistics over all ranks' images
     tensorboard: bool = False                 # also log scalars to <run>/tensorboard
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .. import faults
 from ..device import Placement, grad_scaler, synchronize
+from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
 from .augment import Augmenter
 from .optim import Plateau, apply_constraints, lr_factor, make_optimizer
@@ -66,8 +67,10 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, plac
 
 class Trainer:
     def __init__(self, model, dataset, config: dict, augmenter: Augmenter, placement: Placement,
-                 callbacks=(), should_stop=lambda: False):
+                 callbacks=(), should_stop=lambda: False, world: World = World(), wrapped=None):
         self.model, self.data, self.config = model, dataset, config
+        self.world = world
+        self.forward_model = wrapped if wrapped is not None else model  # DDP's wrapper trains; the model is saved
         self.augmenter, self.placement = augmenter, placement
         self.callbacks = list(callbacks)
         self.should_stop = should_stop  # asked after every batch
@@ -78,6 +81,10 @@ class Trainer:
         self.scaler = grad_scaler(placement)
         self.plateau = Plateau(config["schedule"]["patience"], config["schedule"]["factor"])
         self.generator = torch.Generator().manual_seed(config["seed"])
+        # Ranks share the batch order but draw their own augmentations; one process keeps one generator.
+        self.order_generator = torch.Generator().manual_seed(config["seed"]) if world.distributed else self.generator
+        if world.distributed:
+            self.generator.manual_seed(config["seed"] + 1 + world.rank)
         n = len(dataset.train_x)
         # Drop a last batch of 1: BatchNorm cannot normalise a single image.
         self.batches_per_epoch = n // self.batch_size + (1 if n % self.batch_size > 1 else 0)
@@ -97,6 +104,7 @@ class Trainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "plateau": dict(self.plateau.state),
                 "rng_torch": torch.get_rng_state(), "rng_generator": self.generator.get_state(),
+                "rng_order": self.order_generator.get_state(), "world_size": self.world.size,
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "best": {k: v for k, v in self.best.items()}}
 
@@ -107,6 +115,11 @@ class Trainer:
         self.plateau.state = dict(state["plateau"])
         torch.set_rng_state(state["rng_torch"])
         self.generator.set_state(state["rng_generator"])
+        if self.world.distributed and state.get("world_size") == self.world.size and state.get("rng_order") is not None:
+            self.order_generator.set_state(state["rng_order"])
+        elif self.world.distributed:  # resumed on another number of ranks: the order goes on from the epoch's seed
+            self.order_generator.manual_seed(self.config["seed"] + 1_000_003 * state["epoch"])
+            self.generator.manual_seed(self.config["seed"] + 1 + self.world.rank + 1_000_003 * state["epoch"])
         if state.get("rng_cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.epoch, self.step = state["epoch"], state["step"]
@@ -130,20 +143,21 @@ class Trainer:
                 "img_per_s": self._seen / elapsed}
 
     def _train_epoch(self) -> dict:
-        model, placement, cfg = self.model, self.placement, self.config
+        model, placement, cfg = self.forward_model, self.placement, self.config
         model.train()
         n = len(self.train_x)
-        order = torch.randperm(n, generator=self.generator).to(placement.device)
+        order = torch.randperm(n, generator=self.order_generator).to(placement.device)
         smoothing = cfg["loss"]["label_smoothing"]
         clip = cfg["grad_clip"]
-        check_every_step = placement.device.type == "cpu"  # a CPU .item() costs nothing; a GPU one stalls
+        # a CPU .item() costs nothing, a GPU one stalls; with several ranks the check is collective, at epoch end
+        check_every_step = placement.device.type == "cpu" and not self.world.distributed
         self._loss_sum = torch.zeros((), device=placement.device)
         self._correct = torch.zeros((), device=placement.device, dtype=torch.long)
         self._seen = 0
         self._epoch_start = time.perf_counter()
         lr = self.current_lr(self.epoch)
         for self.batch_index in range(self.batches_per_epoch):
-            idx = order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size]
+            idx = shard(order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size], self.world)
             xb = self.augmenter.train_batch(self.train_x[idx], self.generator)
             yb = self.train_y[idx]
             lr = self.current_lr(self.epoch + self.batch_index / self.batches_per_epoch)
@@ -168,15 +182,26 @@ class Trainer:
             self._seen += len(yb)
             self._emit("on_batch_end")
             faults.hit("batch")
-            if self.should_stop():
+            if self._stop_now():
                 raise StopRequested(f"stopped by request during epoch {self.epoch + 1}")
         synchronize(placement.device)
         seconds = time.perf_counter() - self._epoch_start
+        if self.world.distributed:  # the epoch's numbers are over all ranks' shares
+            loss_sum, correct, seen = all_sum([float(self._loss_sum), float(self._correct), self._seen],
+                                              placement.device)
+            self._loss_sum, self._correct, self._seen = torch.tensor(loss_sum), torch.tensor(correct), int(seen)
         stats = self.running_stats()
         if not math.isfinite(stats["loss"]):
             self._diverged(stats["loss"])
         return {"lr": lr, "loss": stats["loss"], "acc": stats["acc"], "train_seconds": seconds,
                 "img_per_s": self._seen / seconds}
+
+    def _stop_now(self) -> bool:
+        if not self.world.distributed:
+            return self.should_stop()
+        if self.batch_index % 10:  # every rank asks at the same batches: the answer is a collective
+            return False
+        return any_rank(self.should_stop(), self.placement.device)
 
     def _diverged(self, value: float) -> None:
         where = f"epoch {self.epoch + 1}, step {self.batch_index + 1}/{self.batches_per_epoch}"
@@ -193,6 +218,13 @@ class Trainer:
             x, y, prefix = data.val_x, data.val_y, "val"
         else:
             x, y, prefix = data.test_x, data.test_y, "test"
+        if self.world.distributed:  # each rank scores its share; the sums make the whole set's figures
+            part = shard(torch.arange(len(x)), self.world)
+            r = evaluate(self.model, x[part], y[part], self.augmenter, self.placement, cfg["eval_batch_size"],
+                         probabilities=self.probabilities)
+            loss, correct, count = all_sum([r["loss"] * len(part), r["acc"] * len(part), len(part)],
+                                           self.placement.device)
+            return {f"{prefix}_loss": loss / count, f"{prefix}_acc": correct / count}
         result = evaluate(self.model, x, y, self.augmenter, self.placement, cfg["eval_batch_size"],
                           probabilities=self.probabilities)
         return {f"{prefix}_loss": result["loss"], f"{prefix}_acc": result["acc"]}

@@ -27,6 +27,7 @@ from ..rundir import STOP_FILE, Run, new_run_dir
 from ..yamlio import load_yaml
 from .engine import Diverged, StopRequested
 from .finish import finish_run
+from . import distributed
 from .progress import Progress
 from .session import CheckpointWriter, Session, prepare
 
@@ -89,12 +90,15 @@ class Job:
             self.cfg, self.dir, self.resume_state = _resume
             self.spec = self.cfg["model"]
         self._target = (run_dir, runs_root, overwrite)
+        self.rank = distributed.world().rank
+        if self.rank > 0:  # a data-parallel rank other than 0 trains and says nothing: rank 0 writes and tells
+            listeners, store = [], False
         self.listeners = list(listeners)
         store = _open_store(store, runs_root)
         if store is not None:
             from ..track.store import StoreListener
             self.listeners.append(StoreListener(store))
-        if self.cfg.get("tensorboard"):
+        if self.cfg.get("tensorboard") and self.rank == 0:
             from ..track.tensorboard import TensorBoardLogger
             self.listeners.append(TensorBoardLogger())
         self.session: Session | None = None
@@ -227,6 +231,8 @@ class Job:
     def _run(self) -> Run:
         # Load the data and build the model first: bad input fails before a run directory is claimed.
         self.session = session = Session(self.cfg, self.resume_state, spec=self.spec)
+        if self.rank > 0:
+            return self._run_as_helper()
         if self.dir is None:
             run_dir, runs_root, overwrite = self._target
             self.dir = new_run_dir(self.cfg["name"], run_dir, runs_root, overwrite)
@@ -259,6 +265,7 @@ class Job:
         except (KeyboardInterrupt, StopRequested) as exc:
             message = str(exc) if isinstance(exc, StopRequested) else f"interrupted during epoch {trainer.epoch + 1}"
             self._finish("interrupted", message)
+            distributed.barrier()
             (self.dir / STOP_FILE).unlink(missing_ok=True)
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -270,10 +277,26 @@ class Job:
             self._finish("failed", f"{type(exc).__name__}: {exc}")
             raise
         self._finish("finished")
+        distributed.barrier()
         if trainer.stop_reason:
             self.emit("log", {"text": trainer.stop_reason})
         self._diagnose()
         return Run(self.dir)
+
+    def _run_as_helper(self) -> Run | None:
+        """Ranks above 0 train their share and leave writing, evaluating and telling to rank 0."""
+        trainer = self.session.trainer
+        trainer.should_stop = lambda: self._stop.is_set()
+        if self.dir is not None and self._already_finished():  # as rank 0 decides, from the same files
+            return None
+        try:
+            trainer.fit()
+        except StopRequested:
+            self.status = "interrupted"
+        else:
+            self.status = "finished"
+        distributed.barrier()
+        return None
 
     def _already_finished(self) -> bool:
         state, result = self.resume_state, Run(self.dir).result

@@ -20,6 +20,7 @@ from ..models.summary import render, summarize
 from ..rundir import write_metrics
 from ..yamlio import Located
 from .augment import Augmenter
+from . import distributed
 from .engine import Trainer
 from .. import faults
 
@@ -98,9 +99,20 @@ class Session:
         self.mean, self.std = self.data.channel_stats()
         self.augmenter = Augmenter(cfg["augment"], self.mean, self.std, self.placement.device,
                                    self.placement.channels_last)
-        self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, callbacks=hooks)
+        self.world = distributed.init(self.placement.device)
+        wrapped = self._data_parallel(cfg) if self.world.distributed else None
+        self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, callbacks=hooks,
+                               world=self.world, wrapped=wrapped)
         if resume_state is not None:
             self.trainer.load_state_dict(resume_state)
+
+    def _data_parallel(self, cfg: dict):
+        """DDP around the model (the model itself is what is saved, evaluated and linted)."""
+        from torch.nn.parallel import DistributedDataParallel
+        if cfg.get("sync_batchnorm"):
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        device_ids = [self.placement.device.index] if self.placement.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
 
     def data_info(self) -> dict:
         """What data.json holds: enough to predict without the data set."""
