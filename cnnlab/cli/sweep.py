@@ -26,7 +26,7 @@ def cmd_sweep(args) -> int:
     (folder / "sweep.yaml").write_text(Path(args.target).read_text())
     print(f"sweep {spec.name}: {spec.trials} trials, {spec.sampler} sampler, {spec.pruner} pruner, "
           f"{args.workers} worker(s); study in {args.storage or folder / 'journal.log'}")
-    study = run_sweep(spec, root, args.storage, args.workers, store)
+    study = run_sweep(spec, root, args.storage, args.workers, store, log=lambda text: print(text, flush=True))
     best = study.best_trial
     print(f"best: trial {best.number}, {spec.objective} {best.value:.4f}, {best.params}")
     print(f"report: cnnlab sweep report {args.target}" + (f" --storage {args.storage}" if args.storage else ""))
