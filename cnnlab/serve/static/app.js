@@ -484,6 +484,12 @@ function detail(seen, k, c, img) {
       ...(previous && previous.channels ? previous.channels : [seen.input]).map((src) => el("img", { src }))));
 }
 
+// the Runs view follows runs as they go (CLI runs included: the store is their common ground)
+setInterval(() => {
+  if ($("#page-runs").classList.contains("active") && !document.hidden &&
+      runsView.rows.some((r) => ["running", "queued"].includes(r.status))) loadRuns();
+}, 2000);
+
 // ------------------------------------------------------------------ start
 (async () => {
   state.info = await api("/api/info");
