@@ -10,6 +10,7 @@ from .models import (cmd_data_info, cmd_data_show, cmd_export, cmd_import, cmd_l
                      cmd_summary)
 from .runs import cmd_doctor, cmd_eval, cmd_lr_find, cmd_predict, cmd_resume, cmd_sanity, cmd_stop, cmd_train
 from .serve import cmd_serve
+from .style import cmd_style
 from .sweep import cmd_sweep
 from .store import cmd_compare, cmd_report, cmd_runs
 
@@ -120,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-root", help="where trial runs and runs/sweeps/NAME go (default runs/, or CNNLAB_RUNS)")
     p.add_argument("--store", help="the run store (default <runs-root>/cnnlab.db)")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("style", help="style transfer: CONTENT STYLE (Gatys), `train STYLE --images DIR`, "
+                                     "`apply NET PHOTO...` (fast feed-forward)")
+    p.add_argument("args", nargs="+", metavar="ARG", help="CONTENT STYLE | train STYLE | apply NET PHOTO...")
+    p.add_argument("-o", "--out", help="output image (Gatys), network file (train) or folder (apply)")
+    p.add_argument("--size", type=int, default=256, help="longer side of the images, in pixels (default 256)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--style-weight", type=float, default=10.0, help="weight of the Gram-matrix (style) loss")
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--tv-weight", type=float, default=1e-3)
+    p.add_argument("--loss-net", default="random",
+                   help="random (default), a cnnlab run directory, or a VGG-19/16 weights file")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the content image or noise")
+    p.add_argument("--save-every", type=int, help="also write the image every N steps")
+    p.add_argument("--images", help="train: a folder of photos to train the fast network on")
+    p.add_argument("--batch", type=int, default=4, help="train: photos per step")
+    p.set_defaults(func=cmd_style)
 
     p = sub.add_parser("serve", help="the web app: build a model, train it live, compare runs, see what it sees")
     p.add_argument("--port", type=int, default=8000)

@@ -1,0 +1,179 @@
+"""Loss networks for style transfer: what turns an image into the feature maps whose values carry content
+and whose Gram matrices carry style (Gatys, Ecker & Bethge 2016). In order of quality:
+
+1. VGG-19 or VGG-16 with ImageNet weights from a file the user has: torchvision's checkpoint
+   (`vgg19-dcbb9e9d.pth`, keys `features.N.weight`) or a safetensors copy. Loaded with weights_only=True;
+   keys and shapes are checked, and the first mismatch is named. cnnlab never downloads weights by itself.
+2. Any cnnlab run: the outputs of its conv layers (after their activations).
+3. No weights at all: a multi-scale network of random filters (Ustyuzhaninov, Brendel, Gatys & Bethge,
+   ICLR 2017: random shallow networks synthesise convincing textures). The default that always works.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+# torchvision's VGG `features` layout: numbers are conv widths, "M" a 2x2 max-pool
+VGG = {"vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+       "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512,
+                 "M"]}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class LossNet(nn.Module):
+    """features(x) -> {name: map} for images in [0, 1]; `content` names one layer, `style` several."""
+    content: str
+    style: list[str]
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.mean.shape[1]:  # a grayscale net on a colour photo, or the other way round
+            x = x.mean(1, keepdim=True) if self.mean.shape[1] == 1 else x.expand(-1, self.mean.shape[1], -1, -1)
+        return (x - self.mean) / self.std
+
+
+class VGGLoss(LossNet):
+    """VGG features, named like the paper: relu1_1, relu2_1, ... (content relu4_2, style relu{1..5}_1)."""
+
+    def __init__(self, arch: str = "vgg19"):
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD)
+        layers, names, block, index, channels = [], {}, 1, 1, 3
+        for item in VGG[arch]:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))  # max as torchvision has it (Gatys used average)
+                block, index = block + 1, 1
+                continue
+            layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=False)]
+            names[len(layers) - 1] = f"relu{block}_{index}"
+            channels, index = item, index + 1
+        self.features = nn.Sequential(*layers)
+        self.names = names
+        self.content, self.style = "relu4_2", ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+        self.last = max(k for k, v in names.items() if v in self.style + [self.content])
+
+    def forward(self, x):
+        out, x = {}, self.prepare(x)
+        for i, layer in enumerate(self.features[:self.last + 1]):
+            x = layer(x)
+            if i in self.names:
+                out[self.names[i]] = x
+        return out
+
+
+def load_vgg(path: str | Path, arch: str | None = None) -> VGGLoss:
+    """A VGG loss network from torchvision's checkpoint or a safetensors copy, checked key by key."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such weights file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
+    except Exception as exc:  # noqa: BLE001 — any unreadable file is the user's to know about
+        raise UserError(f"{path}: cannot read the weights ({exc})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items() if k.startswith(("features.", "module.features."))}
+    if arch is None:
+        convs = len({k.split(".")[1] for k in state if k.endswith(".weight")})
+        arch = "vgg19" if convs == 16 else "vgg16" if convs == 13 else None
+        if arch is None:
+            raise UserError(f"{path}: {convs} conv layers under `features.`; VGG-16 has 13 and VGG-19 has 16")
+    net = VGGLoss(arch)
+    expected = net.features.state_dict()
+    for key, tensor in expected.items():
+        name = f"features.{key}"
+        if name not in state:
+            raise UserError(f"{path}: missing '{name}' (layer {net.names.get(int(key.split('.')[0]) + 1, key)}); "
+                            f"is this a torchvision {arch} checkpoint?")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise UserError(f"{path}: '{name}' (layer {net.names.get(int(key.split('.')[0]) + 1, key)}) has shape "
+                            f"{tuple(state[name].shape)}, {arch} needs {tuple(tensor.shape)}")
+    net.features.load_state_dict({k: state[f"features.{k}"] for k in expected})
+    return net.eval().requires_grad_(False)
+
+
+class RunLoss(LossNet):
+    """The conv layers of a trained cnnlab run: content at the middle one, style at all of them."""
+
+    def __init__(self, run_dir: str | Path):
+        from ..models.build import SpecModel
+        from ..rundir import Run
+        run = Run(run_dir)
+        model = run.model
+        if not isinstance(model, SpecModel):
+            raise UserError(f"{run_dir}: a loss network needs a model in cnnlab's layer language")
+        info = run.data_info
+        super().__init__(info["mean"], info["std"])
+        self.body = model.layers
+        convs = [i for i, layer_info in enumerate(model.infos) if layer_info.kind == "conv"]
+        if not convs:
+            raise UserError(f"{run_dir}: the model has no conv layers to take style from")
+        # each conv's output after its activation: the next layer when it is the activation
+        self.taps = [i + 1 if i + 1 < len(model.infos) and model.infos[i + 1].kind in
+                     ("relu", "leaky_relu", "elu", "gelu", "silu") else i for i in convs]
+        self.names = {t: f"conv{n + 1}" for n, t in enumerate(self.taps)}
+        self.style = list(self.names.values())
+        self.content = self.style[len(self.style) // 2]
+        self.requires_grad_(False).eval()
+
+    def forward(self, x):
+        out, x = {}, self.prepare(x)
+        for i, layer in enumerate(self.body[:max(self.taps) + 1]):
+            x = layer(x)
+            if i in self.names:
+                out[self.names[i]] = x
+        return out
+
+
+class RandomLoss(LossNet):
+    """Random filters at several scales (after Ustyuzhaninov et al. 2017): 64 unit-norm 5x5 filters on the
+    image at full, half, quarter and eighth resolution, each followed by ReLU. Scales come from pooling the
+    image rather than from large kernels: 23x23 filters at full size cost ~30x more for the same reach.
+    Content is read at full resolution (sharp edges), style at every scale."""
+
+    def __init__(self, seed: int = 0, filters: int = 64, kernel: int = 5, scales=(1, 2, 4, 8)):
+        super().__init__((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+        gen = torch.Generator().manual_seed(seed)
+        self.scales = scales
+        self.convs = nn.ModuleList()
+        for _ in scales:
+            conv = nn.Conv2d(3, filters, kernel, padding=kernel // 2, padding_mode="reflect", bias=False)
+            weight = torch.randn(conv.weight.shape, generator=gen)
+            conv.weight.data = weight / weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            self.convs.append(conv)
+        self.style = [f"scale{s}" for s in scales]
+        self.content = self.style[0]
+        self.requires_grad_(False).eval()
+
+    def forward(self, x):
+        x = self.prepare(x)
+        out = {}
+        for name, factor, conv in zip(self.style, self.scales, self.convs):
+            xs = F.avg_pool2d(x, factor) if factor > 1 and min(x.shape[-2:]) >= factor * 4 else x
+            out[name] = F.relu(conv(xs))
+        return out
+
+
+def loss_network(spec: str | None, seed: int = 0) -> LossNet:
+    """`None`/'random' -> random filters; a directory -> that cnnlab run; a file -> VGG weights."""
+    if spec in (None, "random"):
+        return RandomLoss(seed)
+    path = Path(spec)
+    if path.is_dir():
+        return RunLoss(path)
+    if path.is_file():
+        return load_vgg(path)
+    raise UserError(f"--loss-net {spec}: expected 'random', a cnnlab run directory, or a VGG-19/16 weights file "
+                    "(torchvision's vgg19-dcbb9e9d.pth or a safetensors copy)")

@@ -1,0 +1,136 @@
+"""Style transfer on small images, checked the way a user would judge it: the style loss falls, a style weight
+of 0 gives back the content image, a seed gives the same picture, a wrong weights file names its layer, and the
+fast network paints a batch exactly as it paints each image."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.errors import UserError
+from cnnlab.style.fast import StyleNet, apply_style_net, load_style_net, save_style_net
+from cnnlab.style.gatys import gram, stylise
+from cnnlab.style.lossnet import VGG, RandomLoss, RunLoss, load_vgg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from style_gallery import content_image, mosaic_image, waves_image  # noqa: E402
+
+STYLE_DROP = 5.0  # the style loss falls at least this many times in 40 L-BFGS steps (48 px, random filters)
+
+
+def tensor(img) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return tensor(content_image(48)), tensor(waves_image(48))
+
+
+def test_gram_is_style_not_layout():
+    x = torch.rand(1, 4, 8, 8)
+    shuffled = x.flatten(2)[..., torch.randperm(64)].view(1, 4, 8, 8)  # same values, other places
+    assert torch.allclose(gram(x), gram(shuffled), atol=1e-6)
+
+
+def test_the_style_loss_falls(images):
+    content, style = images
+    result = stylise(RandomLoss(), content, style, steps=40)
+    assert result.history[0]["style"] / result.history[-1]["style"] >= STYLE_DROP
+
+
+def test_style_weight_zero_gives_back_the_content_image(images):
+    content, style = images
+    result = stylise(RandomLoss(), content, style, steps=40, style_weight=0, init="noise")
+    assert ((result.image - content) ** 2).mean() < 0.01  # from noise (0.15 away) to the content image
+
+
+def test_a_seed_gives_the_same_picture(images):
+    content, style = images
+    a = stylise(RandomLoss(seed=3), content, style, steps=5, seed=7, init="noise").image
+    b = stylise(RandomLoss(seed=3), content, style, steps=5, seed=7, init="noise").image
+    assert torch.equal(a, b)
+
+
+def _fake_vgg(arch="vgg19") -> dict:
+    state, channels, index = {}, 3, 0
+    for item in VGG[arch]:
+        if item == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(item, channels, 3, 3) * 0.01
+        state[f"features.{index}.bias"] = torch.zeros(item)
+        channels, index = item, index + 2
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # the classifier is there in torchvision's file, unused
+    return state
+
+
+def test_vgg_weights_are_checked_layer_by_layer(tmp_path, images):
+    state = _fake_vgg()
+    good = tmp_path / "vgg19.pth"
+    torch.save(state, good)
+    net = load_vgg(good)
+    assert set(net(images[0][None])) >= {"relu1_1", "relu4_2", "relu5_1"}
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "vgg19.safetensors"))
+    assert load_vgg(tmp_path / "vgg19.safetensors").content == "relu4_2"
+    state["features.10.weight"] = torch.zeros(256, 64, 3, 3)
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(UserError, match=r"'features.10.weight' \(layer relu3_1\) has shape \(256, 64, 3, 3\), vgg19 "
+                                        r"needs \(256, 128, 3, 3\)"):
+        load_vgg(bad)
+
+
+def test_a_cnnlab_run_is_a_loss_network(data_dir, tmp_path, images):
+    run = cnnlab.train({"model": [{"conv": {"filters": 8, "padding": "same", "activation": "relu"}}, {"maxpool": 2},
+                                  {"conv": {"filters": 16, "padding": "same"}}, "relu", "global_avgpool",
+                                  {"dense": 10}],
+                        "data": {"name": "cifar10", "dir": str(data_dir)}, "epochs": 1, "batch_size": 16},
+                       run_dir=tmp_path / "run", quiet=True, store=False)
+    net = RunLoss(run.dir)
+    assert net.style == ["conv1", "conv2"] and net(images[0][None])["conv2"].shape[1] == 16
+    result = stylise(net, *images, steps=10)
+    assert result.history[-1]["style"] < result.history[0]["style"]
+
+
+def test_the_fast_network_paints_a_batch_as_each_image_and_chains(tmp_path):
+    torch.manual_seed(0)
+    model = StyleNet(width=4, blocks=2).eval()
+    photos = torch.rand(3, 3, 36, 44)
+    batch, _ = apply_style_net(model, photos)
+    each = torch.cat([apply_style_net(model, p[None])[0] for p in photos])
+    assert batch.shape == photos.shape and torch.allclose(batch, each, atol=1e-5)
+    path = save_style_net(model, tmp_path / "net.safetensors", {"style": "test"})
+    again = load_style_net(path)
+    once, _ = apply_style_net(again, photos[:1])
+    twice, _ = apply_style_net(again, photos[:1])
+    assert torch.equal(once, twice)  # the same photo, the same picture
+    chained, _ = apply_style_net(StyleNet(width=4, blocks=1).eval(), once)  # a second style on the first
+    assert chained.shape == once.shape and chained.min() >= 0 and chained.max() <= 1
+
+
+def test_the_commands(tmp_path, capsys):
+    content, style, photos = tmp_path / "c.png", tmp_path / "s.png", tmp_path / "photos"
+    content_image(40).save(content)
+    mosaic_image(40).save(style)
+    photos.mkdir()
+    for i in range(3):
+        content_image(48 + 8 * i).save(photos / f"p{i}.png")
+    out = tmp_path / "out.png"
+    assert main(["style", str(content), str(style), "-o", str(out), "--size", "40", "--steps", "3",
+                 "--save-every", "2"]) == 0
+    assert out.exists() and (tmp_path / "out-0002.png").exists()
+    assert "style loss" in capsys.readouterr().out
+    net = tmp_path / "mosaic.safetensors"
+    assert main(["style", "train", str(style), "--images", str(photos), "-o", str(net), "--size", "32",
+                 "--steps", "3", "--batch", "2"]) == 0
+    assert main(["style", "apply", str(net), str(content), "-o", str(tmp_path / "styled")]) == 0
+    assert (tmp_path / "styled" / "c-mosaic.png").exists()
+    assert main(["style", str(content), str(style), "--loss-net", str(tmp_path / "nope.pth")]) == 2
+    assert "expected 'random', a cnnlab run directory, or a VGG-19/16 weights file" in capsys.readouterr().err
