@@ -10,6 +10,7 @@ import json
 import os
 import random
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -206,6 +207,9 @@ class StoreListener(Listener):
         try:
             action()
         except UserError as exc:
+            if not self.warnings:  # once: the run goes on, and `cnnlab runs reindex` catches the store up
+                print(f"warning: {exc}; the run carries on (`cnnlab runs reindex` recovers the store)",
+                      file=sys.stderr)
             self.warnings.append(str(exc))
 
     def on_start(self, d, event) -> None:
