@@ -80,7 +80,7 @@ def main() -> None:
     nets = [("random filters", None)] + ([("cnnlab run", args.run)] if args.run else []) + \
         ([("VGG", args.vgg)] if args.vgg else [])
     content = load_image(OUT / "content.png", args.size)
-    print(f"| loss network | style | result | time ({args.steps} L-BFGS steps, {args.size} px) | style loss |")
+    print(f"| loss network | style | result | time ({args.steps} Adam steps, {args.size} px) | style loss |")
     print("|---|---|---|---|---|")
     for label, spec in nets:
         net = loss_network(spec)

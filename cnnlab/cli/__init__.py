@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tv-weight", type=float, default=1e-3)
     p.add_argument("--loss-net", default="random",
                    help="random (default), a cnnlab run directory, or a VGG-19/16 weights file")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
+                   help="adam (default: 2x faster a step here, and it never stalled) or lbfgs (Gatys's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the content image or noise")
     p.add_argument("--save-every", type=int, help="also write the image every N steps")

@@ -58,7 +58,7 @@ class Transfer:
 
 
 def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int = 300, style_weight: float = 10.0,
-            content_weight: float = 1.0, tv_weight: float = 1e-3, optimizer: str = "lbfgs", seed: int = 0,
+            content_weight: float = 1.0, tv_weight: float = 1e-3, optimizer: str = "adam", seed: int = 0,
             init: str = "content", on_step: Callable[[int, dict, torch.Tensor], None] | None = None) -> Transfer:
     """Optimise an image (from the content image, or noise with `init='noise'`) for `steps` steps.
 
