@@ -88,7 +88,9 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
         if app.state.worker is not None:
             app.state.worker.close()
 
-    app = FastAPI(title="cnnlab", version=__version__, lifespan=lifespan,
+    # /openapi.json documents the API; FastAPI's /docs page would load Swagger UI from a CDN, and this app
+    # works offline, so it is off
+    app = FastAPI(title="cnnlab", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Build, train and understand CNN image classifiers: the API under the web page.")
     app.state.worker = TrainingWorker(store_path, worker_threads) if start_worker else None
     datasets: dict[str, tuple] = {}
@@ -451,7 +453,7 @@ def _decode_upload(data_url: str, input_shape) -> "np.ndarray":
                 background = Image.new("RGBA", img.size, (255, 255, 255, 255) if channels == 3 else (0, 0, 0, 255))
                 img = Image.alpha_composite(background, img).convert("L" if channels == 1 else "RGB")
                 img = img.resize((w, h), Image.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+                array = np.array(img, dtype=np.uint8)  # a copy torch may write to
     except HTTPException:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
