@@ -61,6 +61,16 @@ def test_batchnorm_counts_moving_statistics_as_non_trainable():
     assert {"conv": {"filters": 64, "kernel": 3, "stride": 2, "padding": "same"}} in layers
 
 
+def test_tf2_tutorial_and_tf_keras_spellings():
+    # 28*28*128+128=100,480; 128*10+10=1,290 (the TensorFlow beginner tutorial's own summary: 101,770)
+    assert counts(KERAS / "mnist_tf2_tutorial.py", (1, 28, 28)) == (101_770, 101_770, 0)
+    assert import_keras(str(KERAS / "mnist_tf2_tutorial.py")).input_shape == (1, 28, 28)
+    # conv 3*9*32+32=896 ('SAME'); conv 32*9*64+64=18,496; BN 4*64=256 (128 non-trainable); dense 64*10+10=650
+    assert counts(KERAS / "mixed_tf_keras.py", (3, 32, 32)) == (20_298, 20_170, 128)
+    layers = import_keras(str(KERAS / "mixed_tf_keras.py")).spec["layers"]
+    assert layers[-1] == {"dense": {"units": 10, "activation": "softmax"}} and {"leaky_relu": 0.2} in layers
+
+
 KERAS3_JSON = {"module": "keras", "class_name": "Sequential", "config": {"name": "sequential", "layers": [
     {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, 28, 28, 1],
                                                                      "name": "input_layer"}},

@@ -101,8 +101,12 @@ def _max_norm(value) -> float | None:
 
 
 def _activation(name, where: str):
-    if isinstance(name, Unknown):
-        raise UserError(f"{where}: the activation {name.text} cannot be read without running the script")
+    if isinstance(name, Unknown):  # activation=tf.nn.relu, keras.activations.softmax, or a bare imported name
+        leaf = name.text.rsplit(".", 1)[-1].lower()
+        if leaf not in ACTIVATIONS:
+            raise UserError(f"{where}: the activation {name.text} cannot be read without running the script; "
+                            f"write its name (supported: {', '.join(k for k in ACTIVATIONS if k)})")
+        name = leaf
     if isinstance(name, dict):  # Keras JSON may carry a serialised activation
         name = name.get("config", {}).get("name") or name.get("class_name")
     key = name.lower() if isinstance(name, str) else name
@@ -133,8 +137,9 @@ def convert(kind: str, kw: dict, where: str, last_dense: bool = False) -> tuple[
         strides = _pair_or_int(kw.get("strides", 1), "strides", where)
         if strides != 1:
             args["stride"] = strides
-        if kw.get("padding", "valid") != "valid":
-            args["padding"] = kw["padding"]
+        padding = kw.get("padding", "valid")
+        if isinstance(padding, str) and padding.lower() != "valid":
+            args["padding"] = padding.lower()  # Keras accepts 'SAME' too
         dilation = _pair_or_int(kw.get("dilation_rate", 1), "dilation_rate", where)
         if dilation != 1:
             args["dilation"] = dilation
@@ -171,8 +176,9 @@ def convert(kind: str, kw: dict, where: str, last_dense: bool = False) -> tuple[
         args = {"size": size}
         if kw.get("strides") is not None and _pair_or_int(kw["strides"], "strides", where) != size:
             args["stride"] = _pair_or_int(kw["strides"], "strides", where)
-        if kw.get("padding", "valid") != "valid":
-            args["padding"] = kw["padding"]
+        padding = kw.get("padding", "valid")
+        if isinstance(padding, str) and padding.lower() != "valid":
+            args["padding"] = padding.lower()
         name = "maxpool" if kind == "MaxPooling2D" else "avgpool"
         return ({name: args} if len(args) > 1 else {name: size}), notes
     if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
@@ -220,6 +226,8 @@ def _input_shape(kw: dict) -> tuple | None:
     batch = kw.get("batch_input_shape") or kw.get("batch_shape")
     if shape is None and isinstance(batch, (list, tuple)):
         shape = tuple(batch[1:])
+    if isinstance(shape, (list, tuple)) and len(shape) == 2 and all(isinstance(s, int) for s in shape):
+        return (1, *shape)  # Flatten(input_shape=(28, 28)): grayscale images without a channel axis
     if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(isinstance(s, int) for s in shape)):
         return None
     first_channels = kw.get("data_format") in ("channels_first", "th") or (shape[0] <= 4 < shape[2])
