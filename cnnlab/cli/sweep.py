@@ -12,6 +12,10 @@ def _runs_root(args) -> Path:
 
 
 def cmd_sweep(args) -> int:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise UserError("sweeps need Optuna: pip install 'cnnlab[sweep]'") from None
     from ..sweep.runner import run_sweep, sweep_dir
     from ..sweep.spec import load_spec
     if args.target == "report":
