@@ -91,6 +91,12 @@ def test_safety(client, runs_root, trained):
     assert client.post(see, json={"image": big}).status_code in (413, 422)
     (runs_root / trained / "model.safetensors").rename(runs_root / trained / "gone")
     assert client.post(see, json={"test_index": 0}).status_code == 409  # never falls back to a pickle
+    code = {"module": "os:system", "command": "echo pwned"}  # a model that is Python code: never over the network
+    for path, body in (("/api/check", {"model": code}), ("/api/model/yaml", {"model": code}),
+                       ("/api/model/parse", {"text": "module: os:system\ncommand: echo pwned\n"}),
+                       ("/api/runs", {"config": {"model": code}}), ("/api/check", {"model": {"layers": [code]}})):
+        response = client.post(path, json=body)
+        assert response.status_code == 400 and "refused over the network" in response.json()["detail"], path
     with TestClient(create_app(runs_root, start_worker=False, token="s3cret")) as remote:
         assert remote.get("/api/runs").status_code == 401
         assert remote.get("/api/runs", headers={"authorization": "Bearer s3cret"}).status_code == 200

@@ -164,6 +164,7 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
     @app.post("/api/check")
     def check(body: CheckRequest) -> dict:
         from ..diagnose.check import check_model
+        _no_code(body.model)
         shape, classes = input_for(body.data)
         return check_model(body.model, shape, classes)
 
@@ -181,6 +182,7 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
     def model_yaml(body: ModelRequest) -> dict:
         import yaml
         from ..models import resolve_spec
+        _no_code(body.model)
         spec = resolve_spec(body.model, (3, 32, 32), 10).data
         spec = {"name": body.name, **{k: v for k, v in spec.items() if k != "name"}}
         return {"yaml": yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=110)}
@@ -191,6 +193,7 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
         from ..models.layers import normalise_entry
         from ..yamlio import parse_yaml
         located = parse_yaml(body.text, "uploaded model")
+        _no_code(located.data)
         spec = resolve_spec(located, (3, 32, 32), 10).data
         if "layers" not in spec or not isinstance(spec["layers"], list):
             raise UserError("uploaded model: the builder edits layer lists; a {module: ...} model cannot be edited")
@@ -227,6 +230,7 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
         from ..rundir import new_run_dir
         from ..train.session import prepare
         config = dict(body.config)
+        _no_code(config.get("model"), "config.model")
         config.setdefault("data", {})
         if isinstance(config["data"], dict) and data_dir and not config["data"].get("dir"):
             config["data"] = {**config["data"], "dir": data_dir}
@@ -382,6 +386,23 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
             return see(run, image, body.top_k)
 
     return app
+
+
+def _no_code(model, where: str = "model") -> None:
+    """`{module: package.module:Class}` imports and calls Python code: fine from a local config file, never
+    from a request (it would run any callable, os:system included)."""
+    if isinstance(model, str) and ("/" in model or "\\" in model or model.endswith((".yaml", ".yml"))):
+        raise HTTPException(400, f"{where}: a file path is not read over the network; send the layers, or a "
+                                 "registered name")
+    if isinstance(model, dict) and "module" in model:
+        raise HTTPException(400, f"{where}: a {{module: ...}} model imports Python code and is refused over the "
+                                 "network; write it as layers, or train it from the CLI")
+    if isinstance(model, dict):
+        for value in model.values():
+            _no_code(value, where)
+    elif isinstance(model, list):
+        for value in model:
+            _no_code(value, where)
 
 
 def _sse(event: str, data) -> str:
