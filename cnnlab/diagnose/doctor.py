@@ -128,7 +128,7 @@ def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None)
         return Verdict("unknown", "the run has no validation or test curve to compare against", [])
     if n < 3:  # one or two points make no trend: calling under- or overfitting here would be a guess
         return Verdict("too-short", f"{n} epoch{'s' if n > 1 else ''} cannot show a trend (training accuracy "
-                       f"{accs[-1]:.3f}, {label} {last.get(ev) if last.get(ev) is not None else 'n/a'})",
+                       f"{accs[-1]:.3f}, {label} {f'{last[ev]:.4f}' if last.get(ev) is not None else 'n/a'})",
                        [f"train at least 5 epochs (--epochs {max(5, 2 * n)}), then ask again"])
     ev_rows = [r for r in rows if r.get(ev) is not None]
     ev_acc = [r[ev] for r in ev_rows]
