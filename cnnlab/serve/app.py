@@ -450,7 +450,7 @@ def _present(name: str, data_dir: str | None) -> bool:
         return False
 
 
-def _decode_upload(data_url: str, input_shape) -> "np.ndarray":
+def _decode_upload(data_url: str, input_shape):
     """A data: URL image -> uint8 (C, H, W) of the model's input size; bad input is a 400, never a crash."""
     import warnings
     import numpy as np
