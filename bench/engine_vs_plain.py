@@ -1,6 +1,7 @@
 """Training images/s of cnnlab's engine against the plain PyTorch-tutorial loop, same model, same run.
 
-    python bench/engine_vs_plain.py [--config examples/keras-cifar10.yaml] [--data-dir ../shared/datasets]
+    python bench/engine_vs_plain.py [--config examples/keras-cifar10.yaml | --recipe cifar10-fast]
+                                    [--data-dir ../shared/datasets]
                                     [--images 3840] [--repeats 3]
 
 The plain loop is what tutorials teach: a Dataset whose __getitem__ turns one uint8 image into a normalised
@@ -78,10 +79,13 @@ def engine(config_file, data_dir, n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="examples/keras-cifar10.yaml", help="a cifar10 config with a model")
+    parser.add_argument("--recipe", help="time a recipe's network and settings instead (e.g. cifar10-fast)")
     parser.add_argument("--data-dir", default="../shared/datasets")
     parser.add_argument("--images", type=int, default=3840)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.recipe:
+        args.config = {"recipe": args.recipe}
     spec = prepare_config(args.config)["model"]
     data = load_dataset("cifar10", args.data_dir)
     images, labels = data.train_x[:args.images], data.train_y[:args.images]

@@ -1,18 +1,25 @@
-"""How close cnnlab's engine runs to this machine's peak, for a network and a training config (issue 12's
-efficiency target): the peak is a bare forward+backward+SGD step of the same network at the same batch size
-with the best precision and layout the machine has (bf16 + channels_last where there is bf16), measured in
-the same run; the engine's rate is a whole training run — data, augmentation, optimizer, evaluation — through
-cnnlab's Job. Prints the machine, the FLOP budget per epoch, and the fraction of peak.
+"""The fast CIFAR-10 recipes on this machine (issue 12): for each recipe, its FLOP budget, the machine's peak
+for its network, then one full `cnnlab train --recipe NAME --seed S` per seed — wall time (everything: start-up,
+data load, whitening, training, evaluation, final 6-view TTA, files), per-epoch time and accuracy, the final
+accuracy, the fraction of peak, the process's peak memory — and the mean +- std over seeds against the targets.
 
-    python bench/fast.py --data-dir ../shared/datasets [--model bench/airbench94-net.yaml] [--batch 512]
-                         [--epochs 1] [--limit 10000] [--repeats 3]
+    python bench/fast.py --data-dir ../shared/datasets [--recipes cifar10-90,cifar10-fast] [--seeds 3]
+    python bench/fast.py --quick      # one seed on a fifth of the training set: a check, not the figure
+    python bench/fast.py --peak-only  # budgets and peaks, no training
 
-(The recipes themselves — `--recipe cifar10-fast`, 94% in <= 0.36 PFLOP — are not built yet.)
+The peak is a bare forward+backward+SGD step of the recipe's network at the recipe's batch size, with the best
+precision and layout this machine has (bf16 + channels_last where the CPU has bf16, as cnnlab picks), timed
+in the same process just before the runs. Wall time over (training images / peak) is the efficiency figure:
+1.0 would be a run that does nothing but those steps; the target is <= 1.2.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +27,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import cnnlab
 from cnnlab.device import choose_placement
 from cnnlab.models import build_model
-from cnnlab.models.summary import summarize
+from cnnlab.recipes import budget, load_recipe
+
+TARGETS = {"cifar10-fast": (0.94, 0.36), "cifar10-90": (0.90, 0.05)}  # (mean accuracy, PFLOP) from issue 12
 
 
 def machine() -> str:
@@ -31,17 +39,18 @@ def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
     flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in info]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{model}; {torch.get_num_threads()} threads; {' '.join(flags)}; {gpu}; torch {torch.__version__}"
+    return f"{model}; {torch.get_num_threads()} threads; {' '.join(flags) or 'no AVX flags'}; {gpu}; torch {torch.__version__}"
 
 
 def peak_images_per_second(spec, batch: int, steps: int, repeats: int) -> tuple[float, str]:
+    """Median img/s of a bare training step (no data, no augmentation, no evaluation)."""
     placement = choose_placement("auto", "auto", "auto")
     model = build_model(spec, (3, 32, 32), 10).to(placement.device)
     fmt = torch.channels_last if placement.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     x = torch.randn(batch, 3, 32, 32, device=placement.device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=placement.device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, nesterov=True)
 
     def step():
         with placement.autocast():
@@ -61,34 +70,94 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int) -> tuple[
     return statistics.median(rates), placement.describe()
 
 
+def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str]) -> dict:
+    """One `cnnlab train --recipe` in its own process, as a user runs it; wall time and peak memory around it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "cnnlab", "train", "--recipe", recipe, "--seed", str(seed),
+               "--data-dir", data_dir, "--run-dir", str(run_dir), "--no-store", "--quiet", *extra]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        result = json.loads((run_dir / "result.json").read_text())
+        rows = (run_dir / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    epochs = [dict(zip(header, r.split(","))) for r in rows[1:]]
+    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+    return {"seed": seed, "wall": wall, "result": result, "epochs": epochs, "peak_rss": peak_rss}
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4f} (one seed)"
+    return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
+
+
+def bench_recipe(name: str, args) -> None:
+    b = budget(name)
+    cfg = b["config"]
+    images = b["images"] if not args.quick else args.quick_limit
+    extra = [] if not args.quick else ["--set", f"data.limit={images}"]
+    train_images = images * b["epochs"]
+    pflop = b["flop_per_image"] * train_images / 1e15
+    _, about = load_recipe(name)
+    print(f"\n== {name}: {about.get('description', '')}")
+    print(f"network {json.dumps(cfg['model'])}: {b['macs'] / 1e6:.1f} M MACs per image, "
+          f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image; {b['epochs']} epochs x {images:,} images = "
+          f"{pflop:.4f} PFLOP" + (f" (budget {TARGETS[name][1]} PFLOP)" if name in TARGETS and not args.quick else ""))
+    peak, how = peak_images_per_second(cfg["model"], cfg["batch_size"], args.steps, args.repeats)
+    ideal = train_images / peak
+    print(f"peak ({how}, batch {cfg['batch_size']}, median of {args.repeats}): {peak:.0f} img/s = "
+          f"{peak * b['flop_per_image'] / 1e9:.0f} GFLOPS; {train_images:,} training images at peak: {ideal:.0f} s")
+    if args.peak_only:
+        return
+    accs, walls = [], []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        r = run_seed(name, seed, args.data_dir, extra)
+        res = r["result"]
+        acc = res.get("test_acc_tta", res["test_acc"])
+        accs.append(acc)
+        walls.append(r["wall"])
+        per_epoch = "  ".join(f"{float(e['seconds']):.0f}s" + (f" {float(e['test_acc']):.4f}" if e.get("test_acc") else "")
+                              for e in r["epochs"])
+        print(f"seed {seed}: test {res['test_acc']:.4f}, with {res.get('tta', 'no')} TTA {acc:.4f}; wall {r['wall']:.0f} s "
+              f"(training loop {res['wall_time_s']:.0f} s); wall / at-peak {r['wall'] / ideal:.2f} (fraction of peak "
+              f"{ideal / r['wall']:.2f}); peak memory {r['peak_rss'] / 2**30:.2f} GB", flush=True)
+        print(f"    epochs: {per_epoch}", flush=True)
+    wall_ratio = statistics.median(walls) / ideal
+    print(f"{name}: accuracy {mean_std(accs)} over {len(accs)} seeds; median wall {statistics.median(walls):.0f} s; "
+          f"{pflop:.4f} PFLOP; wall / at-peak {wall_ratio:.2f}")
+    if name in TARGETS and not args.quick:
+        acc_target, flop_target = TARGETS[name]
+        mean = statistics.mean(accs)
+        print(f"targets: mean >= {acc_target:.2%}: {'met' if mean >= acc_target else 'NOT met'} ({mean:.2%}); "
+              f"<= {flop_target} PFLOP: {'met' if pflop <= flop_target else 'NOT met'}; wall <= 1.2 x at-peak: "
+              f"{'met' if wall_ratio <= 1.2 else 'NOT met'}; peak memory < 4 GB: "
+              f"{'met' if r['peak_rss'] < 4 * 2**30 else 'NOT met'}")
+    elif args.quick:
+        print("(--quick: a fifth of the training set and one seed; the accuracy is not the recipe's figure)")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/datasets")
-    parser.add_argument("--model", default=str(Path(__file__).parent / "airbench94-net.yaml"))
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--limit", type=int, default=10000, help="training images (50000 for the whole set)")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--recipes", default="cifar10-90,cifar10-fast")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--quick", action="store_true", help="one seed on --quick-limit training images")
+    parser.add_argument("--quick-limit", type=int, default=10_000)
+    parser.add_argument("--peak-only", action="store_true", help="budgets and peak only: train nothing")
+    parser.add_argument("--steps", type=int, default=3, help="steps per peak timing")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.quick:
+        args.seeds = 1
     print(f"machine: {machine()}")
-    macs = summarize(build_model(args.model, (3, 32, 32), 10)).macs
-    flop_per_image = 6 * macs  # forward 2 FLOP per MAC, backward twice the forward
-    peak, how = peak_images_per_second(args.model, args.batch, args.steps, args.repeats)
-    print(f"network {Path(args.model).name}: {macs / 1e6:.1f} M MACs per image, {flop_per_image / 1e9:.3f} GFLOP "
-          f"per training image, {flop_per_image * 50_000 / 1e15:.4f} PFLOP per CIFAR-10 epoch")
-    print(f"peak ({how}, batch {args.batch}, median of {args.repeats}): {peak:.0f} img/s = "
-          f"{peak * flop_per_image / 1e9:.0f} GFLOPS")
-    with tempfile.TemporaryDirectory() as tmp:
-        run = cnnlab.train({"model": args.model, "data": {"name": "cifar10", "dir": args.data_dir, "limit": args.limit},
-                            "epochs": args.epochs, "batch_size": args.batch}, run_dir=Path(tmp) / "run", quiet=True,
-                           store=False)
-        wall = run.result["wall_time_s"]
-    images = args.limit * args.epochs
-    need = images / peak
-    print(f"engine: {images:,} training images in {wall:.1f} s (evaluation included) -> "
-          f"{images / wall:.0f} img/s; at peak they would take {need:.1f} s: wall / ideal = {wall / need:.2f} "
-          f"(target <= 1.2), fraction of peak {need / wall:.2f}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; command: python bench/fast.py {' '.join(sys.argv[1:])}")
+    for name in args.recipes.split(","):
+        bench_recipe(name.strip(), args)
 
 
 if __name__ == "__main__":

@@ -109,14 +109,29 @@ def resolve(config=None, overrides: list[str] | None = None, flags: dict | None 
         # a model file given where a config goes: train that model with the defaults (Keras's model.fit)
         model = located.source if Path(located.source).is_file() else located.data
         located = Located({"model": model}, located.source)
-    resolved = _merge(DEFAULTS, located.data, located)
+    recipe, label = located.data.get("recipe"), located.where(("recipe",))
+    for text in overrides or []:
+        if text.partition("=")[0].strip() == "recipe":
+            recipe, label = parse_override(text)[1], f"--set {text}"
+    if (flags or {}).get("recipe") is not None:
+        recipe, label = flags["recipe"], f"--recipe {flags['recipe']}"
+    base = DEFAULTS
+    if recipe is not None:  # a shipped recipe replaces the defaults as the base the config overrides
+        from .recipes import load_recipe
+        try:
+            recipe_config, _ = load_recipe(recipe)
+        except UserError as exc:
+            raise UserError(f"{label}: {exc}") from None
+        base = _merge(DEFAULTS, recipe_config, Located(recipe_config, f"recipe {recipe}"))
+        base["recipe"] = recipe
+    resolved = _merge(base, {k: v for k, v in located.data.items() if k != "recipe"}, located)
     given: dict[tuple, str] = {}  # key path -> the flag that set it, for errors
     for text in overrides or []:
         keys, value = parse_override(text)
         _apply_override(resolved, keys, value, f"--set {text}")
         given[tuple(keys)] = f"--set {text}"
     for flag, value in (flags or {}).items():
-        if value is not None:
+        if value is not None and flag != "recipe":
             label = f"--{flag.replace('_', '-')} {value}"
             _apply_override(resolved, SHORT_FLAGS[flag].split("."), value, label)
             given[tuple(SHORT_FLAGS[flag].split("."))] = label

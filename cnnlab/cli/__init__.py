@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..errors import UserError
-from .models import (cmd_data_info, cmd_data_show, cmd_export, cmd_import, cmd_lint, cmd_models, cmd_schema,
+from .models import (cmd_recipes, cmd_data_info, cmd_data_show, cmd_export, cmd_import, cmd_lint, cmd_models, cmd_schema,
                      cmd_summary)
 from .runs import cmd_doctor, cmd_eval, cmd_lr_find, cmd_predict, cmd_resume, cmd_sanity, cmd_stop, cmd_train
 from .serve import cmd_serve
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("recipes", help="list the shipped training recipes, their FLOP budgets and measured results")
+    p.add_argument("--show", metavar="NAME", help="print a recipe's YAML (copy it to change it)")
+    p.set_defaults(func=cmd_recipes)
+
     data = sub.add_parser("data", help="inspect data sets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="counts per class, image size, channel mean/std")
     p.add_argument("name")
@@ -177,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and write a run directory")
     p.add_argument("config", nargs="?", help="config YAML (optional: the defaults apply)")
+    p.add_argument("--recipe", help="start from a shipped recipe instead of the defaults (`cnnlab recipes`)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optimizer.lr=0.05")
     p.add_argument("--model", help="shortcut for --set model=...")
     p.add_argument("--data", help="shortcut for --set data.name=...")

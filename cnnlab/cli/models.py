@@ -69,6 +69,25 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_recipes(args) -> int:
+    from ..recipes import budget, list_recipes, load_recipe, recipe_path
+    if args.show:
+        print(recipe_path(args.show).read_text(), end="")
+        return 0
+    for name in list_recipes():
+        _, about = load_recipe(name)
+        b = budget(name)
+        model = b["config"]["model"]
+        model = model if isinstance(model, str) else json.dumps(model)
+        print(f"{name}: {about.get('description', '')}")
+        print(f"    model {model}, {b['epochs']} epochs of batch {b['batch_size']}; {b['flop_per_image'] / 1e9:.3f} "
+              f"GFLOP per training image, {b['pflop']:.3f} PFLOP in all")
+        for line in about.get("measured", []):
+            print(f"    measured: {line}")
+        print(f"    cnnlab train --recipe {name}")
+    return 0
+
+
 def cmd_data_info(args) -> int:
     from collections import Counter
     from ..data import load_dataset

@@ -24,7 +24,7 @@ def cmd_train(args) -> int:
     from ..train.progress import Progress
     overrides = _overrides(args)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-             "seed": args.seed, "precision": args.precision}
+             "seed": args.seed, "precision": args.precision, "recipe": args.recipe}
     if args.tensorboard:
         overrides.append("tensorboard=true")
     if args.dry_run:
@@ -112,7 +112,7 @@ def cmd_eval(args) -> int:
     line = f"{args.run_dir}: {result['split']} accuracy {result['acc']:.4f}  loss {result['loss']:.4f}  " \
            f"({result['images']:,} images)"
     if "acc_tta" in result:
-        line += f"  with flip TTA {result['acc_tta']:.4f}"
+        line += f"  with {result.get('tta', 'flip')} TTA {result['acc_tta']:.4f}"
     print(json.dumps(result) if args.json else line)
     return 0
 

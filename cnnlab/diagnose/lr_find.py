@@ -52,14 +52,15 @@ def lr_find(session, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 
     for step in range(steps):
         lr = start_lr * factor ** step
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         start = (step * batch) % max(len(x_all) - batch + 1, 1)
         idx = order[start:start + batch]
         xb = session.augmenter.train_batch(x_all[idx], gen)
         yb = y_all[idx].to(placement.device)
         with placement.autocast():
             out = model(xb)
-        loss = classification_loss(out, yb, cfg["loss"]["label_smoothing"], getattr(model, "outputs_probabilities", False))
+        loss = classification_loss(out, yb, cfg["loss"]["label_smoothing"], getattr(model, "outputs_probabilities", False),
+                                   cfg["loss"].get("reduction", "mean"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

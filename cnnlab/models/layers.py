@@ -12,7 +12,7 @@ from torch import nn
 from pydantic import ValidationError
 
 from ..errors import UserError, closest
-from .modules import AsymmetricPad, ChannelDense, Residual, Scale
+from .modules import AsymmetricPad, ChannelDense, PatchWhitening, Residual, Scale
 from ..schema.errors import first_error
 from ..schema.layers import (ACTIVATION_ALIASES, ACTIVATIONS, ALIASES, LAYERS, MAX_LAYER_PARAMS, MAX_MODEL_PARAMS,
                              NO_ACTIVATION)
@@ -163,6 +163,13 @@ def _conv(a, shape, ctx, where):
     symmetric = pt == pb and pl == pr
     conv = nn.Conv2d(shape[0], filters, kernel, stride, (pt, pl) if symmetric else 0, dilation, groups,
                      bias=bool(a["bias"]))
+    if a["init"] == "dirac" and not conv.weight.is_meta:
+        # identity for the first in-channels filters: the layer starts by passing its input through
+        if groups == 1:
+            nn.init.dirac_(conv.weight.data[:min(filters, shape[0])])
+        else:
+            nn.init.dirac_(conv.weight.data, groups)
+        desc += " dirac"
     modules = [conv] if symmetric else [AsymmetricPad((pl, pr, pt, pb)), conv]
     act = activation_module(a["activation"], where)
     if act is not None:
@@ -170,6 +177,18 @@ def _conv(a, shape, ctx, where):
         desc += f" {a['activation']}"
     macs = out[0] * out[1] * out[2] * (shape[0] // groups) * kernel[0] * kernel[1]
     return modules, out, desc.replace("conv", f"conv {filters}", 1), macs
+
+
+def _whiten(a, shape, ctx, where):
+    k = a["kernel"]
+    desc = f"whiten {k}x{k}"
+    _need_map(shape, where, desc)
+    if shape[1] < k or shape[2] < k:
+        raise LayerError(f"{where}: {desc}: input {shape[1]}x{shape[2]} is smaller than the kernel")
+    module = PatchWhitening(shape[0], k, float(a["eps"]), a["bias_epochs"])
+    out = (module.out_channels, shape[1] - k + 1, shape[2] - k + 1)
+    ctx.claim(module.weight.numel(), where, desc)
+    return [module], out, desc, out[0] * out[1] * out[2] * shape[0] * k * k
 
 
 def _pool(a, shape, ctx, where, kind):
@@ -205,7 +224,9 @@ def _batchnorm(a, shape, ctx, where):
     # >= 0.5 the Keras way so a number copied from either framework means what its author meant.
     torch_momentum = 1 - momentum if momentum >= 0.5 else momentum
     bn = (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0], eps=float(a["eps"]), momentum=torch_momentum)
-    return [bn], shape, "batchnorm", 0
+    if not a["scale"]:
+        bn.weight.requires_grad_(False)  # stays 1: the following layer's weights can do its job
+    return [bn], shape, "batchnorm" + ("" if a["scale"] else " no-scale"), 0
 
 
 def _dropout(a, shape, ctx, where, kind):
@@ -231,6 +252,8 @@ def _dense(a, shape, ctx, where):
     cls = ChannelDense if len(shape) == 3 else nn.Linear
     linear = cls(shape[0], units, bias=bool(a["bias"]))
     linear.max_norm = max_norm  # applied after every optimizer step (Keras's kernel_constraint=MaxNorm)
+    if a["init_std"] and not linear.weight.is_meta:
+        nn.init.normal_(linear.weight, std=float(a["init_std"]))
     modules, desc = [linear], f"dense {units}"
     act = activation_module(a["activation"], where)
     if act is not None:
@@ -324,7 +347,7 @@ def _build_each(entries, shape, ctx, prefix, infos) -> tuple[list[LayerInfo], Sh
         elif kind in ACTIVATIONS:
             modules, out, desc, macs = _activation(args, shape, ctx, where, kind)
         else:
-            builder = {"conv": _conv, "batchnorm": _batchnorm, "flatten": _flatten, "dense": _dense,
+            builder = {"conv": _conv, "whiten": _whiten, "batchnorm": _batchnorm, "flatten": _flatten, "dense": _dense,
                        "pad": _pad, "scale": _scale}[kind]
             modules, out, desc, macs = builder(args, shape, ctx, where)
         if min(out) < 1:

@@ -1,6 +1,7 @@
 """The torch modules the model language needs beyond torch.nn's own."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 import torch.nn.functional as F
 
@@ -43,3 +44,33 @@ class AsymmetricPad(nn.Module):
 
     def forward(self, x):
         return F.pad(x, self.pads, value=self.value)
+
+
+class PatchWhitening(nn.Conv2d):
+    """A conv whose filters whiten the input's k x k patches: the eigenvectors of the training images' patch
+    covariance, scaled by 1/sqrt(eigenvalue), and their negatives (so a following GELU keeps both signs).
+    Set once from data (`init_from_images`) and frozen; its bias trains for `bias_epochs` epochs (all if None).
+    Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU" (2024), after Page (2018)."""
+
+    def __init__(self, channels: int, kernel: int, eps: float, bias_epochs: int | None):
+        super().__init__(channels, 2 * channels * kernel * kernel, kernel, bias=True)
+        self.eps, self.bias_epochs = eps, bias_epochs
+        self.weight.requires_grad_(False)
+
+    @torch.no_grad()
+    def init_from_images(self, images: torch.Tensor) -> None:
+        """`images`: normalised training images (N, C, H, W); a few thousand are plenty."""
+        c, (h, w) = images.shape[1], self.kernel_size
+        patches = images.float().unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c * h * w)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance.cpu().double())  # a 12x12 matrix; MPS has no fp64
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues.clamp_min(0) + self.eps)[:, None]).float()
+        filters = filters.reshape(-1, c, h, w)  # rows of `patches` are in the conv weight's (C, kh, kw) order
+        self.weight.copy_(torch.cat((filters, -filters)).to(self.weight.device, self.weight.dtype))
+
+    def train_bias(self, epoch: int) -> None:
+        if self.bias_epochs is not None:
+            self.bias.requires_grad_(epoch < self.bias_epochs)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", eps={self.eps}, bias_epochs={self.bias_epochs}"

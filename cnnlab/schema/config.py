@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta", "muon")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "warmup_linear", "warmup_cosine", "plateau")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_EPOCHS = 100_000
@@ -54,7 +54,22 @@ def _betas(v):
     raise ValueError("must be a pair [beta1, beta2] of numbers in [0, 1)")
 
 
+class GroupConfig(Section):
+    """Settings for one kind of parameter that differ from the optimizer's (fastai's discriminative rates).
+    The schedule scales `lr` as it scales the main one."""
+    lr: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    momentum: Fraction | None = None
+    weight_decay: Annotated[float, Field(ge=0, le=1e3)] | None = None
+
+
+class GroupsConfig(Section):
+    conv: GroupConfig | None = None       # conv filters (4-D weights)
+    dense: GroupConfig | None = None      # dense weights (2-D)
+    bias: GroupConfig | None = None       # biases and BatchNorm shifts/scales (1-D)
+
+
 class OptimizerConfig(Section):
+    # muon: conv filters by Muon (Jordan 2024; orthogonalised momentum), every other parameter by Nesterov SGD
     name: Literal[OPTIMIZERS] = "sgd"
     lr: Annotated[float, Field(gt=0, le=1e6)] = 0.05       # peak learning rate (per batch of `batch_size`)
     momentum: Fraction = 0.9
@@ -66,6 +81,8 @@ class OptimizerConfig(Section):
     eps: Annotated[float, Field(gt=0, le=1)] = 1e-8
     alpha: Fraction = 0.99                # rmsprop smoothing
     rho: Fraction = 0.9                   # adadelta
+    groups: GroupsConfig = GroupsConfig()  # per kind of parameter: {conv|dense|bias: {lr, momentum, weight_decay}}
+    normalize_filters: bool = False       # muon: hold each filter bank's norm fixed (it feeds BatchNorm)
 
 
 class ScheduleConfig(Section):
@@ -80,6 +97,7 @@ class ScheduleConfig(Section):
 
 class LossConfig(Section):
     label_smoothing: Fraction = 0.1
+    reduction: Literal["mean", "sum"] = "mean"   # sum: the learning rate is per image, not per batch
 
 
 class EarlyStoppingConfig(Section):
@@ -92,7 +110,8 @@ class AugmentConfig(Section):
     crop: Annotated[int, Field(ge=0, le=256)] | None = None          # random crop after padding by this many pixels
     crop_mode: Literal["reflect", "constant", "edge", "replicate"] | None = None
     translate: Annotated[int, Field(ge=0, le=256)] | None = None     # random shift of up to this many pixels
-    flip: Literal["none", "horizontal", "vertical", "both"] | None = None
+    # alternating: each image is flipped in every other epoch (half start flipped): more variety than random
+    flip: Literal["none", "horizontal", "vertical", "both", "alternating"] | None = None
     rotate: Annotated[float, Field(ge=0, le=180)] | None = None      # random rotation of up to +-degrees
     scale: Fraction | None = None                                    # random zoom in [1 - scale, 1 + scale]
     fill: Literal["reflect", "constant", "edge", "replicate"] | None = None  # what rotate/translate/scale bring in
@@ -122,6 +141,7 @@ def _device(v):
 
 
 class TrainConfig(Section):
+    recipe: str | None = None                 # start from a shipped recipe (`cnnlab recipes`) instead of the defaults
     name: Annotated[Any, BeforeValidator(_run_name), WithJsonSchema(
         {"anyOf": [{"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$"}, {"type": "null"}]})] = None
     model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
@@ -140,11 +160,14 @@ class TrainConfig(Section):
     device: Annotated[Any, BeforeValidator(_device), WithJsonSchema(
         {"type": "string", "pattern": r"^(auto|cpu|mps|cuda(:\d{1,2})?)$"})] = "auto"
     channels_last: Literal["auto"] | bool = "auto"
-    tta: bool = True                          # test-time flip averaging when training uses horizontal flips
+    # test-time augmentation where training flips horizontally: true = the image and its mirror;
+    # flip_translate = those and both shifted by one pixel up-left and down-right (6 views, Jordan 2024)
+    tta: bool | Literal["flip_translate"] = True
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     threads: Annotated[int, Field(ge=1, le=1024)] | None = None  # torch CPU threads; default: what torch picks
     sync_batchnorm: bool = False              # data-parallel runs: BatchNorm statistics over all ranks' images
     tensorboard: bool = False                 # also log scalars to <run>/tensorboard
+    eval_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 1  # epochs between evaluations; the last always is
 
 
 def defaults() -> dict:

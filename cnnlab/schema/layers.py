@@ -117,6 +117,17 @@ class Conv(LayerArgs):
     groups: Channels = 1
     bias: bool = True
     activation: Activation = None
+    # dirac: the first `input channels` filters start as the identity (Jordan 2024), the rest as usual
+    init: Literal["default", "dirac"] = "default"
+
+
+class Whiten(LayerArgs):
+    main: ClassVar = "kernel"
+    doc: ClassVar = ("patch-whitening conv, set from the training images' patch covariance and frozen "
+                     "(2 x channels x kernel^2 filters: each eigenvector and its negative)")
+    kernel: Annotated[int, Field(ge=1, le=8)] = 2
+    eps: Annotated[float, Field(gt=0, le=1)] = 5e-4
+    bias_epochs: Annotated[int, Field(ge=0, le=100_000)] | None = None  # train the bias this many epochs only
 
 
 class Pool(LayerArgs):
@@ -136,6 +147,7 @@ class BatchNorm(LayerArgs):
     doc: ClassVar = "batch normalisation; momentum >= 0.5 is read the Keras way (0.99 = PyTorch 0.01)"
     momentum: Annotated[float, Field(gt=0, lt=1)] = 0.1
     eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    scale: bool = True                    # learn a per-channel scale (Keras's `scale`); false holds it at 1
 
 
 class Dropout(LayerArgs):
@@ -151,6 +163,7 @@ class Dense(LayerArgs):
     activation: Activation = None
     bias: bool = True
     max_norm: Annotated[float, Field(gt=0, le=MAX_FACTOR)] | None = None
+    init_std: Annotated[float, Field(gt=0, le=MAX_FACTOR)] | None = None  # start weights at this std (else torch's)
 
 
 class Pad(LayerArgs):
@@ -184,7 +197,7 @@ class Elu(LayerArgs):
 
 
 LAYERS: dict[str, type[LayerArgs]] = {
-    "conv": Conv, "maxpool": Pool, "avgpool": Pool, "global_avgpool": NoArgs, "global_maxpool": NoArgs,
+    "conv": Conv, "whiten": Whiten, "maxpool": Pool, "avgpool": Pool, "global_avgpool": NoArgs, "global_maxpool": NoArgs,
     "batchnorm": BatchNorm, "dropout": Dropout, "spatial_dropout": Dropout, "flatten": NoArgs, "dense": Dense,
     "pad": Pad, "scale": Scale, "residual": Residual,
     "relu": NoArgs, "leaky_relu": LeakyRelu, "elu": Elu, "gelu": NoArgs, "silu": NoArgs, "mish": NoArgs,

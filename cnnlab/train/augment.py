@@ -14,7 +14,7 @@ from ..errors import UserError
 
 PAD_MODES = {"reflect": "reflect", "constant": "constant", "edge": "replicate", "replicate": "replicate"}
 FILL_MODES = {"reflect": "reflection", "constant": "zeros", "edge": "border", "replicate": "border"}
-FLIPS = ("none", "horizontal", "vertical", "both")
+FLIPS = ("none", "horizontal", "vertical", "both", "alternating")
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
@@ -43,6 +43,15 @@ def random_flip(x: torch.Tensor, direction: str, gen: torch.Generator) -> torch.
         mask = (torch.rand(b, generator=gen) < 0.5).to(x.device)[:, None, None, None]
         x = torch.where(mask, x.flip(2), x)
     return x
+
+
+def alternating_flip(x: torch.Tensor, idx: torch.Tensor, epoch: int, seed: int) -> torch.Tensor:
+    """Flip half the images (a fixed, seeded half) in even epochs and the other half in odd ones: over two
+    epochs every image is seen both ways, which random flips only manage on average (Jordan 2024)."""
+    # a cheap integer hash of (image index, seed): the same images every epoch, no state to checkpoint
+    h = (idx.to(torch.int64) * 2654435761 + seed * 40503 + 12345) % 4294967296
+    mask = (((h >> 16) & 1) ^ (epoch % 2)).bool().to(x.device)[:, None, None, None]
+    return torch.where(mask, x.flip(3), x)
 
 
 def random_affine(x: torch.Tensor, degrees: float, scale: float, translate: int, fill: str,
@@ -106,8 +115,10 @@ def check(settings: dict) -> None:
 class Augmenter:
     """Turns a uint8 batch into a normalised float batch, augmenting it when training."""
 
-    def __init__(self, settings: dict, mean, std, device: torch.device, channels_last: bool = False):
+    def __init__(self, settings: dict, mean, std, device: torch.device, channels_last: bool = False,
+                 seed: int = 0):
         check(settings)
+        self.seed = seed
         self.s = settings
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
@@ -116,9 +127,10 @@ class Augmenter:
 
     @property
     def flips_horizontally(self) -> bool:
-        return self.s["flip"] in ("horizontal", "both")
+        return self.s["flip"] in ("horizontal", "both", "alternating")
 
-    def augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def augment(self, x: torch.Tensor, gen: torch.Generator, idx: torch.Tensor | None = None,
+                epoch: int = 0) -> torch.Tensor:
         """uint8 -> augmented float in 0..1 (not yet normalised), for training and for `data show`."""
         s = self.s
         x = x.to(self.device, non_blocking=True).float().div_(255)
@@ -127,8 +139,10 @@ class Augmenter:
                 raise UserError(f"augment.crop {s['crop']}: reflect padding must be smaller than the image "
                                 f"({x.shape[2]}x{x.shape[3]})")
             x = random_crop(x, s["crop"], s["crop_mode"], gen)
-        if s["flip"] != "none":
-            x = random_flip(x, s["flip"], gen)
+        if s["flip"] == "alternating" and idx is not None:
+            x = alternating_flip(x, idx, epoch, self.seed)
+        elif s["flip"] != "none":
+            x = random_flip(x, "horizontal" if s["flip"] == "alternating" else s["flip"], gen)
         if s["rotate"] or s["scale"] or s["translate"]:
             x = random_affine(x, s["rotate"], s["scale"], s["translate"], s["fill"], gen)
         if s["brightness"] or s["channel_shift"]:
@@ -141,8 +155,10 @@ class Augmenter:
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def train_batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return self.normalise(self.augment(x, gen))
+    def train_batch(self, x: torch.Tensor, gen: torch.Generator, idx: torch.Tensor | None = None,
+                    epoch: int = 0) -> torch.Tensor:
+        """`idx` (the images' indices in the training set) and `epoch` drive the alternating flip."""
+        return self.normalise(self.augment(x, gen, idx, epoch))
 
     def eval_batch(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalise(x.to(self.device, non_blocking=True).float().div_(255))

@@ -28,20 +28,41 @@ class StopRequested(Exception):
     """Someone asked the run to stop (Job.stop, `cnnlab stop`, SIGTERM); raised between batches."""
 
 
-def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: float, probabilities: bool):
+def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: float, probabilities: bool,
+                        reduction: str = "mean"):
     output = output.float()
     if not probabilities:
-        return F.cross_entropy(output, target, label_smoothing=smoothing)
+        return F.cross_entropy(output, target, label_smoothing=smoothing, reduction=reduction)
     # The model ends in softmax: take the log of its probabilities, as Keras does with from_logits=False.
     logp = output.clamp_min(1e-7).log()
     nll = F.nll_loss(logp, target)
-    return (1 - smoothing) * nll - smoothing * logp.mean(dim=1).mean() if smoothing else nll
+    loss = (1 - smoothing) * nll - smoothing * logp.mean(dim=1).mean() if smoothing else nll
+    return loss * len(target) if reduction == "sum" else loss
+
+
+def _views(model, xb: torch.Tensor, tta, probabilities: bool) -> torch.Tensor:
+    """Class probabilities of a batch, averaged over the test-time views `tta` asks for."""
+    def predict(v):
+        out = model(v).float()
+        return out if probabilities else out.softmax(1)
+
+    def mirrored(v):
+        return 0.5 * (predict(v) + predict(v.flip(3)))
+    if not tta:
+        return predict(xb)
+    if tta != "flip_translate":
+        return mirrored(xb)
+    # the image and its mirror weigh half; shifted one pixel up-left and down-right (reflected edge), a quarter each
+    padded = F.pad(xb, (1, 1, 1, 1), mode="reflect")
+    h, w = xb.shape[2:]
+    shifted = 0.5 * (mirrored(padded[:, :, :h, :w]) + mirrored(padded[:, :, 2:, 2:]))
+    return 0.5 * (mirrored(xb) + shifted)
 
 
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, placement: Placement,
-             batch_size: int = 1000, tta: bool = False, probabilities: bool = False) -> dict:
-    """Loss and accuracy over (x, y); with `tta`, average the predictions of each image and its mirror."""
+             batch_size: int = 1000, tta=False, probabilities: bool = False) -> dict:
+    """Loss and accuracy over (x, y); with `tta` (true or 'flip_translate'), averaged over test-time views."""
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
@@ -51,11 +72,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, plac
             xb = augmenter.eval_batch(x[start:start + batch_size])
             yb = y[start:start + batch_size].to(placement.device)
             with placement.autocast():
-                out = model(xb).float()
-                probs = out if probabilities else out.softmax(1)
-                if tta:
-                    flipped = model(xb.flip(3)).float()
-                    probs = 0.5 * (probs + (flipped if probabilities else flipped.softmax(1)))
+                probs = _views(model, xb, tta, probabilities)
             total_loss += F.nll_loss(probs.clamp_min(1e-7).log(), yb, reduction="sum").item()
             correct += (probs.argmax(1) == yb).sum().item()
             count += len(yb)
@@ -110,7 +127,12 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, IndexError) as exc:
+            raise UserError(f"the checkpoint's optimizer state does not fit this run's optimizer ({exc}); it was "
+                            "written by another cnnlab version or optimizer config: start the run again, or resume "
+                            "it with the version that wrote it") from None
         self.scaler.load_state_dict(state["scaler"])
         self.plateau.state = dict(state["plateau"])
         torch.set_rng_state(state["rng_torch"])
@@ -147,8 +169,11 @@ class Trainer:
         model.train()
         n = len(self.train_x)
         order = torch.randperm(n, generator=self.order_generator).to(placement.device)
-        smoothing = cfg["loss"]["label_smoothing"]
+        smoothing, reduction = cfg["loss"]["label_smoothing"], cfg["loss"].get("reduction", "mean")
         clip = cfg["grad_clip"]
+        for module in self.model.modules():  # e.g. a whitening layer's bias trains for its first epochs only
+            if hasattr(module, "train_bias"):
+                module.train_bias(self.epoch)
         # a CPU .item() costs nothing, a GPU one stalls; with several ranks the check is collective, at epoch end
         check_every_step = placement.device.type == "cpu" and not self.world.distributed
         self._loss_sum = torch.zeros((), device=placement.device)
@@ -158,14 +183,14 @@ class Trainer:
         lr = self.current_lr(self.epoch)
         for self.batch_index in range(self.batches_per_epoch):
             idx = shard(order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size], self.world)
-            xb = self.augmenter.train_batch(self.train_x[idx], self.generator)
+            xb = self.augmenter.train_batch(self.train_x[idx], self.generator, idx, self.epoch)
             yb = self.train_y[idx]
             lr = self.current_lr(self.epoch + self.batch_index / self.batches_per_epoch)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             with placement.autocast():
                 out = model(xb)
-            loss = classification_loss(out, yb, smoothing, self.probabilities)
+            loss = classification_loss(out, yb, smoothing, self.probabilities, reduction)
             if check_every_step and not math.isfinite(loss.item()):
                 self._diverged(loss.item())
             self.optimizer.zero_grad(set_to_none=True)
@@ -177,7 +202,7 @@ class Trainer:
             self.scaler.update()
             apply_constraints(model)
             self.step += 1
-            self._loss_sum += loss.detach() * len(yb)
+            self._loss_sum += loss.detach() * (1 if reduction == "sum" else len(yb))
             self._correct += (out.detach().argmax(1) == yb).sum()
             self._seen += len(yb)
             self._emit("on_batch_end")
@@ -247,7 +272,9 @@ class Trainer:
             self._emit("on_epoch_start")
             stats = self._train_epoch()
             row = {"epoch": self.epoch + 1, "lr": stats["lr"], "loss": stats["loss"], "acc": stats["acc"]}
-            row.update(self._evaluate_epoch())
+            every = self.config.get("eval_every", 1)
+            if (self.epoch + 1) % every == 0 or self.epoch + 1 == self.epochs:
+                row.update(self._evaluate_epoch())
             row["seconds"] = time.perf_counter() - start
             row["img_per_s"] = stats["img_per_s"]
             self.elapsed += row["seconds"]

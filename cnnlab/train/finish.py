@@ -40,17 +40,25 @@ def _git_commit() -> str | None:
         return None
 
 
+def tta_label(tta) -> str:
+    return "6-view" if tta == "flip_translate" else "flip"
+
+
 def _test_scores(session) -> dict:
     """Test loss and accuracy of the final weights, and with flip TTA where training flipped."""
     t, cfg = session.trainer, session.cfg
     args = (session.model, session.data.test_x, session.data.test_y, session.augmenter, session.placement,
             cfg["eval_batch_size"])
-    plain = evaluate(*args, probabilities=t.probabilities)
+    last = t.history[-1] if t.history else {}
+    if last.get("test_acc") is not None and last["epoch"] == t.epoch and t.stop_reason is None:
+        plain = {"loss": last["test_loss"], "acc": last["test_acc"]}  # the last epoch scored these same weights
+    else:
+        plain = evaluate(*args, probabilities=t.probabilities)
     scores = {"test_loss": plain["loss"], "test_acc": plain["acc"]}
     faults.hit("final-eval")
     if cfg["tta"] and session.augmenter.flips_horizontally:
-        flip = evaluate(*args, tta=True, probabilities=t.probabilities)
-        scores.update(test_acc_tta=flip["acc"], test_loss_tta=flip["loss"])
+        flip = evaluate(*args, tta=cfg["tta"], probabilities=t.probabilities)
+        scores.update(test_acc_tta=flip["acc"], test_loss_tta=flip["loss"], tta=tta_label(cfg["tta"]))
     return scores
 
 
@@ -116,6 +124,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, data_dir: 
     out = evaluate(model, x, y, augmenter, placement, cfg["eval_batch_size"], probabilities=probs)
     result = {"split": split, "images": len(y), "loss": out["loss"], "acc": out["acc"]}
     if cfg.get("tta") and augmenter.flips_horizontally:
-        result["acc_tta"] = evaluate(model, x, y, augmenter, placement, cfg["eval_batch_size"], tta=True,
+        result["tta"] = tta_label(cfg["tta"])
+        result["acc_tta"] = evaluate(model, x, y, augmenter, placement, cfg["eval_batch_size"], tta=cfg["tta"],
                                      probabilities=probs)["acc"]
     return result

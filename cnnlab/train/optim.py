@@ -9,25 +9,86 @@ from torch import nn
 
 from ..errors import UserError, closest
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta", "muon")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "warmup_linear", "warmup_cosine", "plateau")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay conv and dense weights only: decaying BatchNorm scales and biases hurts and gains nothing."""
-    decay, no_decay = [], []
+def parameter_kind(p: torch.Tensor) -> str:
+    return "conv" if p.ndim == 4 else "dense" if p.ndim >= 2 else "bias"
+
+
+def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
+    """One group per kind of parameter (conv filters, dense weights, biases and BatchNorm), each with the
+    optimizer's settings unless `optimizer.groups.<kind>` overrides them. By default only conv and dense
+    weights decay: decaying BatchNorm scales and biases hurts and gains nothing. `lr_scale` is the group's
+    rate relative to the main one, so the schedule moves them all together."""
+    lr, overrides = float(cfg["lr"]), cfg.get("groups") or {}
+    by_kind: dict[str, list] = {"conv": [], "dense": [], "bias": []}
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            by_kind[parameter_kind(p)].append(p)
+    groups = []
+    for kind, params in by_kind.items():
+        if not params:
+            continue
+        o = overrides.get(kind) or {}
+        group = {"params": params, "kind": kind,
+                 "weight_decay": o.get("weight_decay") if o.get("weight_decay") is not None
+                 else (float(cfg["weight_decay"]) if kind != "bias" else 0.0),
+                 "lr_scale": (o["lr"] / lr) if o.get("lr") is not None else 1.0}
+        if o.get("momentum") is not None:
+            group["momentum"] = o["momentum"]
+        groups.append(group)
+    return groups
+
+
+class Optimizers:
+    """Several optimizers stepped as one (Muon for filters + SGD for the rest), so the loop, the grad scaler
+    and checkpoints see one object. `param_groups` lists all their groups."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = list(optimizers)
+
+    @property
+    def param_groups(self):
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def step(self, closure=None):
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state):
+        for opt, s in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
 
 
 def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     name = str(cfg["name"]).lower()
-    groups = param_groups(model, float(cfg["weight_decay"]))
+    groups = param_groups(model, cfg)
     lr = float(cfg["lr"])
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    nesterov = bool(cfg["nesterov"]) and cfg["momentum"] > 0
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]) and cfg["momentum"] > 0)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=nesterov)
+    if name == "muon":
+        from .muon import Muon
+        filters = [g for g in groups if g["kind"] == "conv"]
+        rest = [g for g in groups if g["kind"] != "conv"]
+        for g in filters:
+            g.pop("weight_decay")  # Muon's steps have a fixed size; filters feeding BatchNorm need no decay
+        opts = [Muon(filters, lr=lr, momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]),
+                     normalize=bool(cfg.get("normalize_filters")))] if filters else []
+        if rest:
+            opts.append(torch.optim.SGD(rest, lr=lr, momentum=cfg["momentum"], nesterov=nesterov))
+        return Optimizers(*opts)
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
     if name == "adamw":

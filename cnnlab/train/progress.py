@@ -28,7 +28,7 @@ def result_line(result: dict, run_dir) -> str:
     """The one line --quiet keeps: what a log needs."""
     line = f"Test accuracy {result['test_acc']:.4f}"
     if "test_acc_tta" in result:
-        line += f" ({result['test_acc_tta']:.4f} with flip TTA)"
+        line += f" ({result['test_acc_tta']:.4f} with {result.get('tta', 'flip')} TTA)"
     return f"{line} after {result['epochs_completed']} epochs in {fmt_seconds(result['wall_time_s'])}  ->  {run_dir}"
 
 

@@ -77,6 +77,16 @@ def _check_memory(summary, cfg: dict, placement) -> None:
                         f"{placement.device.type}; lower batch_size, narrow the layers, or pool earlier")
 
 
+def init_from_data(model, train_x: torch.Tensor, augmenter: Augmenter, images: int = 5000) -> None:
+    """Layers set from the training images before the first step (a whitening layer's filters): from the first
+    `images` of them, normalised as training normalises them."""
+    layers = [m for m in model.modules() if hasattr(m, "init_from_images")]
+    if layers:
+        x = augmenter.eval_batch(train_x[:images])
+        for layer in layers:
+            layer.init_from_images(x)
+
+
 class Session:
     """Everything a run needs in memory: config, data, model, placement, augmenter, trainer."""
 
@@ -98,7 +108,9 @@ class Session:
             self.model.to(memory_format=torch.channels_last)
         self.mean, self.std = self.data.channel_stats()
         self.augmenter = Augmenter(cfg["augment"], self.mean, self.std, self.placement.device,
-                                   self.placement.channels_last)
+                                   self.placement.channels_last, cfg["seed"])
+        if resume_state is None:
+            init_from_data(self.model, self.data.train_x, self.augmenter)
         self.world = distributed.init(self.placement.device)
         wrapped = self._data_parallel(cfg) if self.world.distributed else None
         self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, callbacks=hooks,
@@ -112,7 +124,9 @@ class Session:
         if cfg.get("sync_batchnorm"):
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         device_ids = [self.placement.device.index] if self.placement.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=device_ids)
+        # a layer whose bias stops training part-way (whitening) leaves a parameter without a gradient
+        partly_frozen = any(hasattr(m, "train_bias") for m in self.model.modules())
+        return DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=partly_frozen)
 
     def data_info(self) -> dict:
         """What data.json holds: enough to predict without the data set."""

@@ -1,0 +1,211 @@
+"""The pieces of the fast CIFAR-10 recipes (issue 12), each checked on its own, and the recipes end to end at
+toy scale: patch whitening, identity init, Muon, per-kind parameter groups, summed loss, alternating flip,
+6-view TTA, evaluation every N epochs, `--recipe` and `cnnlab recipes`."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnlab
+from cnnlab.errors import UserError
+from cnnlab.models import build_model
+from cnnlab.recipes import budget, list_recipes, load_recipe
+from cnnlab.train.augment import Augmenter, alternating_flip
+from cnnlab.train.engine import classification_loss, evaluate
+from cnnlab.train.muon import Muon, orthogonalise
+from cnnlab.train.optim import make_optimizer
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def single_layer(entry, shape):
+    from cnnlab.models.layers import BuildContext, build_layers
+    infos, _ = build_layers([entry], shape, BuildContext())
+    return infos[0].module
+
+
+def test_whitening_layer_makes_patches_uncorrelated_with_unit_variance():
+    layer = single_layer({"whiten": {"kernel": 2, "eps": 1e-6}}, (3, 16, 16))
+    mix = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.5, 0.5, 0.7]])  # correlated colour channels
+    x = torch.einsum("ij,njhw->nihw", mix, torch.randn(400, 3, 16, 16))
+    layer.init_from_images(x)
+    out = F.conv2d(x, layer.weight)[:, :12]  # the first half: one output per eigenvector
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = flat.T @ flat / len(flat)
+    assert torch.allclose(cov, torch.eye(12), atol=0.02)
+    assert torch.equal(layer.weight[12:], -layer.weight[:12])  # and their negatives
+    assert not layer.weight.requires_grad
+    layer.bias_epochs = 3
+    layer.train_bias(2)
+    assert layer.bias.requires_grad
+    layer.train_bias(3)
+    assert not layer.bias.requires_grad
+
+
+def test_dirac_conv_starts_as_the_identity_on_its_first_channels():
+    conv = single_layer({"conv": {"filters": 8, "padding": "same", "bias": False, "init": "dirac"}}, (3, 8, 8))
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(conv(x)[:, :3], x)
+
+
+def test_airbench_builds_for_cifar_and_mnist_and_rejects_bad_widths():
+    m = build_model("airbench", (3, 32, 32), 10)
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    m = build_model({"name": "airbench", "widths": [8, 16, 16]}, (1, 28, 28), 10)
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(UserError, match="widths must be three integers"):
+        build_model({"name": "airbench", "widths": [8, 16]}, (3, 32, 32), 10)
+
+
+def test_orthogonalise_brings_singular_values_near_one():
+    g = torch.randn(64, 300) * torch.logspace(-3, 1, 300)  # badly conditioned
+    s = torch.linalg.svdvals(orthogonalise(g, steps=5).float())
+    assert s.max() < 1.3 and s.min() > 0.5
+
+
+def test_muon_trains_a_small_problem_and_checkpoints():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(16, 8, 3, 3) * 0.1)
+    target = torch.randn(16, 8, 3, 3)
+    opt = Muon([w], lr=0.3, momentum=0.6)  # a step's size is lr x sqrt(16 rows): 1.2, the target is ~34 away
+    first = None
+    for _ in range(100):
+        loss = ((w - target) ** 2).sum()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05 * first
+    state = opt.state_dict()
+    fresh = Muon([torch.nn.Parameter(w.detach().clone())], lr=0.05, momentum=0.6)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.state_dict()["state"][0]["momentum_buffer"], state["state"][0]["momentum_buffer"])
+
+
+def test_muon_optimizer_groups_filters_and_the_rest():
+    model = build_model({"name": "airbench", "widths": [8, 16, 16]}, (3, 32, 32), 10)
+    cfg = cnnlab.config.resolve({"recipe": "cifar10-fast"})[0]["optimizer"]
+    opt = make_optimizer(model, cfg)
+    kinds = {g["kind"]: g for g in opt.param_groups}
+    assert set(kinds) == {"conv", "dense", "bias"}
+    assert kinds["conv"]["lr"] == pytest.approx(0.24)
+    assert kinds["bias"]["lr"] == pytest.approx(0.053) and kinds["bias"]["momentum"] == 0.85
+    assert kinds["dense"]["lr"] == pytest.approx(0.67) and kinds["dense"]["weight_decay"] == pytest.approx(0.00597)
+    # frozen weights (the whitening filters, BatchNorm scales held at 1) are in no group
+    grouped = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert all(id(p) not in grouped for p in model.parameters() if not p.requires_grad)
+    assert sum(1 for p in model.parameters() if not p.requires_grad) == 7  # whiten + 6 BatchNorm scales
+
+
+def test_summed_loss_is_the_mean_times_the_batch():
+    out, y = torch.randn(10, 5), torch.randint(0, 5, (10,))
+    for probabilities in (False, True):
+        o = out.softmax(1) if probabilities else out
+        assert classification_loss(o, y, 0.2, probabilities, "sum").item() == pytest.approx(
+            10 * classification_loss(o, y, 0.2, probabilities).item(), rel=1e-5)
+
+
+def test_alternating_flip_shows_every_image_both_ways_over_two_epochs():
+    x = torch.arange(1 * 2 * 3, dtype=torch.float).view(1, 1, 2, 3).repeat(200, 1, 1, 1)
+    idx = torch.arange(200)
+    e0, e1 = alternating_flip(x, idx, 0, seed=1), alternating_flip(x, idx, 1, seed=1)
+    flipped0 = (e0 != x).flatten(1).any(1)
+    flipped1 = (e1 != x).flatten(1).any(1)
+    assert torch.equal(flipped0, ~flipped1)  # each image flipped in exactly one of two epochs
+    assert 70 < int(flipped0.sum()) < 130  # about half start flipped
+    assert torch.equal(alternating_flip(x, idx, 2, seed=1), e0)  # the same half again, no state kept
+    assert not torch.equal(alternating_flip(x, idx, 0, seed=2), e0)  # the seed picks the half
+    aug = Augmenter({"crop": 0, "crop_mode": "reflect", "translate": 0, "flip": "alternating", "rotate": 0,
+                     "scale": 0.0, "fill": "reflect", "brightness": 0.0, "channel_shift": 0.0, "cutout": 0},
+                    [0.0], [1.0], torch.device("cpu"), seed=1)
+    batch = (x * 10).to(torch.uint8)
+    assert aug.flips_horizontally
+    assert torch.equal(aug.train_batch(batch, torch.Generator(), idx, 1) * 255,
+                       alternating_flip(batch.float(), idx, 1, seed=1))
+
+
+def test_six_view_tta_averages_the_views_a_shift_invariant_model_does_not_see():
+    from cnnlab.device import choose_placement
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    placement = choose_placement("cpu", "fp32", False)
+    x = torch.randint(0, 255, (20, 1, 8, 8), dtype=torch.uint8)
+    y = torch.randint(0, 4, (20,))
+    aug = Augmenter({"crop": 0, "crop_mode": "reflect", "translate": 0, "flip": "horizontal", "rotate": 0,
+                     "scale": 0.0, "fill": "reflect", "brightness": 0.0, "channel_shift": 0.0, "cutout": 0},
+                    [0.0], [1.0], placement.device)
+    plain = evaluate(model, x, y, aug, placement)["probs"]
+    # a mean over the image is unchanged by a flip, but not by a reflected one-pixel shift: 6 views differ
+    flip = evaluate(model, x, y, aug, placement, tta=True)["probs"]
+    six = evaluate(model, x, y, aug, placement, tta="flip_translate")["probs"]
+    assert torch.allclose(plain, flip, atol=1e-6)
+    assert not torch.allclose(plain, six, atol=1e-6)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    evaluate(model, x, y, aug, placement, batch_size=20, tta="flip_translate")
+    assert len(calls) == 6
+
+
+def test_recipes_are_valid_configs_with_budgets():
+    assert {"cifar10-fast", "cifar10-90"} <= set(list_recipes())
+    for name in list_recipes():
+        cfg, about = load_recipe(name)
+        assert about["description"] and about["target"]
+        b = budget(name)
+        assert b["config"]["recipe"] == name
+    assert budget("cifar10-fast")["pflop"] <= 0.36
+    assert budget("cifar10-90")["pflop"] <= 0.05
+
+
+def test_recipe_cli_lists_shows_and_refuses_unknown_names(tmp_path):
+    out = cli("recipes")
+    assert out.returncode == 0 and "cifar10-fast" in out.stdout and "PFLOP" in out.stdout
+    assert "cnnlab train --recipe cifar10-90" in out.stdout
+    shown = cli("recipes", "--show", "cifar10-fast")
+    assert "model: airbench" in shown.stdout
+    bad = cli("train", "--recipe", "cifar10-fsat", "--dry-run")
+    assert bad.returncode == 2 and "did you mean 'cifar10-fast'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_recipe_trains_end_to_end_with_overrides(data_dir, tmp_path):
+    """`--recipe` with the network narrowed and two epochs: every piece runs in the engine (whitening from the
+    data, Muon, groups, summed loss, alternating flip, evaluation every 2 epochs, 6-view TTA), and a config file
+    naming the recipe gives the same config as the flag."""
+    out = cli("train", "--recipe", "cifar10-fast", "--data-dir", str(data_dir), "--epochs", "3",
+              "--batch-size", "20", "--set", "model={name: airbench, widths: [8, 16, 16]}", "--set", "eval_every=2",
+              "--set", "threads=1", "--run-dir", str(tmp_path / "r"), "--no-store", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "6-view TTA" in out.stdout
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["tta"] == "6-view" and 0 <= result["test_acc_tta"] <= 1
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1:]
+    tested = [r.split(",")[7] != "" for r in rows]
+    assert tested == [False, True, True]  # epoch 2 (every 2) and the last
+    assert float(rows[-1].split(",")[7]) == pytest.approx(result["test_acc"], abs=1e-6)
+    cfg = (tmp_path / "r" / "config.yaml").read_text()
+    assert "recipe: cifar10-fast" in cfg and "name: muon" in cfg
+    (tmp_path / "c.yaml").write_text("recipe: cifar10-fast\nepochs: 1\n")
+    from cnnlab.config import resolve
+    assert resolve(str(tmp_path / "c.yaml"))[0]["optimizer"] == resolve({"recipe": "cifar10-fast"})[0]["optimizer"]
+
+
+def test_a_muon_run_resumes_to_identical_weights(data_dir, tmp_path):
+    """Muon's state, the whitening layer (set from data once, never again) and the alternating flip all come
+    back from the checkpoint: stopped after epoch 1 and resumed, the run ends with the same weights."""
+    from safetensors.torch import load_file
+    cfg = {"recipe": "cifar10-fast", "model": {"name": "airbench", "widths": [8, 16, 16]}, "epochs": 2,
+           "batch_size": 20, "threads": 1, "eval_every": 1, "data": {"dir": str(data_dir)}}
+    straight = cnnlab.Job(cfg, run_dir=tmp_path / "straight", store=False).run()
+    job = cnnlab.Job(cfg, run_dir=tmp_path / "stopped", store=False)
+    job.listeners.append(lambda e: e.type == "epoch" and job.stop())
+    job.run()
+    assert job.status == "interrupted"
+    resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()
+    a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
