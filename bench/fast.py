@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab.device import choose_placement
+from cnnlab.device import choose_placement, micro_batch_size
 from cnnlab.models import build_model
 from cnnlab.recipes import budget, load_recipe
 
@@ -42,10 +43,18 @@ def machine() -> str:
     return f"{model}; {torch.get_num_threads()} threads; {' '.join(flags) or 'no AVX flags'}; {gpu}; torch {torch.__version__}"
 
 
-def peak_images_per_second(spec, batch: int, steps: int, repeats: int) -> tuple[float, str]:
-    """Median img/s of a bare training step (no data, no augmentation, no evaluation)."""
+def peak_images_per_second(spec, batch: int, steps: int, repeats: int, piece: int | None = None,
+                           epoch: int = 0) -> tuple[float, str]:
+    """Median img/s of a bare training step (no data, no augmentation, no evaluation), its forward and backward
+    in pieces of `piece` images as the recipe's `micro_batch` makes them on this device (None: the whole batch).
+    `epoch` decides what trains, as in the run: a whitening layer's bias trains in its first epochs only, and
+    while it does the backward pass reaches through the first, largest activations (~25% slower here)."""
     placement = choose_placement("auto", "auto", "auto")
+    piece = piece or batch
     model = build_model(spec, (3, 32, 32), 10).to(placement.device)
+    for module in model.modules():
+        if hasattr(module, "train_bias"):
+            module.train_bias(epoch)
     fmt = torch.channels_last if placement.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     x = torch.randn(batch, 3, 32, 32, device=placement.device).contiguous(memory_format=fmt)
@@ -53,10 +62,11 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int) -> tuple[
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, nesterov=True)
 
     def step():
-        with placement.autocast():
-            loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for start in range(0, batch, piece):
+            with placement.autocast():
+                loss = F.cross_entropy(model(x[start:start + piece]).float(), y[start:start + piece])
+            loss.backward()
         opt.step()
     step()
     rates = []
@@ -70,7 +80,31 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int) -> tuple[
     return statistics.median(rates), placement.describe()
 
 
-def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str]) -> dict:
+def seconds_at_peak(cfg: dict, images: int, args) -> tuple[float, list[str]]:
+    """The training images' time at the machine's peak, and lines that say how it was measured: each phase of
+    the run (whitening bias training, then frozen) timed on its own and weighted by its epochs."""
+    model = build_model(cfg["model"], (3, 32, 32), 10)
+    bias_epochs = min((m.bias_epochs for m in model.modules() if getattr(m, "bias_epochs", None) is not None),
+                      default=cfg["epochs"])
+    phases = [(e, n) for e, n in ((0, min(bias_epochs, cfg["epochs"])), (cfg["epochs"], cfg["epochs"] - bias_epochs))
+              if n > 0]
+    placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
+    batch = cfg["batch_size"]
+    piece = micro_batch_size(cfg.get("micro_batch"), batch, placement)
+    lines, seconds = [], 0.0
+    if piece < batch:  # what the pieces gain here, against the batch in one piece
+        whole, how = peak_images_per_second(cfg["model"], batch, args.steps, args.repeats, None, phases[-1][0])
+        lines.append(f"bare step, the batch of {batch} in one piece ({how}): {whole:.0f} img/s")
+    for epoch, count in phases:
+        peak, how = peak_images_per_second(cfg["model"], batch, args.steps, args.repeats, piece, epoch)
+        what = "" if len(phases) == 1 else (" whitening bias training" if epoch == 0 else " whitening bias frozen")
+        lines.append(f"peak{what} ({how}, batch {batch}" + (f" in pieces of {piece}" if piece < batch else "")
+                     + f", median of {args.repeats}): {peak:.0f} img/s x {count} epochs")
+        seconds += images * count / peak
+    return seconds, lines
+
+
+def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str | None = None) -> dict:
     """One `cnnlab train --recipe` in its own process, as a user runs it; wall time and peak memory around it."""
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
@@ -83,6 +117,11 @@ def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str]) -> dict:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
         result = json.loads((run_dir / "result.json").read_text())
         rows = (run_dir / "metrics.csv").read_text().splitlines()
+        if keep:  # what the run wrote that a reader needs to check the figure (not the weights)
+            dest = Path(keep) / f"{recipe}-seed{seed}"
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in ("config.yaml", "metrics.csv", "result.json"):
+                shutil.copy(run_dir / name, dest / name)
     header = rows[0].split(",")
     epochs = [dict(zip(header, r.split(","))) for r in rows[1:]]
     peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
@@ -107,15 +146,17 @@ def bench_recipe(name: str, args) -> None:
     print(f"network {json.dumps(cfg['model'])}: {b['macs'] / 1e6:.1f} M MACs per image, "
           f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image; {b['epochs']} epochs x {images:,} images = "
           f"{pflop:.4f} PFLOP" + (f" (budget {TARGETS[name][1]} PFLOP)" if name in TARGETS and not args.quick else ""))
-    peak, how = peak_images_per_second(cfg["model"], cfg["batch_size"], args.steps, args.repeats)
-    ideal = train_images / peak
-    print(f"peak ({how}, batch {cfg['batch_size']}, median of {args.repeats}): {peak:.0f} img/s = "
-          f"{peak * b['flop_per_image'] / 1e9:.0f} GFLOPS; {train_images:,} training images at peak: {ideal:.0f} s")
+    ideal, lines = seconds_at_peak(cfg, images, args)
+    peak = train_images / ideal
+    for line in lines:
+        print(line)
+    print(f"at peak: {peak:.0f} img/s on average = {peak * b['flop_per_image'] / 1e9:.0f} GFLOPS; "
+          f"{train_images:,} training images at peak: {ideal:.0f} s")
     if args.peak_only:
         return
     accs, walls = [], []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        r = run_seed(name, seed, args.data_dir, extra)
+        r = run_seed(name, seed, args.data_dir, extra, args.keep)
         res = r["result"]
         acc = res.get("test_acc_tta", res["test_acc"])
         accs.append(acc)
@@ -148,6 +189,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--quick", action="store_true", help="one seed on --quick-limit training images")
     parser.add_argument("--quick-limit", type=int, default=10_000)
+    parser.add_argument("--keep", metavar="DIR", help="copy each run's config, metrics and result to DIR/RECIPE-seedS")
     parser.add_argument("--peak-only", action="store_true", help="budgets and peak only: train nothing")
     parser.add_argument("--steps", type=int, default=3, help="steps per peak timing")
     parser.add_argument("--repeats", type=int, default=3)

@@ -209,3 +209,39 @@ def test_a_muon_run_resumes_to_identical_weights(data_dir, tmp_path):
     resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()
     a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_micro_batches_give_the_whole_batch_step(data_dir, tmp_path):
+    """Without BatchNorm a batch in pieces is the same step as the batch at once (summed or mean loss): the same
+    weights and the same epoch loss, so `micro_batch` changes speed, not the run; `auto` keeps a GPU batch whole."""
+    from safetensors.torch import load_file
+    from cnnlab.device import Placement, micro_batch_size
+    model = [{"conv": {"filters": 8, "activation": "relu"}}, "global_avgpool", {"dense": "classes"}]
+    for reduction in ("mean", "sum"):
+        runs = {}
+        for micro in (None, 7):
+            cfg = {"model": model, "epochs": 1, "batch_size": 20, "threads": 1, "precision": "fp32",
+                   "augment": "none", "micro_batch": micro, "loss": {"reduction": reduction},
+                   "optimizer": {"lr": 0.001 if reduction == "sum" else 0.05}, "data": {"dir": str(data_dir)}}
+            runs[micro] = cnnlab.Job(cfg, run_dir=tmp_path / f"{reduction}-{micro}", store=False).run()
+        whole, pieces = (load_file(str(runs[m].dir / "model.safetensors")) for m in (None, 7))
+        assert all(torch.allclose(whole[k], pieces[k], atol=1e-5) for k in whole)
+        assert runs[7].metrics[0]["loss"] == pytest.approx(runs[None].metrics[0]["loss"], rel=1e-5)
+    cpu, gpu = (Placement(torch.device(d), None, True) for d in ("cpu", "cuda"))
+    assert micro_batch_size("auto", 2000, cpu) == 250 and micro_batch_size("auto", 500, cpu) == 250 and micro_batch_size("auto", 2000, gpu) == 2000
+    assert micro_batch_size("auto", 100, cpu) == 100 and micro_batch_size(None, 2000, cpu) == 2000
+    assert micro_batch_size(500, 2000, gpu) == 500
+    bad = cli("train", "--set", "micro_batch=0", "--dry-run")
+    assert bad.returncode == 2 and "micro_batch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_batchnorm_forgets_as_fast_per_batch_when_the_batch_comes_in_pieces():
+    from cnnlab.train.engine import _running_stats_per_batch
+    bn = torch.nn.BatchNorm2d(3, momentum=0.4)
+    x = torch.randn(64, 3, 4, 4)
+    with _running_stats_per_batch([bn], 8):
+        assert bn.momentum == pytest.approx(1 - 0.6 ** (1 / 8))
+        for piece in x.split(8):
+            bn(torch.zeros_like(piece) + 5)  # eight updates towards a mean of 5
+    assert bn.momentum == 0.4  # restored
+    assert bn.running_mean[0].item() == pytest.approx(0.4 * 5, rel=1e-5)  # as one update of the whole batch

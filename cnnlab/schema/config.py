@@ -155,6 +155,9 @@ class TrainConfig(Section):
     epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
     batch_size: Count = 128
     eval_batch_size: Count = 1000
+    # forward/backward each batch in pieces of this many images, summing their gradients into one step
+    # (BatchNorm then normalises each piece: "ghost" batch norm); auto: pieces on a CPU, the whole batch on a GPU
+    micro_batch: Literal["auto"] | Count | None = None
     seed: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] = 0
     precision: Literal[PRECISIONS] = "auto"   # auto: bf16 where the CPU/GPU has it
     device: Annotated[Any, BeforeValidator(_device), WithJsonSchema(

@@ -5,6 +5,7 @@ The whole data set sits on the device as uint8; each batch is indexed, augmented
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import faults
-from ..device import Placement, grad_scaler, synchronize
+from ..device import Placement, grad_scaler, micro_batch_size, synchronize
 from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
 from .augment import Augmenter
@@ -82,12 +83,31 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, plac
     return {"loss": total_loss / max(count, 1), "acc": correct / max(count, 1), "probs": torch.cat(all_probs)}
 
 
+@contextlib.contextmanager
+def _running_stats_per_batch(norms: list, pieces: int):
+    """BatchNorm's running statistics forget as fast per batch when it comes in `pieces`: each piece's momentum
+    m' = 1 - (1 - m)^(1/pieces), so k updates keep the old statistics' weight (1 - m) of one update."""
+    if pieces <= 1 or not norms:
+        yield
+        return
+    saved = [bn.momentum for bn in norms]
+    try:
+        for bn in norms:
+            if bn.momentum is not None:
+                bn.momentum = 1 - (1 - bn.momentum) ** (1 / pieces)
+        yield
+    finally:
+        for bn, momentum in zip(norms, saved):
+            bn.momentum = momentum
+
+
 class Trainer:
     def __init__(self, model, dataset, config: dict, augmenter: Augmenter, placement: Placement,
                  callbacks=(), should_stop=lambda: False, world: World = World(), wrapped=None):
         self.model, self.data, self.config = model, dataset, config
         self.world = world
         self.forward_model = wrapped if wrapped is not None else model  # DDP's wrapper trains; the model is saved
+        self.norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         self.augmenter, self.placement = augmenter, placement
         self.callbacks = list(callbacks)
         self.should_stop = should_stop  # asked after every batch
@@ -188,13 +208,10 @@ class Trainer:
             lr = self.current_lr(self.epoch + self.batch_index / self.batches_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-            with placement.autocast():
-                out = model(xb)
-            loss = classification_loss(out, yb, smoothing, self.probabilities, reduction)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, correct = self._forward_backward(model, xb, yb, smoothing, reduction)
             if check_every_step and not math.isfinite(loss.item()):
                 self._diverged(loss.item())
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
             if clip:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -202,8 +219,8 @@ class Trainer:
             self.scaler.update()
             apply_constraints(model)
             self.step += 1
-            self._loss_sum += loss.detach() * (1 if reduction == "sum" else len(yb))
-            self._correct += (out.detach().argmax(1) == yb).sum()
+            self._loss_sum += loss * (1 if reduction == "sum" else len(yb))
+            self._correct += correct
             self._seen += len(yb)
             self._emit("on_batch_end")
             faults.hit("batch")
@@ -220,6 +237,28 @@ class Trainer:
             self._diverged(stats["loss"])
         return {"lr": lr, "loss": stats["loss"], "acc": stats["acc"], "train_seconds": seconds,
                 "img_per_s": self._seen / seconds}
+
+    def _forward_backward(self, model, xb, yb, smoothing: float, reduction: str):
+        """Gradients of the batch's loss, in pieces of `micro_batch` images; (the loss, correct predictions)."""
+        n = len(yb)
+        piece = micro_batch_size(self.config.get("micro_batch"), n, self.placement)
+        loss_total = torch.zeros((), device=yb.device)
+        correct = torch.zeros((), device=yb.device, dtype=torch.long)
+        with _running_stats_per_batch(self.norms, -(-n // piece)):
+            for start in range(0, n, piece):
+                x, y = xb[start:start + piece], yb[start:start + piece]
+                last = start + piece >= n
+                # DDP averages gradients over ranks at each backward: only the batch's last piece needs that
+                sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+                with sync:
+                    with self.placement.autocast():
+                        out = model(x)
+                    loss = classification_loss(out, y, smoothing, self.probabilities, reduction)
+                    share = loss if reduction == "sum" else loss * (len(y) / n)  # a mean over the whole batch
+                    self.scaler.scale(share).backward()
+                loss_total += share.detach()
+                correct += (out.detach().argmax(1) == y).sum()
+        return loss_total, correct
 
     def _stop_now(self) -> bool:
         if not self.world.distributed:
