@@ -60,6 +60,12 @@ def _views(model, xb: torch.Tensor, tta, probabilities: bool) -> torch.Tensor:
     return 0.5 * (mirrored(xb) + shifted)
 
 
+def eval_batch_size(cfg: dict, placement: Placement) -> int:
+    """Images per evaluation forward: `eval_batch_size`, in `micro_batch`'s pieces (on a CPU a forward of the
+    cifar10-90 net ran at 3200 img/s at batch 2000 and 6200 img/s at 250: the 6-view TTA went from 20 s to ~11)."""
+    return micro_batch_size(cfg.get("micro_batch"), cfg["eval_batch_size"], placement)
+
+
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, placement: Placement,
              batch_size: int = 1000, tta=False, probabilities: bool = False) -> dict:
@@ -284,12 +290,12 @@ class Trainer:
             x, y, prefix = data.test_x, data.test_y, "test"
         if self.world.distributed:  # each rank scores its share; the sums make the whole set's figures
             part = shard(torch.arange(len(x)), self.world)
-            r = evaluate(self.model, x[part], y[part], self.augmenter, self.placement, cfg["eval_batch_size"],
+            r = evaluate(self.model, x[part], y[part], self.augmenter, self.placement, eval_batch_size(cfg, self.placement),
                          probabilities=self.probabilities)
             loss, correct, count = all_sum([r["loss"] * len(part), r["acc"] * len(part), len(part)],
                                            self.placement.device)
             return {f"{prefix}_loss": loss / count, f"{prefix}_acc": correct / count}
-        result = evaluate(self.model, x, y, self.augmenter, self.placement, cfg["eval_batch_size"],
+        result = evaluate(self.model, x, y, self.augmenter, self.placement, eval_batch_size(cfg, self.placement),
                           probabilities=self.probabilities)
         return {f"{prefix}_loss": result["loss"], f"{prefix}_acc": result["acc"]}
 

@@ -19,7 +19,7 @@ from ..fsutil import atomic_path, write_text
 from ..rundir import Run
 from ..viz.curves import plot_curves
 from .augment import Augmenter
-from .engine import evaluate
+from .engine import eval_batch_size, evaluate
 from .session import prepare_data
 
 
@@ -48,7 +48,7 @@ def _test_scores(session) -> dict:
     """Test loss and accuracy of the final weights, and with flip TTA where training flipped."""
     t, cfg = session.trainer, session.cfg
     args = (session.model, session.data.test_x, session.data.test_y, session.augmenter, session.placement,
-            cfg["eval_batch_size"])
+            eval_batch_size(cfg, session.placement))
     last = t.history[-1] if t.history else {}
     if last.get("test_acc") is not None and last["epoch"] == t.epoch and t.stop_reason is None:
         plain = {"loss": last["test_loss"], "acc": last["test_acc"]}  # the last epoch scored these same weights
@@ -121,10 +121,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, data_dir: 
     if x is None:
         raise UserError(f"the run has no '{split}' split")
     probs = getattr(model, "outputs_probabilities", False)
-    out = evaluate(model, x, y, augmenter, placement, cfg["eval_batch_size"], probabilities=probs)
+    out = evaluate(model, x, y, augmenter, placement, eval_batch_size(cfg, placement), probabilities=probs)
     result = {"split": split, "images": len(y), "loss": out["loss"], "acc": out["acc"]}
     if cfg.get("tta") and augmenter.flips_horizontally:
         result["tta"] = tta_label(cfg["tta"])
-        result["acc_tta"] = evaluate(model, x, y, augmenter, placement, cfg["eval_batch_size"], tta=cfg["tta"],
+        result["acc_tta"] = evaluate(model, x, y, augmenter, placement, eval_batch_size(cfg, placement), tta=cfg["tta"],
                                      probabilities=probs)["acc"]
     return result

@@ -13,7 +13,7 @@ from torch import nn
 from ..device import choose_placement
 from ..fsutil import write_bytes, write_text
 from ..train.augment import Augmenter
-from ..train.engine import evaluate
+from ..train.engine import eval_batch_size, evaluate
 from ..rundir import Run
 from ..train.session import prepare_data
 from . import figures
@@ -59,7 +59,7 @@ def build_figures(run: Run, image_index: int = 0, wrong_count: int = 24) -> dict
     placement = choose_placement("cpu" if cfg["device"] == "auto" else cfg["device"], "fp32", False)
     model = run.model.to(placement.device)
     augmenter = Augmenter(cfg["augment"], info["mean"], info["std"], placement.device)
-    probs = evaluate(model, data.test_x, data.test_y, augmenter, placement, cfg["eval_batch_size"],
+    probs = evaluate(model, data.test_x, data.test_y, augmenter, placement, eval_batch_size(cfg, placement),
                      probabilities=getattr(model, "outputs_probabilities", False))["probs"]
     true = data.test_y.numpy()
     pred = probs.argmax(1).numpy()
