@@ -4,7 +4,7 @@ import torch
 
 from cnnlab.config import AUGMENT_KEYS
 from cnnlab.errors import UserError
-from cnnlab.train.augment import Augmenter, cutout, random_affine, random_crop, random_flip
+from cnnlab.train.augment import Augmenter, crop_and_flip, cutout, random_affine, random_crop, random_flip
 from cnnlab.train.optim import Plateau, apply_constraints, lr_factor
 
 SCHED = {"name": "onecycle", "warmup": 0.2, "step_size": 10, "gamma": 0.1, "min_lr": 0.0, "patience": 3, "factor": 0.2}
@@ -24,6 +24,22 @@ def test_random_crop_equals_the_per_image_reference():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
     for i in range(16):
         assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8])
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "constant"])
+def test_crop_and_flip_on_uint8_equals_padding_cropping_and_flipping_floats(mode):
+    x = (torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    gen = torch.Generator().manual_seed(1)
+    dy, dx = torch.randint(0, 7, (40,), generator=gen), torch.randint(0, 7, (40,), generator=gen)
+    hflip, vflip = torch.rand(40, generator=gen) < 0.5, torch.rand(40, generator=gen) < 0.5
+    out = crop_and_flip(x, 3, mode, dy, dx, hflip, vflip)
+    assert out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x.float(), (3, 3, 3, 3), mode=mode)
+    for i in range(40):
+        ref = padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8]
+        ref = ref.flip(2) if hflip[i] else ref
+        ref = ref.flip(1) if vflip[i] else ref
+        assert torch.equal(out[i].float(), ref), i
 
 
 def test_flip_flips_about_half_and_keeps_content():

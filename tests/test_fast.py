@@ -150,6 +150,24 @@ def test_six_view_tta_averages_the_views_a_shift_invariant_model_does_not_see():
     model.register_forward_hook(lambda *a: calls.append(1))
     evaluate(model, x, y, aug, placement, batch_size=20, tta="flip_translate")
     assert len(calls) == 6
+    # given the plain view's probabilities (an epoch-end evaluation of the same weights), it is not recomputed
+    calls.clear()
+    again = evaluate(model, x, y, aug, placement, batch_size=20, tta="flip_translate", plain=plain)["probs"]
+    assert len(calls) == 5 and torch.allclose(again, six, atol=1e-6)
+
+
+def test_a_run_s_final_tta_reuses_the_last_epoch_s_plain_view(data_dir, tmp_path, monkeypatch):
+    from cnnlab.train import engine
+    from cnnlab.train.job import Job
+    given = []
+    views = engine._views
+    monkeypatch.setattr(engine, "_views", lambda *a: given.append((bool(a[2]), a[4] is not None)) or views(*a))
+    job = Job(None, ["model=tutorial", "epochs=1", "batch_size=32", "eval_batch_size=200", "tta=true",
+                     f"data.dir={data_dir}"], run_dir=tmp_path / "r", store=False)
+    result = job.run().result
+    # the epoch-end evaluation computed the plain view; the final flip TTA reused it, computing the mirror only
+    assert given == [(False, False), (True, True)]
+    assert result["test_acc_tta"] is not None
 
 
 def test_recipes_are_valid_configs_with_budgets():

@@ -21,36 +21,76 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> t
     return (torch.rand(n, generator=gen) * (high - low) + low).to(device)
 
 
+def _source_index(offset: torch.Tensor, pad: int, size: int, mode: str, reverse: torch.Tensor | None):
+    """For each image, the `size` source rows (or columns) of a window that starts `offset` pixels into the
+    image padded by `pad`, read backwards where `reverse` (a flip); and where they fall in the padding, None
+    or a mask of the positions outside the image (constant padding: those read zero)."""
+    steps = torch.arange(size, device=offset.device)
+    if reverse is not None:
+        steps = torch.where(reverse[:, None], size - 1 - steps, steps)
+    i = offset[:, None] - pad + steps  # in the unpadded image's coordinates: -pad .. size - 1 + pad
+    if mode == "reflect":  # -1 -> 1, size -> size - 2: the edge pixel itself is not repeated
+        i = i.abs()
+        return torch.where(i > size - 1, 2 * (size - 1) - i, i), None
+    outside = (i < 0) | (i > size - 1) if mode == "constant" else None
+    return i.clamp(0, size - 1), outside
+
+
+def crop_and_flip(x: torch.Tensor, pad: int, mode: str, dy: torch.Tensor | None = None,
+                  dx: torch.Tensor | None = None, hflip: torch.Tensor | None = None,
+                  vflip: torch.Tensor | None = None) -> torch.Tensor:
+    """The HxW window at (dy, dx) of each image padded by `pad` (None: no crop), mirrored where `hflip` /
+    `vflip` (per-image bools): one gather per channel plane of the unpadded images, in any dtype. On the uint8
+    batch it moves a quarter of the bytes that padding, cropping and flipping float images did: cifar10-90's
+    batch of 500 augments and normalises in 3.4 ms instead of 7.8 on the 2-core Xeon (advanced indexing of an
+    NHWC view, the first version of this, took 3.6 ms for the gather alone; torch.gather takes 0.7)."""
+    b, c, h, w = x.shape
+    zero = torch.zeros(b, dtype=torch.long, device=x.device)
+    rows, rows_out = _source_index(zero if dy is None else dy, pad, h, mode, vflip)
+    cols, cols_out = _source_index(zero if dx is None else dx, pad, w, mode, hflip)
+    where = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    out = torch.gather(x.reshape(b, c, h * w), 2, where).view(b, c, h, w)
+    if rows_out is not None:
+        out = out.masked_fill((rows_out[:, :, None] | cols_out[:, None, :])[:, None], 0)
+    return out
+
+
+def _crop_offsets(b: int, pad: int, gen: torch.Generator, device) -> tuple:
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(device)
+    return dy, dx
+
+
 def random_crop(x: torch.Tensor, pad: int, mode: str, gen: torch.Generator) -> torch.Tensor:
     """Pad by `pad` pixels and cut a random HxW window per image (a gather, not a loop over images)."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (pad,) * 4, mode=PAD_MODES[mode])
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    rows = dy[:, None] + torch.arange(h, device=x.device)
-    cols = dx[:, None] + torch.arange(w, device=x.device)
-    nhwc = padded.permute(0, 2, 3, 1)
-    out = nhwc[torch.arange(b, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)  # memory stays NHWC: already channels_last for the convolution
+    return crop_and_flip(x, pad, PAD_MODES[mode], *_crop_offsets(x.shape[0], pad, gen, x.device))
+
+
+def _flip_masks(direction: str, b: int, gen: torch.Generator, device) -> tuple:
+    h = (torch.rand(b, generator=gen) < 0.5).to(device) if direction in ("horizontal", "both") else None
+    v = (torch.rand(b, generator=gen) < 0.5).to(device) if direction in ("vertical", "both") else None
+    return h, v
 
 
 def random_flip(x: torch.Tensor, direction: str, gen: torch.Generator) -> torch.Tensor:
-    b = x.shape[0]
-    if direction in ("horizontal", "both"):
-        mask = (torch.rand(b, generator=gen) < 0.5).to(x.device)[:, None, None, None]
-        x = torch.where(mask, x.flip(3), x)
-    if direction in ("vertical", "both"):
-        mask = (torch.rand(b, generator=gen) < 0.5).to(x.device)[:, None, None, None]
-        x = torch.where(mask, x.flip(2), x)
+    hflip, vflip = _flip_masks(direction, x.shape[0], gen, x.device)
+    if hflip is not None:
+        x = torch.where(hflip[:, None, None, None], x.flip(3), x)
+    if vflip is not None:
+        x = torch.where(vflip[:, None, None, None], x.flip(2), x)
     return x
+
+
+def _alternating_mask(idx: torch.Tensor, epoch: int, seed: int) -> torch.Tensor:
+    # a cheap integer hash of (image index, seed): the same images every epoch, no state to checkpoint
+    h = (idx.to(torch.int64) * 2654435761 + seed * 40503 + 12345) % 4294967296
+    return (((h >> 16) & 1) ^ (epoch % 2)).bool()
 
 
 def alternating_flip(x: torch.Tensor, idx: torch.Tensor, epoch: int, seed: int) -> torch.Tensor:
     """Flip half the images (a fixed, seeded half) in even epochs and the other half in odd ones: over two
     epochs every image is seen both ways, which random flips only manage on average (Jordan 2024)."""
-    # a cheap integer hash of (image index, seed): the same images every epoch, no state to checkpoint
-    h = (idx.to(torch.int64) * 2654435761 + seed * 40503 + 12345) % 4294967296
-    mask = (((h >> 16) & 1) ^ (epoch % 2)).bool().to(x.device)[:, None, None, None]
+    mask = _alternating_mask(idx, epoch, seed).to(x.device)[:, None, None, None]
     return torch.where(mask, x.flip(3), x)
 
 
@@ -133,16 +173,26 @@ class Augmenter:
                 epoch: int = 0) -> torch.Tensor:
         """uint8 -> augmented float in 0..1 (not yet normalised), for training and for `data show`."""
         s = self.s
-        x = x.to(self.device, non_blocking=True).float().div_(255)
-        if s["crop"]:
-            if s["crop_mode"] == "reflect" and s["crop"] >= min(x.shape[2:]):
-                raise UserError(f"augment.crop {s['crop']}: reflect padding must be smaller than the image "
-                                f"({x.shape[2]}x{x.shape[3]})")
-            x = random_crop(x, s["crop"], s["crop_mode"], gen)
-        if s["flip"] == "alternating" and idx is not None:
-            x = alternating_flip(x, idx, epoch, self.seed)
-        elif s["flip"] != "none":
-            x = random_flip(x, "horizontal" if s["flip"] == "alternating" else s["flip"], gen)
+        x = x.to(self.device, non_blocking=True)
+        if s["crop"] and s["crop_mode"] == "reflect" and s["crop"] >= min(x.shape[2:]):
+            raise UserError(f"augment.crop {s['crop']}: reflect padding must be smaller than the image "
+                            f"({x.shape[2]}x{x.shape[3]})")
+        # crop and flip first, as one gather of the still-uint8 images, with the same draws in the same order
+        # as cropping then flipping float images: a seeded run augments as it did
+        if s["crop"] or s["flip"] != "none":
+            b = x.shape[0]
+            dy, dx = _crop_offsets(b, s["crop"], gen, x.device) if s["crop"] else (None, None)
+            if s["flip"] == "alternating" and idx is not None:
+                hflip, vflip = _alternating_mask(idx, epoch, self.seed).to(x.device), None
+            elif s["flip"] != "none":
+                hflip, vflip = _flip_masks("horizontal" if s["flip"] == "alternating" else s["flip"], b, gen,
+                                           x.device)
+            else:
+                hflip = vflip = None
+            x = crop_and_flip(x, s["crop"], PAD_MODES[s["crop_mode"]], dy, dx, hflip, vflip)
+        if self.channels_last:  # the layout is changed on the uint8 images, a quarter of the bytes
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(torch.float32, copy=True).div_(255)  # a copy even of float input, which is the caller's
         if s["rotate"] or s["scale"] or s["translate"]:
             x = random_affine(x, s["rotate"], s["scale"], s["translate"], s["fill"], gen)
         if s["brightness"] or s["channel_shift"]:
@@ -155,10 +205,17 @@ class Augmenter:
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def _to_float(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 -> normalised float, in place on the one new float tensor (the same values as normalise)."""
+        if self.channels_last:  # the layout is changed on the uint8 images, a quarter of the bytes
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.to(torch.float32, copy=True).div_(255).sub_(self.mean).div_(self.std)
+
     def train_batch(self, x: torch.Tensor, gen: torch.Generator, idx: torch.Tensor | None = None,
                     epoch: int = 0) -> torch.Tensor:
         """`idx` (the images' indices in the training set) and `epoch` drive the alternating flip."""
-        return self.normalise(self.augment(x, gen, idx, epoch))
+        x = self.augment(x, gen, idx, epoch).sub_(self.mean).div_(self.std)  # augment's result is a new tensor
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def eval_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return self.normalise(x.to(self.device, non_blocking=True).float().div_(255))
+        return self._to_float(x.to(self.device, non_blocking=True))

@@ -41,23 +41,24 @@ def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: f
     return loss * len(target) if reduction == "sum" else loss
 
 
-def _views(model, xb: torch.Tensor, tta, probabilities: bool) -> torch.Tensor:
-    """Class probabilities of a batch, averaged over the test-time views `tta` asks for."""
+def _views(model, xb: torch.Tensor, tta, probabilities: bool, plain: torch.Tensor | None = None) -> torch.Tensor:
+    """Class probabilities of a batch, averaged over the test-time views `tta` asks for; `plain`, where given,
+    is the batch's probabilities as it is (no view), already computed."""
     def predict(v):
         out = model(v).float()
         return out if probabilities else out.softmax(1)
 
-    def mirrored(v):
-        return 0.5 * (predict(v) + predict(v.flip(3)))
+    def mirrored(v, known=None):
+        return 0.5 * ((predict(v) if known is None else known) + predict(v.flip(3)))
     if not tta:
-        return predict(xb)
+        return predict(xb) if plain is None else plain
     if tta != "flip_translate":
-        return mirrored(xb)
+        return mirrored(xb, plain)
     # the image and its mirror weigh half; shifted one pixel up-left and down-right (reflected edge), a quarter each
     padded = F.pad(xb, (1, 1, 1, 1), mode="reflect")
     h, w = xb.shape[2:]
     shifted = 0.5 * (mirrored(padded[:, :, :h, :w]) + mirrored(padded[:, :, 2:, 2:]))
-    return 0.5 * (mirrored(xb) + shifted)
+    return 0.5 * (mirrored(xb, plain) + shifted)
 
 
 def eval_batch_size(cfg: dict, placement: Placement) -> int:
@@ -68,8 +69,10 @@ def eval_batch_size(cfg: dict, placement: Placement) -> int:
 
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, placement: Placement,
-             batch_size: int = 1000, tta=False, probabilities: bool = False) -> dict:
-    """Loss and accuracy over (x, y); with `tta` (true or 'flip_translate'), averaged over test-time views."""
+             batch_size: int = 1000, tta=False, probabilities: bool = False, plain: torch.Tensor | None = None) -> dict:
+    """Loss and accuracy over (x, y); with `tta` (true or 'flip_translate'), averaged over test-time views.
+    `plain`: the probabilities of x as it is, from an evaluation of the same weights (`probs` of an earlier
+    call), so that a test-time augmentation does not compute that view again."""
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
@@ -78,8 +81,9 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, plac
         for start in range(0, len(x), batch_size):
             xb = augmenter.eval_batch(x[start:start + batch_size])
             yb = y[start:start + batch_size].to(placement.device)
+            known = None if plain is None else plain[start:start + batch_size].to(placement.device)
             with placement.autocast():
-                probs = _views(model, xb, tta, probabilities)
+                probs = _views(model, xb, tta, probabilities, known)
             total_loss += F.nll_loss(probs.clamp_min(1e-7).log(), yb, reduction="sum").item()
             correct += (probs.argmax(1) == yb).sum().item()
             count += len(yb)
@@ -137,6 +141,7 @@ class Trainer:
         self.elapsed = 0.0        # training wall time so far, across resumes
         self.stop_reason = None
         self.best = {"val_loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0}
+        self.last_evaluation = None  # {"split", "step", "probs"} of the latest epoch-end evaluation
         self.probabilities = getattr(model, "outputs_probabilities", False)
         self.train_x = dataset.train_x.to(placement.device)
         self.train_y = dataset.train_y.to(placement.device)
@@ -297,6 +302,8 @@ class Trainer:
             return {f"{prefix}_loss": loss / count, f"{prefix}_acc": correct / count}
         result = evaluate(self.model, x, y, self.augmenter, self.placement, eval_batch_size(cfg, self.placement),
                           probabilities=self.probabilities)
+        # the final test-time augmentation of these weights reuses their plain view (cnnlab/train/finish.py)
+        self.last_evaluation = {"split": prefix, "step": self.step, "probs": result["probs"]}
         return {f"{prefix}_loss": result["loss"], f"{prefix}_acc": result["acc"]}
 
     def _early_stop(self, row: dict) -> bool:
@@ -334,5 +341,6 @@ class Trainer:
                                     f"{self.config['early_stopping']['patience']} epochs; restored the weights "
                                     f"of epoch {self.best['epoch']}")
                 self.model.load_state_dict(self.best["state"])
+                self.last_evaluation = None  # it scored weights that were just replaced
                 break
         self._emit("on_fit_end")

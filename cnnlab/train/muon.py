@@ -25,9 +25,9 @@ def orthogonalise(g: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.T
     tall = x.size(0) > x.size(1)
     if tall:
         x = x.T
-    for _ in range(steps):
+    for _ in range(steps):  # x <- A x + (B a + C a^2) x with a = x x^T, in three fused matmuls
         a = x @ x.T
-        x = _A * x + (_B * a + _C * a @ a) @ x
+        x = torch.addmm(x, torch.addmm(a, a, a, beta=_B, alpha=_C), x, beta=_A)
     return (x.T if tall else x).to(g.dtype)
 
 
