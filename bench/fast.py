@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -115,11 +114,14 @@ def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str 
         run_dir = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "cnnlab", "train", "--recipe", recipe, "--seed", str(seed),
                "--data-dir", data_dir, "--run-dir", str(run_dir), "--no-store", "--quiet", *extra]
+        log = Path(tmp) / "log"
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            status = proc.wait()
         wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        if status != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{log.read_text()}")
         result = json.loads((run_dir / "result.json").read_text())
         rows = (run_dir / "metrics.csv").read_text().splitlines()
         if keep:  # what the run wrote that a reader needs to check the figure (not the weights)
@@ -129,7 +131,7 @@ def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str 
                 shutil.copy(run_dir / name, dest / name)
     header = rows[0].split(",")
     epochs = [dict(zip(header, r.split(","))) for r in rows[1:]]
-    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+    peak_rss = result["peak_memory"]["host_bytes"]  # the run's own (its VmHWM), not this process's at the fork
     return {"seed": seed, "wall": wall, "result": result, "epochs": epochs, "peak_rss": peak_rss}
 
 

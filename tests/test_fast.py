@@ -263,3 +263,19 @@ def test_batchnorm_forgets_as_fast_per_batch_when_the_batch_comes_in_pieces():
             bn(torch.zeros_like(piece) + 5)  # eight updates towards a mean of 5
     assert bn.momentum == 0.4  # restored
     assert bn.running_mean[0].item() == pytest.approx(0.4 * 5, rel=1e-5)  # as one update of the whole batch
+
+
+def test_compile_is_auto_on_cuda_only_and_a_compiled_run_trains(data_dir, tmp_path):
+    from cnnlab.device import Placement, should_compile
+    from cnnlab.train.job import Job
+    cpu, cuda = Placement(torch.device("cpu"), None, False), Placement(torch.device("cuda"), torch.bfloat16, True)
+    assert should_compile("auto", cuda) and not should_compile("auto", cpu)
+    assert should_compile(True, cpu) and not should_compile(False, cuda)
+    job = Job(None, ["model=tutorial", "epochs=1", "batch_size=20", "eval_batch_size=100", "compile=true",
+                     f"data.dir={data_dir}"], run_dir=tmp_path / "r", store=False)
+    result = job.run().result
+    assert type(job.session.trainer.forward_model).__name__ == "OptimizedModule"  # the steps went through it
+    assert result["status"] == "finished" and (tmp_path / "r" / "model.safetensors").exists()
+    assert result["peak_memory"]["host_bytes"] > 50 * 2**20
+    bad = cli("train", "--set", "compile=maybe", "--dry-run")
+    assert bad.returncode == 2 and "compile" in bad.stderr and "Traceback" not in bad.stderr

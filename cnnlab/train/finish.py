@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import faults
-from ..device import choose_placement
+from ..device import choose_placement, peak_memory
 from ..errors import UserError
 from ..fsutil import atomic_path, write_text
 from ..rundir import Run
@@ -89,6 +89,7 @@ def finish_run(session, run_dir: Path, status: str, message: str | None = None) 
         "params_trainable": summary.trainable, "params_non_trainable": summary.non_trainable,
         "macs": summary.macs, "wall_time_s": round(t.elapsed, 2),
         "device": session.placement.describe(), "threads": torch.get_num_threads(),
+        "peak_memory": peak_memory(session.placement.device),
         "model": summary.name, "data": session.data.name, "versions": _versions(),
         "git_commit": _git_commit(), "finished_at": datetime.now().isoformat(timespec="seconds"),
     })

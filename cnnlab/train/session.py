@@ -12,7 +12,7 @@ import torch
 
 from .. import config as config_mod
 from ..data import ImageDataset, load_dataset
-from ..device import available_memory, choose_placement
+from ..device import available_memory, choose_placement, should_compile
 from ..errors import UserError
 from ..fsutil import atomic_path, write_text
 from ..models import build_model, resolve_spec
@@ -113,6 +113,10 @@ class Session:
             init_from_data(self.model, self.data.train_x, self.augmenter)
         self.world = distributed.init(self.placement.device)
         wrapped = self._data_parallel(cfg) if self.world.distributed else None
+        if should_compile(cfg.get("compile", "auto"), self.placement):
+            # training steps go through the compiled module; evaluation and saving use the model itself,
+            # whose parameters it shares
+            wrapped = torch.compile(wrapped if wrapped is not None else self.model)
         self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, callbacks=hooks,
                                world=self.world, wrapped=wrapped)
         if resume_state is not None:
