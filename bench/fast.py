@@ -9,8 +9,8 @@ accuracy, the fraction of peak, the process's peak memory — and the mean +- st
 
 The peak is a bare forward+backward+SGD step of the recipe's network at the recipe's batch size, with the best
 precision and layout this machine has (bf16 + channels_last where the CPU has bf16, as cnnlab picks; the
-faster of the batch whole and in the pieces the recipe's `micro_batch` makes here), timed in the same process before the runs and
-again after each run, each phase of the run on its own (a whitening bias that trains, then is frozen). A run's
+faster of the batch whole and in the pieces the recipe's `micro_batch` makes here), timed in the same process
+before the runs and again after each run, each phase of the run on its own (a whitening bias that trains, then is frozen). A run's
 wall time over (training images / peak), with the mean of the peaks just before and after it, is the efficiency
 figure: 1.0 would be a run that does nothing but those steps; the target is <= 1.2 (median over seeds).
 """

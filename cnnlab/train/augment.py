@@ -190,9 +190,7 @@ class Augmenter:
             else:
                 hflip = vflip = None
             x = crop_and_flip(x, s["crop"], PAD_MODES[s["crop_mode"]], dy, dx, hflip, vflip)
-        if self.channels_last:  # the layout is changed on the uint8 images, a quarter of the bytes
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = x.to(torch.float32, copy=True).div_(255)  # a copy even of float input, which is the caller's
+        x = self._float01(x)
         if s["rotate"] or s["scale"] or s["translate"]:
             x = random_affine(x, s["rotate"], s["scale"], s["translate"], s["fill"], gen)
         if s["brightness"] or s["channel_shift"]:
@@ -201,21 +199,20 @@ class Augmenter:
             x = cutout(x, s["cutout"], gen)
         return x
 
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def _to_float(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 -> normalised float, in place on the one new float tensor (the same values as normalise)."""
+    def _float01(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 -> a new float tensor in 0..1 (a copy even of float input, which is the caller's)."""
         if self.channels_last:  # the layout is changed on the uint8 images, a quarter of the bytes
             x = x.contiguous(memory_format=torch.channels_last)
-        return x.to(torch.float32, copy=True).div_(255).sub_(self.mean).div_(self.std)
+        return x.to(torch.float32, copy=True).div_(255)
+
+    def _standardise_(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sub_(self.mean).div_(self.std)
 
     def train_batch(self, x: torch.Tensor, gen: torch.Generator, idx: torch.Tensor | None = None,
                     epoch: int = 0) -> torch.Tensor:
         """`idx` (the images' indices in the training set) and `epoch` drive the alternating flip."""
-        x = self.augment(x, gen, idx, epoch).sub_(self.mean).div_(self.std)  # augment's result is a new tensor
+        x = self._standardise_(self.augment(x, gen, idx, epoch))  # augment's result is a new tensor
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def eval_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return self._to_float(x.to(self.device, non_blocking=True))
+        return self._standardise_(self._float01(x.to(self.device, non_blocking=True)))
