@@ -269,8 +269,10 @@ def test_compile_is_auto_on_cuda_only_and_a_compiled_run_trains(data_dir, tmp_pa
     from cnnlab.device import Placement, should_compile
     from cnnlab.train.job import Job
     cpu, cuda = Placement(torch.device("cpu"), None, False), Placement(torch.device("cuda"), torch.bfloat16, True)
-    assert should_compile("auto", cuda) and not should_compile("auto", cpu)
-    assert should_compile(True, cpu) and not should_compile(False, cuda)
+    # auto: on CUDA, and only once the first epoch shows the rest of the run worth a compile
+    assert not should_compile("auto", cuda) and not should_compile("auto", cuda, 30.0)
+    assert should_compile("auto", cuda, 600.0) and not should_compile("auto", cpu, 3600.0)
+    assert should_compile(True, cpu) and not should_compile(False, cuda, 3600.0)
     job = Job(None, ["model=tutorial", "epochs=1", "batch_size=20", "eval_batch_size=100", "compile=true",
                      f"data.dir={data_dir}"], run_dir=tmp_path / "r", store=False)
     result = job.run().result
@@ -279,3 +281,26 @@ def test_compile_is_auto_on_cuda_only_and_a_compiled_run_trains(data_dir, tmp_pa
     assert result["peak_memory"]["host_bytes"] > 50 * 2**20
     bad = cli("train", "--set", "compile=maybe", "--dry-run")
     assert bad.returncode == 2 and "compile" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_compile_auto_decides_after_the_first_epoch(data_dir, tmp_path, monkeypatch):
+    """The Trainer asks should_compile with the eager time the run has left; where it says yes the later
+    epochs step through the compiled module and the log says why (here the rule is made to say yes on a CPU)."""
+    from cnnlab.train import engine
+    from cnnlab.train.job import Job
+    asked = []
+
+    def rule(setting, placement, remaining_s=None):
+        asked.append((setting, remaining_s))
+        return remaining_s is not None
+    monkeypatch.setattr(engine, "should_compile", rule)
+    logs = []
+    job = Job(None, ["model=tutorial", "epochs=2", "batch_size=50", "eval_batch_size=100", "data.limit=200",
+                     f"data.dir={data_dir}"], run_dir=tmp_path / "r", store=False,
+              listeners=[lambda e: logs.append(e.data.get("text", "")) if e.type == "log" else None])
+    result = job.run().result
+    assert result["status"] == "finished"
+    trainer = job.session.trainer
+    assert len(asked) == 1 and asked[0][0] == "auto" and asked[0][1] > 0  # once, with epoch 1's time x 1 left
+    assert type(trainer.forward_model).__name__ == "OptimizedModule" and trainer.compiled_after["epoch"] == 1
+    assert any("compile: auto" in line and "1 epochs left" in line for line in logs)

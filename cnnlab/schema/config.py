@@ -163,8 +163,9 @@ class TrainConfig(Section):
     device: Annotated[Any, BeforeValidator(_device), WithJsonSchema(
         {"type": "string", "pattern": r"^(auto|cpu|mps|cuda(:\d{1,2})?)$"})] = "auto"
     channels_last: Literal["auto"] | bool = "auto"
-    # torch.compile the training forward/backward; auto: on CUDA only (on a 2-core CPU it compiled in 18 s
-    # and then ran slower than eager: cnnlab/device.py)
+    # torch.compile the training forward/backward; auto: on CUDA, once the first epoch shows that the rest
+    # of the run takes 5 minutes or more (on a 2-core CPU it compiled in 18 s and then ran slower than eager;
+    # cnnlab/device.py)
     compile: Literal["auto"] | bool = "auto"
     # test-time augmentation where training flips horizontally: true = the image and its mirror;
     # flip_translate = those and both shifted by one pixel up-left and down-right (6 views, Jordan 2024)

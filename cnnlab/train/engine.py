@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import faults
-from ..device import Placement, grad_scaler, micro_batch_size, synchronize
+from ..device import Placement, grad_scaler, micro_batch_size, should_compile, synchronize
 from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
 from .augment import Augmenter
@@ -142,6 +142,8 @@ class Trainer:
         self.stop_reason = None
         self.best = {"val_loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0}
         self.last_evaluation = None  # {"split", "step", "probs"} of the latest epoch-end evaluation
+        self._compile_checked = False  # compile: auto decides once, after the first epoch (see fit)
+        self.compiled_after = None     # {"epoch", "remaining_s"} where that decided to compile
         self.probabilities = getattr(model, "outputs_probabilities", False)
         self.train_x = dataset.train_x.to(placement.device)
         self.train_y = dataset.train_y.to(placement.device)
@@ -317,6 +319,20 @@ class Trainer:
             self.best["bad_epochs"] += 1
         return bool(patience) and self.best["bad_epochs"] >= patience
 
+    def _compile_if_it_pays(self, epoch_seconds: float) -> None:
+        """`compile: auto`: after the first epoch this process trains, compile the training forward when the
+        epochs left would take long enough, eager, to pay for compiling (cnnlab/device.py should_compile)."""
+        if self._compile_checked:
+            return
+        self._compile_checked = True
+        if self.config.get("compile", "auto") != "auto" or self.epoch >= self.epochs:
+            return
+        remaining = epoch_seconds * (self.epochs - self.epoch)
+        if should_compile("auto", self.placement, remaining):
+            self.forward_model = torch.compile(self.forward_model)
+            self.compiled_after = {"epoch": self.epoch, "remaining_s": remaining}
+            self._emit("on_compile")
+
     def fit(self) -> None:
         self._emit("on_fit_start")
         while self.epoch < self.epochs:
@@ -335,6 +351,7 @@ class Trainer:
             if self.config["schedule"]["name"] == "plateau" and row.get("val_loss") is not None:
                 self.plateau.update(row["val_loss"])
             stop = self._early_stop(row)
+            self._compile_if_it_pays(row["seconds"])
             self._emit("on_epoch_end")
             if stop:
                 self.stop_reason = (f"early stopping: val_loss has not improved for "

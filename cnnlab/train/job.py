@@ -66,6 +66,12 @@ class _EventBridge:
         self.job.emit("epoch", {"row": dict(rows[-1]), "epochs": trainer.epochs,
                                 "eta_s": per_epoch * (trainer.epochs - trainer.epoch)})
 
+    def on_compile(self, trainer) -> None:
+        c = trainer.compiled_after
+        self.job.emit("log", {"text": f"compile: auto: the {trainer.epochs - c['epoch']} epochs left would take "
+                                      f"{c['remaining_s'] / 60:.0f} min eager; compiling the model for them "
+                                      "(the next step waits for it)"})
+
     def on_diverged(self, trainer) -> None:
         self.job.emit("epoch", {"row": dict(trainer.history[-1]), "epochs": trainer.epochs, "eta_s": None})
 
