@@ -179,6 +179,8 @@ def test_recipes_are_valid_configs_with_budgets():
         assert b["config"]["recipe"] == name
     assert budget("cifar10-fast")["pflop"] <= 0.36
     assert budget("cifar10-90")["pflop"] <= 0.05
+    eight = budget("cifar10-fast", ["epochs=8"])  # a variant, as bench/fast.py --set makes it
+    assert eight["epochs"] == 8 and abs(eight["pflop"] - 0.8 * budget("cifar10-fast")["pflop"]) < 1e-9
 
 
 def test_recipe_cli_lists_shows_and_refuses_unknown_names(tmp_path):

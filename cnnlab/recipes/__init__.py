@@ -33,15 +33,16 @@ def load_recipe(name: str) -> tuple[dict, dict]:
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000, "fashion-mnist": 60_000}
 
 
-def budget(name: str) -> dict:
-    """What a recipe costs: MACs per image, training FLOPs per image (2 per MAC forward, twice that backward)
-    and in all (FLOP per image x training images x epochs), computed from its network, not measured."""
+def budget(name: str, overrides: list[str] | None = None) -> dict:
+    """What a recipe costs (with `overrides`, `--set` texts such as "epochs=8"): MACs per image, training FLOPs
+    per image (2 per MAC forward, twice that backward) and in all (FLOP per image x training images x epochs),
+    computed from its network, not measured."""
     from ..config import resolve
     from ..data import SOURCES
     from ..models import build_model
     from ..models.summary import summarize
     import torch
-    cfg, _ = resolve({"recipe": name})
+    cfg, _ = resolve({"recipe": name}, overrides)
     data = cfg["data"]["name"]
     source = SOURCES[data]
     with torch.device("meta"):
