@@ -306,3 +306,14 @@ def test_compile_auto_decides_after_the_first_epoch(data_dir, tmp_path, monkeypa
     assert len(asked) == 1 and asked[0][0] == "auto" and asked[0][1] > 0  # once, with epoch 1's time x 1 left
     assert type(trainer.forward_model).__name__ == "OptimizedModule" and trainer.compiled_after["epoch"] == 1
     assert any("compile: auto" in line and "1 epochs left" in line for line in logs)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and numpy's madvise switch: Linux only")
+def test_cpu_placement_keeps_freed_memory_and_numpy_out_of_huge_pages():
+    import numpy
+    from cnnlab.device import choose_placement
+    choose_placement("cpu", "fp32", False)
+    multiarray = getattr(numpy, "_core", None) or numpy.core
+    previous = multiarray.multiarray._set_madvise_hugepage(True)  # returns the setting it replaces
+    multiarray.multiarray._set_madvise_hugepage(previous)
+    assert previous is False
