@@ -318,3 +318,27 @@ def test_the_verdicts_the_readme_quotes_on_the_recorded_keras_runs(run_dir, regi
     run = Run(Path(__file__).resolve().parent.parent / "docs" / "results" / run_dir)
     verdict = diagnose(run.metrics, len(run.data_info["classes"]), facts_for_run(run))
     assert verdict.regime == regime and verdict.prescriptions[0].startswith(first)
+
+
+def test_a_recipe_run_is_diagnosed_against_its_budget():
+    """cifar10-90 is small and short on purpose: the doctor says so and offers cifar10-fast before 'bigger'."""
+    from cnnlab.diagnose.facts import run_facts
+    from cnnlab.train.session import prepare_config
+    cfg = prepare_config({"recipe": "cifar10-90"})
+    facts = run_facts(build_model(cfg["model"], (3, 32, 32), 10), cfg, "cifar10")
+    assert facts["recipe"]["name"] == "cifar10-90" and [r["name"] for r in facts["recipe"]["stronger"]] == ["cifar10-fast"]
+    v = diagnose(UNDERFIT, 10, facts)
+    assert v.regime == "underfitting" and v.details[0].startswith("this run is recipe cifar10-90 — 90% on CIFAR-10")
+    assert v.prescriptions[0].startswith("for more accuracy at a measured cost: --recipe cifar10-fast — 94%")
+    assert any("bigger" in p for p in v.prescriptions[1:])  # still there, after the recipe
+    top = prepare_config({"recipe": "cifar10-fast"})
+    facts = run_facts(build_model(top["model"], (3, 32, 32), 10), top, "cifar10")
+    assert facts["recipe"]["stronger"] == [] and "recipe cifar10-fast" in diagnose(UNDERFIT, 10, facts).details[0]
+    other = prepare_config({"recipe": "cifar10-90", "data": {"name": "cifar100"}})  # another data set: no offer
+    assert recipe_names(run_facts(build_model(other["model"], (3, 32, 32), 100), other, "cifar100")) == []
+    plain = _facts([{"conv": CR}, {"conv": CR}] + HEAD)  # no recipe: nothing changes
+    assert plain["recipe"] is None and not diagnose(UNDERFIT, 10, plain).details[0].startswith("this run is")
+
+
+def recipe_names(facts):
+    return [r["name"] for r in facts["recipe"]["stronger"]]

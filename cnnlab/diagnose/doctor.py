@@ -43,7 +43,30 @@ def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
+# verdicts whose remedy is more compute (a bigger model, more epochs): a recipe's run is small on purpose
+_MORE_COMPUTE = ("underfitting", "still-improving", "good-fit", "too-short")
+
+
 def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None) -> Verdict:
+    verdict = _diagnose(rows, num_classes, facts)
+    recipe = (facts or {}).get("recipe")
+    if recipe and verdict.regime in _MORE_COMPUTE:
+        return _within_budget(verdict, recipe)
+    return verdict
+
+
+def _within_budget(verdict: Verdict, recipe: dict) -> Verdict:
+    """A recipe trains to a FLOP budget: say so before prescribing more compute, and offer first the shipped
+    recipe that aims higher on the same data (its cost and accuracy are measured)."""
+    what = f" — {recipe['description']}" if recipe.get("description") else ""
+    note = (f"this run is recipe {recipe['name']}{what}. Its model size and epochs are its budget: each "
+            "step below spends more compute than the recipe does")
+    higher = [f"for more accuracy at a measured cost: --recipe {r['name']} — {r['description']}"
+              for r in recipe.get("stronger", [])]
+    return Verdict(verdict.regime, verdict.headline, higher + verdict.prescriptions, [note] + verdict.details)
+
+
+def _diagnose(rows: list[dict], num_classes: int, facts: dict | None) -> Verdict:
     if not rows:
         return Verdict("no-data", "the run has no finished epoch to read", ["train at least one epoch"])
     bad = next((r for r in rows if not _finite(r.get("loss"))), None)

@@ -39,11 +39,34 @@ def run_facts(model: nn.Module, config: dict, dataset_name: str) -> dict:
             facts["batchnorm"] = True
         elif kind == "conv":
             facts["conv_filters"].append(int(args["filters"]))
+    facts["recipe"] = recipe_facts(config)
     head = dense_head(model) if infos else None  # (a user's own module has no layer table to point into)
     if head:
         top, share = head[0], head[1]
         facts["dense_head"] = {"layer": str(top.index), "units": int(top.args["units"]), "share": round(share, 3)}
     return facts
+
+
+def recipe_facts(config: dict) -> dict | None:
+    """The shipped recipe the run started from (`--recipe`): what it is for, and the recipes that aim higher on
+    the same data set. None for a run that names no recipe."""
+    from ..errors import UserError
+    from ..recipes import list_recipes, load_recipe
+    name = config.get("recipe")
+    if not name:
+        return None
+    try:
+        _, about = load_recipe(name)
+    except UserError:  # a recipe this version does not ship
+        return {"name": name, "description": "", "target": None, "stronger": []}
+    target, data = about.get("target"), (config.get("data") or {}).get("name")
+    stronger = []
+    for other in list_recipes():
+        other_config, other_about = load_recipe(other)
+        if (other != name and target is not None and (other_config.get("data") or {}).get("name") == data
+                and (other_about.get("target") or 0) > target):
+            stronger.append({"name": other, "description": other_about.get("description", "")})
+    return {"name": name, "description": about.get("description", ""), "target": target, "stronger": stronger}
 
 
 def facts_for_run(run) -> dict | None:
