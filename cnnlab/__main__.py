@@ -1,6 +1,4 @@
 """`python -m cnnlab` is `cnnlab` (and what torchrun runs: `torchrun ... -m cnnlab train ...`)."""
-import sys
+from .cli import entry
 
-from .cli import main
-
-sys.exit(main())
+entry()

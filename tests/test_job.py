@@ -149,3 +149,23 @@ def test_train_accepts_a_model_file(data_dir, tmp_path, capsys):
                  "--run-dir", str(tmp_path / "run"), "--no-store"]) == 0
     assert "Test accuracy" in capsys.readouterr().out
     assert cnnlab.Run(tmp_path / "run").config["model"]["name"] == "tiny"
+
+
+def test_the_cli_exits_without_teardown_but_runs_atexit_flushes_and_waits_for_threads(tmp_path):
+    """cnnlab.cli.exit_now: the exit code, everything printed, atexit handlers run; a working thread is waited for."""
+    import subprocess
+    import sys
+    script = f"""
+import atexit, sys, threading, time
+from cnnlab.cli import exit_now
+atexit.register(lambda: open({str(tmp_path / 'atexit')!r}, 'w').write('ran'))
+if sys.argv[1] == 'thread':
+    threading.Thread(target=lambda: (time.sleep(0.3), open({str(tmp_path / 'thread')!r}, 'w').write('done'))).start()
+print('printed', end='')
+exit_now(3)
+"""
+    for mode in ("plain", "thread"):
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True)
+        assert out.returncode == 3 and out.stdout == "printed" and "Traceback" not in out.stderr
+        assert (tmp_path / "atexit").read_text() == "ran"
+    assert (tmp_path / "thread").read_text() == "done"

@@ -232,6 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_now(code: int) -> None:
+    """End the `cnnlab` process without Python's teardown of every module and object: 0.3 s for torch alone,
+    0.9 s after a training run (2-core Xeon), 1% of cifar10-90's wall time. Everything cnnlab writes is written
+    and closed by then; atexit handlers still run (logging, TensorBoard) and stdio is flushed. Where a thread
+    is still at work or torch.distributed is up, the ordinary exit waits for them instead."""
+    import atexit
+    import threading
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    dist = sys.modules.get("torch.distributed")
+    if busy or (dist is not None and dist.is_available() and dist.is_initialized()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or vanished reader: nothing left to say
+            pass
+    os._exit(code)
+
+
+def entry() -> None:
+    """The `cnnlab` command (and `python -m cnnlab`)."""
+    exit_now(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
