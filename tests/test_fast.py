@@ -175,6 +175,7 @@ def test_recipes_are_valid_configs_with_budgets():
     for name in list_recipes():
         cfg, about = load_recipe(name)
         assert about["description"] and about["target"]
+        assert all(isinstance(line, str) for line in about.get("measured", []))  # YAML reads "a: b" as a mapping
         b = budget(name)
         assert b["config"]["recipe"] == name
     assert budget("cifar10-fast")["pflop"] <= 0.36
