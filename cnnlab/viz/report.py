@@ -94,7 +94,7 @@ def _img(png: bytes | None, alt: str) -> str:
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:12px}img{max-width:100%}
+pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:12px}pre.prose{white-space:pre-wrap}img{max-width:100%}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}td:first-child{text-align:left}.kv td{text-align:left}.warn{color:#a40}"""
 
@@ -131,7 +131,7 @@ def render_html(run: Run, figs: dict) -> str:
 <table class="kv">{rows}</table>
 <section id="summary"><h2>Model summary and lint</h2><pre>{e(summary)}</pre>{lint_html}</section>
 <section id="curves"><h2>Curves</h2>{_img(figs['curves'], 'loss and accuracy curves')}</section>
-<section id="diagnosis"><h2>Diagnosis</h2><pre>{e(verdict.render())}</pre></section>
+<section id="diagnosis"><h2>Diagnosis</h2><pre class="prose">{e(verdict.render())}</pre></section>
 <section id="confusion"><h2>Confusion matrix</h2>{_img(figs['confusion'], 'confusion matrix')}</section>
 <section id="per-class"><h2>Per-class accuracy, precision and recall</h2>
 <table><tr><th>class</th><th>test images</th><th>accuracy (recall)</th><th>precision</th></tr>{per_class}</table></section>
