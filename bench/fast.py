@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from cnnlab.device import choose_placement, micro_batch_size
 from cnnlab.models import build_model
-from cnnlab.recipes import budget, load_recipe
+from cnnlab.app.recipes import budget
+from cnnlab.recipes import load_recipe
 
 TARGETS = {"cifar10-fast": (0.94, 0.36), "cifar10-90": (0.90, 0.05)}  # (mean accuracy, PFLOP) from issue 12
 AIMS = {"cifar10-fast": 0.29}  # PFLOP: issue 12's aim for cifar10-fast (airbench94_muon's budget)

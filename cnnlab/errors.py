@@ -23,3 +23,15 @@ def unknown(kind: str, name: str, valid: Iterable[str], where: str = "") -> User
     valid = sorted(valid)
     prefix = f"{where}: " if where else ""
     return UserError(f"{prefix}unknown {kind} '{name}'{closest(name, valid)}; valid: {', '.join(valid)}")
+
+
+class NotFound(UserError):
+    """The thing named (a run, a template) does not exist: the server answers 404."""
+
+
+class Conflict(UserError):
+    """The thing exists but is not in a state that allows this (a run without final weights yet): 409."""
+
+
+class TooLarge(UserError):
+    """The input is over a size limit (an upload, a request body): 413."""

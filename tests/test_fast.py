@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import cnnlab
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
-from cnnlab.recipes import budget, list_recipes, load_recipe
+from cnnlab.app.recipes import budget
+from cnnlab.recipes import list_recipes, load_recipe
 from cnnlab.train.augment import Augmenter, alternating_flip
 from cnnlab.train.engine import classification_loss, evaluate
 from cnnlab.train.muon import Muon, orthogonalise

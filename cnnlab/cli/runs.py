@@ -1,10 +1,10 @@
-"""`cnnlab train | resume | stop | eval | predict | doctor | lr-find | sanity`: runs and what they tell."""
+"""`cnnlab train | resume | stop | eval | predict | doctor | lr-find | sanity`: runs and what they tell. Each
+command parses its flags, calls cnnlab.app, and prints what comes back."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from .store import _resolve_run_dir
+from ..app import checks, jobs, runs
 
 
 def _overrides(args) -> list[str]:
@@ -20,61 +20,28 @@ def cmd_train(args) -> int:
     launched = _launched(args)
     if launched is not None:
         return launched
-    from ..train import Job
-    from ..train.progress import Progress
     overrides = _overrides(args)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
              "seed": args.seed, "precision": args.precision, "recipe": args.recipe}
     if args.tensorboard:
         overrides.append("tensorboard=true")
     if args.dry_run:
-        return _dry_run(args.config, overrides, flags)
-    job = Job(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
-              overwrite=args.overwrite, listeners=[Progress(quiet=args.quiet)],
-              store=False if args.no_store else (args.store or True))
+        print(checks.dry_run(args.config, overrides, flags).render())
+        return 0
+    job = jobs.Job(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
+                   overwrite=args.overwrite, listeners=[jobs.Progress(quiet=args.quiet)],
+                   store=False if args.no_store else (args.store or True))
     return _run_job(job)
 
 
-def _dry_run(config, overrides, flags) -> int:
-    """Check the config and the model against the data set, print the summary and lint; train nothing."""
-    from ..diagnose.lint import lint, render as render_lint
-    from ..data import SOURCES, load_dataset
-    from ..models import build_model
-    from ..models.summary import render, summarize
-    from ..train.session import prepare
-    cfg, spec = prepare(config, overrides, flags)
-    d = cfg["data"]
-    if d["name"] in SOURCES:
-        shape, classes = SOURCES[d["name"]].input_shape, SOURCES[d["name"]].num_classes
-    else:
-        ds = load_dataset(d["name"], d["dir"], root=d["root"], image_size=d["image_size"], download=d["download"])
-        shape, classes = ds.input_shape, ds.num_classes
-    model = build_model(spec, shape, classes)
-    print(render(summarize(model), cfg["batch_size"]))
-    print(render_lint(lint(model)))
-    print(f"config OK: {cfg['name']} on {d['name']}, {cfg['epochs']} epochs of batch {cfg['batch_size']} "
-          "(--dry-run: nothing trained or written)")
-    return 0
-
-
 def _run_job(job) -> int:
-    """Run a job in this thread; SIGTERM asks it to stop cleanly (marked interrupted, resumable)."""
-    import signal
-    from ..train import distributed
-    previous = signal.signal(signal.SIGTERM, lambda *_: job.stop())
-    try:
-        job.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        distributed.finish()
+    jobs.run_here(job)
     return 0
 
 
 def _launched(args) -> int | None:
     """`--nproc N` (N > 1) outside torchrun: start N ranks of this same command and wait for them."""
-    import os
-    from ..train import distributed
-    if not getattr(args, "nproc", None) or args.nproc <= 1 or "WORLD_SIZE" in os.environ:
+    if not getattr(args, "nproc", None) or args.nproc <= 1 or jobs.is_rank():
         return None
     argv, skip = [], False
     for item in args.argv:
@@ -86,29 +53,25 @@ def _launched(args) -> int | None:
             continue
         if not item.startswith("--nproc="):
             argv.append(item)
-    return distributed.launch(args.nproc, argv)
+    return jobs.launch(args.nproc, argv)
 
 
 def cmd_resume(args) -> int:
     launched = _launched(args)
     if launched is not None:
         return launched
-    from ..train import Job
-    from ..train.progress import Progress
-    return _run_job(Job.resume(args.run_dir, listeners=[Progress(quiet=args.quiet)]))
+    return _run_job(jobs.Job.resume(args.run_dir, listeners=[jobs.Progress(quiet=args.quiet)]))
 
 
 def cmd_stop(args) -> int:
-    from ..rundir import request_stop
-    path = request_stop(_resolve_run_dir(args.run, args.store))
+    path = runs.stop(runs.open_run(args.run, args.store))
     print(f"asked {path.parent} to stop after its current batch (wrote {path.name}); "
           f"`cnnlab resume {path.parent}` continues it")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from ..train import evaluate_run
-    result = evaluate_run(args.run_dir, args.data, args.data_dir, args.split)
+    result = runs.evaluate(runs.open_run(args.run_dir), args.data, args.data_dir, args.split)
     line = f"{args.run_dir}: {result['split']} accuracy {result['acc']:.4f}  loss {result['loss']:.4f}  " \
            f"({result['images']:,} images)"
     if "acc_tta" in result:
@@ -118,8 +81,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..train.predict import predict
-    results = predict(args.run_dir, args.images, args.top_k)
+    results = runs.predict(runs.open_run(args.run_dir), args.images, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -131,33 +93,20 @@ def cmd_predict(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from ..diagnose.doctor import diagnose
-    from ..train import Run
-    from ..diagnose.facts import facts_for_run
-    run = Run(args.run_dir)
-    verdict = diagnose(run.metrics, len(run.data_info["classes"]), facts_for_run(run))
+    verdict = runs.diagnose(runs.open_run(args.run_dir))
     print(json.dumps(verdict.as_dict(), indent=2) if args.json else verdict.render())
     return 0
 
 
-def _session(args):
-    from ..train.session import Session, prepare
-    cfg, spec = prepare(args.config, _overrides(args), {"batch_size": getattr(args, "batch_size", None)})
-    return Session(cfg, spec=spec)
-
-
 def cmd_lr_find(args) -> int:
-    from ..diagnose.lr_find import lr_find
-    session = _session(args)
-    out = Path(args.out or "lr-find.png")
-    finding = lr_find(session, args.start_lr, args.end_lr, args.steps, plot=out)
+    finding = checks.lr_find(args.config, _overrides(args), {"batch_size": args.batch_size}, args.start_lr,
+                             args.end_lr, args.steps, args.out or "lr-find.png")
     print(finding.render())
-    print(f"wrote {out}")
+    print(f"wrote {args.out or 'lr-find.png'}")
     return 0
 
 
 def cmd_sanity(args) -> int:
-    from ..diagnose.sanity import sanity_check
-    report = sanity_check(_session(args), args.batch, args.steps)
+    report = checks.sanity(args.config, _overrides(args), {"batch_size": None}, args.batch, args.steps)
     print(report.render())
     return 0 if report.passed else 1

@@ -7,6 +7,7 @@ import sys
 from ..errors import UserError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+GRACEFUL_S = 2  # Ctrl-C / SIGTERM: open streams and requests get this long, then the server stops
 
 
 def cmd_serve(args) -> int:
@@ -26,9 +27,9 @@ def cmd_serve(args) -> int:
     app = create_app(args.runs, args.data_dir, token, args.threads)
     url = f"http://{'127.0.0.1' if args.host in LOOPBACK else args.host}:{args.port}/" + \
         (f"?token={token}" if token else "")
-    print(f"cnnlab serve: {url}  (runs in {args.runs}; Ctrl-C stops)", flush=True)
+    print(f"cnnlab serve: open {url}  (runs in {args.runs}; Ctrl-C stops)", flush=True)
     if args.open:
         import webbrowser
         webbrowser.open(url)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S)
     return 0

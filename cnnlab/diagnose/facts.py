@@ -80,3 +80,11 @@ def facts_for_run(run) -> dict | None:
     except (UserError, ImportError):
         return None
     return run_facts(model, config, config["data"]["name"])
+
+
+def diagnose_run(run):
+    """The doctor's verdict on a recorded run from what it wrote (metrics.csv, config, data.json), with its
+    facts (the `no-data` verdict before its first epoch). `cnnlab doctor`, the report and the web page all
+    read this one."""
+    from .doctor import diagnose
+    return diagnose(run.metrics, len(run.data_info["classes"]), facts_for_run(run))

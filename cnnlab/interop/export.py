@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from ..errors import UserError
 from ..fsutil import atomic_path
 from ..rundir import Run

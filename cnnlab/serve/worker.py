@@ -2,39 +2,86 @@
 trains, and a crash in training (even a segfault) does not take it down. One training at a time (a small
 machine has the cores for one); the rest wait in order and show as queued.
 
-The worker runs ordinary Jobs (cnnlab/train/job.py) and sends their events back as plain dicts; the
-server fans them out to the pages that listen. Stopping goes through the run's STOP file, as from the CLI.
+The worker runs ordinary Jobs and sends their events back as plain dicts; the server fans them out to the
+pages that listen. Every way a run can end is written down (cnnlab/app/jobs.py): a job that fails before it
+trains, a worker that dies mid-run, a server that stops. SIGTERM asks the worker to stop its run after the
+current batch (marked interrupted, resumable); a worker whose server has gone stops the same way.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+STOP_GRACE_S = 3.0   # after SIGTERM, what a run gets to finish its batch and write its ending
 
 
 def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
     """The worker process: train each job in turn, forwarding its events."""
     import torch
-    from ..errors import UserError
-    from ..train import Job
+    from ..app.jobs import Job, record_end
     if threads:
         torch.set_num_threads(threads)
-    while True:
-        item = jobs.get()
+    current: dict = {}
+    parent = os.getppid()
+
+    def stop_and_leave(*_):
+        job = current.get("job")
+        if job is not None:
+            job.stop()
+        deadline = threading.Timer(STOP_GRACE_S, lambda: os._exit(0))  # a batch that will not end is not waited for
+        deadline.daemon = True  # ...and a run that ends in time is not kept waiting for it either
+        deadline.start()
+        current["leaving"] = True
+
+    signal.signal(signal.SIGTERM, stop_and_leave)
+    signal.signal(signal.SIGINT, stop_and_leave)  # Ctrl-C in the server's terminal reaches this process too
+
+    def watch_parent():  # the server killed outright (SIGKILL, a crash): do not train on for nobody
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        stop_and_leave()
+    threading.Thread(target=watch_parent, daemon=True).start()
+
+    while not current.get("leaving"):
+        try:
+            item = jobs.get(timeout=0.5)
+        except queue.Empty:
+            continue
         if item is None:
             return
         run_id = item["id"]
+        ending: list = []
 
-        def forward(event, run_id=run_id):
-            events.put({"id": run_id, **event.as_dict()})
+        def forward(event, run_id=run_id, ending=ending):
+            if event.type == "end":  # told once the run's ending is on disk (below), so a page can read it
+                ending.append({"id": run_id, **event.as_dict()})
+            else:
+                events.put({"id": run_id, **event.as_dict()})
         try:
-            Job(item["config"], run_dir=item["run_dir"], store=item["store"], listeners=[forward]).run()
-        except (UserError, KeyboardInterrupt):
-            pass  # told to the page as an 'error' event already
-        except Exception:  # noqa: BLE001 — a crash of one run is that run's; the worker takes the next
-            pass
+            if item.get("resume"):
+                job = Job.resume(item["run_dir"], listeners=[forward], store=item["store"])
+            else:
+                job = Job(item["config"], run_dir=item["run_dir"], overwrite=True, store=item["store"],
+                          listeners=[forward])
+            current["job"] = job
+            job.run()
+        except BaseException as exc:  # noqa: BLE001 — one run's failure is that run's; the worker takes the next
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            result = record_end(item["run_dir"], status, message, item["store"])
+            if current.get("job") is None:  # failed before the job existed: it told nobody
+                events.put({"id": run_id, "type": "error", "data": {"message": message, "kind": "user"}})
+                ending.append({"id": run_id, "type": "end", "data": {"status": result["status"]}})
+        finally:
+            current["job"] = None
+            for event in ending:
+                events.put(event)
 
 
 @dataclass
@@ -52,14 +99,14 @@ class TrainingWorker:
     def __init__(self, store_path: Path, threads: int | None = None):
         self.store_path = str(store_path)
         self.threads = threads
-        ctx = mp.get_context("spawn")  # a fresh interpreter: no threads or locks inherited from the server
-        self._ctx = ctx
-        self.jobs: mp.Queue = ctx.Queue()
-        self.events: mp.Queue = ctx.Queue()
+        self._ctx = mp.get_context("spawn")  # a fresh interpreter: no threads or locks inherited from the server
+        self.jobs: mp.Queue = self._ctx.Queue()
+        self.events: mp.Queue = self._ctx.Queue()
         self.runs: dict[str, Queued] = {}
         self.subscribers: dict[str, list[queue.Queue]] = {}
         self.lock = threading.Lock()
         self.process = None
+        self._closing = False
         self._start_process()
         self._pump = threading.Thread(target=self._dispatch, name="cnnlab-events", daemon=True)
         self._pump.start()
@@ -69,11 +116,12 @@ class TrainingWorker:
                                          name="cnnlab-trainer", daemon=True)
         self.process.start()
 
-    def submit(self, run_id: str, run_dir: str, config: dict) -> Queued:
+    def submit(self, run_id: str, run_dir: str, config: dict, resume: bool = False) -> Queued:
         item = Queued(run_id, run_dir, config)
         with self.lock:
             self.runs[run_id] = item
-        self.jobs.put({"id": run_id, "run_dir": run_dir, "config": config, "store": self.store_path})
+        self.jobs.put({"id": run_id, "run_dir": run_dir, "config": config, "store": self.store_path,
+                       "resume": resume})
         return item
 
     def subscribe(self, run_id: str) -> tuple[queue.Queue, list]:
@@ -95,45 +143,57 @@ class TrainingWorker:
             except queue.Empty:
                 self._check_alive()
                 continue
-            except (EOFError, OSError):
+            except (EOFError, OSError, ValueError):
                 return
-            run_id = event["id"]
-            with self.lock:
-                run = self.runs.get(run_id)
-                if run is not None:
-                    if event["type"] == "start":
-                        run.status = "running"
-                    elif event["type"] == "end":
-                        run.status = event["data"]["status"]
-                    if event["type"] != "batch":
-                        run.events.append(event)
-                listeners = list(self.subscribers.get(run_id, []))
-            for q in listeners:
-                q.put(event)
+            self._deliver(event)
+
+    def _deliver(self, event: dict) -> None:
+        run_id = event["id"]
+        with self.lock:
+            run = self.runs.get(run_id)
+            if run is not None:
+                if event["type"] == "start":
+                    run.status = "running"
+                elif event["type"] == "end":
+                    run.status = event["data"]["status"]
+                if event["type"] != "batch":
+                    run.events.append(event)
+            listeners = list(self.subscribers.get(run_id, []))
+        for q in listeners:
+            q.put(event)
 
     def _check_alive(self) -> None:
-        """A worker that died mid-run (a segfault, the OOM killer) fails that run and is started again."""
-        if self.process is not None and not self.process.is_alive():
-            with self.lock:
-                for run in self.runs.values():
-                    if run.status == "running":
-                        run.status = "failed"
-                        end = {"id": run.id, "type": "end", "data": {"status": "failed"}, "run": run.run_dir}
-                        run.events.append(end)
-                        for q in self.subscribers.get(run.id, []):
-                            q.put(end)
-            self._start_process()
+        """A worker that died mid-run (a segfault, the OOM killer) fails that run, on disk too, and is started
+        again for the runs still queued."""
+        if self._closing or self.process is None or self.process.is_alive():
+            return
+        from ..app.jobs import record_end
+        code = self.process.exitcode
+        reason = f"the training process died (signal {-code})" if code and code < 0 else \
+            f"the training process exited with status {code}"
+        with self.lock:
+            running = [r for r in self.runs.values() if r.status == "running"]
+        for run in running:
+            result = record_end(run.run_dir, "failed", f"{reason}; its last checkpoint is kept", self.store_path)
+            self._deliver({"id": run.id, "type": "error", "data": {"message": result.get("message"), "kind": "crash"}})
+            self._deliver({"id": run.id, "type": "end", "data": {"status": result["status"]}})
+        self._start_process()
 
     def queued(self) -> list[Queued]:
         with self.lock:
             return [r for r in self.runs.values() if r.status in ("queued", "running")]
 
     def close(self) -> None:
+        """Stop the worker: its run stops after the current batch and is marked interrupted (resumable)."""
+        self._closing = True
+        process = self.process
+        if process is None or not process.is_alive():
+            return
         try:
-            self.jobs.put(None)
-            if self.process is not None:
-                self.process.join(timeout=2)
-                if self.process.is_alive():
-                    self.process.terminate()
+            process.terminate()  # SIGTERM: the worker stops its job cleanly
+            process.join(STOP_GRACE_S + 1)
+            if process.is_alive():
+                process.kill()
+                process.join(1)
         except (OSError, ValueError):
             pass

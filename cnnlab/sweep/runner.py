@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import UserError
+from ..process import alive
 from .spec import SweepSpec, apply_params, base_config
 
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
@@ -117,22 +118,10 @@ def _recover_stale(study) -> None:
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get("host") != host or _alive(attrs.get("pid")):
+        if attrs.get("host") != host or alive(attrs.get("pid")):
             continue
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-
-
-def _alive(pid) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _taken(study, number: int) -> int:
@@ -142,10 +131,10 @@ def _taken(study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 
-def run_trial(study, trial, spec: SweepSpec, base: dict, runs_root: Path, store, threads: int | None) -> None:
-    """One trial as an ordinary run; its validation curve goes to Optuna epoch by epoch."""
+def run_trial(study, trial, spec: SweepSpec, base: dict, runs_root: Path, store, threads: int | None, job) -> None:
+    """One trial as an ordinary run of `job` (the Job class: cnnlab.app.jobs.Job); its validation curve goes to
+    Optuna epoch by epoch."""
     import optuna
-    from ..train import Job
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
     params = suggest(trial, spec)
@@ -170,7 +159,7 @@ def run_trial(study, trial, spec: SweepSpec, base: dict, runs_root: Path, store,
             job.stop()
 
     try:
-        job = Job(cfg, run_dir=run_dir, overwrite=True, store=store.path if store else False, listeners=[report])
+        job = job(cfg, run_dir=run_dir, overwrite=True, store=store.path if store else False, listeners=[report])
         run = job.run()
     except UserError as exc:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -191,7 +180,7 @@ def run_trial(study, trial, spec: SweepSpec, base: dict, runs_root: Path, store,
 
 
 def work(spec: SweepSpec, runs_root: Path, url: str | None, store_path: Path | None, threads: int | None,
-         log=print, worker: int = 0) -> int:
+         job, log=print, worker: int = 0) -> int:
     """One worker: take trials from the shared study until `spec.trials` are done or under way."""
     import optuna
     from ..track.store import Store
@@ -213,7 +202,7 @@ def work(spec: SweepSpec, runs_root: Path, url: str | None, store_path: Path | N
             trial.set_user_attr("surplus", True)  # another worker took the last one meanwhile
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return done
-        run_trial(study, trial, spec, base, runs_root, store, threads)
+        run_trial(study, trial, spec, base, runs_root, store, threads, job)
         finished = study.get_trials(deepcopy=False)[trial.number]
         state = finished.state.name.lower()
         value = f"{spec.objective} {finished.value:.4f}" if finished.value is not None else ""
@@ -224,17 +213,18 @@ def work(spec: SweepSpec, runs_root: Path, url: str | None, store_path: Path | N
 
 
 def _work_in_process(args) -> None:
-    spec, runs_root, url, store_path, threads, worker = args
+    spec, runs_root, url, store_path, threads, job, worker = args
     try:
-        work(spec, runs_root, url, store_path, threads, log=lambda text: print(text, flush=True), worker=worker)
+        work(spec, runs_root, url, store_path, threads, job, log=lambda text: print(text, flush=True), worker=worker)
     except UserError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 
-def run_sweep(spec: SweepSpec, runs_root: Path, url: str | None = None, workers: int = 1,
+def run_sweep(spec: SweepSpec, runs_root: Path, job, url: str | None = None, workers: int = 1,
               store_path: Path | None = None, log=print) -> object:
-    """Run the sweep with `workers` local processes sharing the study; returns the study."""
+    """Run the sweep with `workers` local processes sharing the study, each trial a run of `job` (the Job
+    class, handed down by the application layer: a trial is an ordinary run); returns the study."""
     cores = os.cpu_count() or 1
     if workers > cores:
         log(f"warning: {workers} workers on {cores} cores: they compete for the cores, and the sweep takes longer "
@@ -247,10 +237,10 @@ def run_sweep(spec: SweepSpec, runs_root: Path, url: str | None = None, workers:
     prepare_config(apply_params(base, first))  # a space key that names nothing fails now, not in trial 0
     open_study(spec, runs_root, url)  # create it once, before the workers race to
     if workers == 1:
-        work(spec, runs_root, url, store_path, threads if cores > 1 else None, log)
+        work(spec, runs_root, url, store_path, threads if cores > 1 else None, job, log)
     else:
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_work_in_process, args=((spec, runs_root, url, store_path, threads, i + 1),))
+        procs = [ctx.Process(target=_work_in_process, args=((spec, runs_root, url, store_path, threads, job, i + 1),))
                  for i in range(workers)]
         for p in procs:
             p.start()

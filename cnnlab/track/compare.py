@@ -79,16 +79,23 @@ def table(rows: list[dict], columns: tuple | list, headers: list[str] | None = N
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells])
 
 
+def config_diff(configs: dict[str, dict]) -> dict[str, dict]:
+    """{dotted key: {run id: value}} for every config key whose value differs between the runs (name aside)."""
+    flat = {run_id: flatten(config) for run_id, config in configs.items()}
+    keys = sorted(set().union(*flat.values())) if flat else []
+    return {k: {run_id: f.get(k) for run_id, f in flat.items()} for k in keys
+            if k != "name" and len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat.values()}) > 1}
+
+
+RESULT_KEYS = ("model", "data", "epochs_completed", "params", "macs", "test_acc", "final_acc", "val_acc",
+               "wall_time_s", "device", "status")
+
+
 def compare(runs: list[dict]) -> tuple[str, str]:
-    """(config keys that differ, results side by side) as two text tables."""
-    flat = [flatten(json.loads(r["config"] or "{}")) for r in runs]
-    keys = sorted(set().union(*flat))
-    differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1
-              and k != "name"]
-    config_rows = [{"key": k, **{r["id"]: f.get(k) for r, f in zip(runs, flat)}} for k in differ]
+    """(config keys that differ, results side by side) as two text tables, for store rows."""
     ids = [r["id"] for r in runs]
+    differ = config_diff({r["id"]: json.loads(r["config"] or "{}") for r in runs})
+    config_rows = [{"key": k, **values} for k, values in differ.items()]
     config_table = table(config_rows, ["key"] + ids) if differ else "(the configs are identical)"
-    result_keys = ("model", "data", "epochs_completed", "params", "macs", "test_acc", "final_acc", "val_acc",
-                   "wall_time_s", "device", "status")
-    result_rows = [{"result": k, **{r["id"]: r.get(k) for r in runs}} for k in result_keys]
+    result_rows = [{"result": k, **{r["id"]: r.get(k) for r in runs}} for k in RESULT_KEYS]
     return config_table, table(result_rows, ["result"] + ids)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..events import Listener
+from ..process import alive
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -40,18 +41,6 @@ METRIC_COLUMNS = ("lr", "loss", "acc", "val_loss", "val_acc", "test_loss", "test
 RUN_COLUMNS = ("id", "path", "name", "model", "data", "status", "created_at", "finished_at", "epochs",
                "epochs_completed", "params", "macs", "test_acc", "final_acc", "val_acc", "wall_time_s", "device",
                "tags", "note")
-
-
-def _alive(pid) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def default_store_path() -> Path:
@@ -146,7 +135,7 @@ class Store:
         rows = self._read("SELECT * FROM runs ORDER BY created_at, id")
         for r in rows:
             r["tags"] = json.loads(r["tags"] or "[]")
-            if r["status"] == "running" and not _alive(r.get("pid")):
+            if r["status"] == "running" and not alive(r.get("pid")):
                 r["status"] = "crashed"  # its process is gone without a result: `cnnlab resume` it
         return rows
 

@@ -105,13 +105,12 @@ document.body.setAttribute('data-images-ok',imgs.filter(function(i){return i.nat
 
 
 def render_html(run: Run, figs: dict) -> str:
-    from ..diagnose.doctor import diagnose
-    from ..diagnose.facts import run_facts
+    from ..diagnose.facts import diagnose_run
     from ..diagnose.lint import lint
     result = run.result
     summary = (run.dir / "summary.txt").read_text() if (run.dir / "summary.txt").exists() else ""
     findings = lint(run.model)
-    verdict = diagnose(run.metrics, len(figs["classes"]), run_facts(run.model, run.config, run.config["data"]["name"]))
+    verdict = diagnose_run(run)
     e = html.escape
     facts = [("status", result.get("status")), ("data", result.get("data")), ("model", result.get("model")),
              ("test accuracy", result.get("test_acc")), ("with flip TTA", result.get("test_acc_tta")),

@@ -388,9 +388,16 @@ function paintRuns() {
     ...RUN_COLUMNS.map((c) => {
       if (c === "id") return el("td", {}, r.status === "finished" ? el("a", { href: `/api/runs/${encodeURIComponent(r.id)}/report`, target: "_blank" }, r.id) : r.id);
       if (c === "tags") return el("td", {}, ...(r.tags || []).map((t) => el("span", { class: "tag" }, t)));
+      if (c === "status") return el("td", { class: `status ${r.status}` }, r.status,
+        r.message && r.status !== "finished" ? el("div", { class: "run-message" }, r.message) : null,
+        ["interrupted", "crashed"].includes(r.status) ? el("button", { class: "resume", onclick: () => resumeRun(r.id) }, "Resume") : null);
       const v = r[c];
       return el("td", { class: typeof v === "number" ? "num" : "" }, typeof v === "number" && v < 1 && c.endsWith("acc") ? v.toFixed(4) : typeof v === "number" ? fmt(Math.round(v * 100) / 100) : (v ?? "-"));
     }))));
+}
+async function resumeRun(id) {  // continue an interrupted run from its last checkpoint, and watch it on Train
+  try { await api(`/api/runs/${encodeURIComponent(id)}/resume`, {}); show("train"); follow(id); }
+  catch (e) { $("#status-line").textContent = e.message; }
 }
 const selectedRuns = () => [...document.querySelectorAll("#runs-table tbody input:checked")].map((i) => i.value);
 $("#runs-filter").addEventListener("input", paintRuns);

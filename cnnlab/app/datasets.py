@@ -1,0 +1,134 @@
+"""Data sets as the front ends need them: a name (or image folder) -> input shape and class count, which
+built-in sets are on this machine, per-class counts, and a grid of augmented training samples."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import SOURCES, load_dataset
+from ..errors import UserError
+
+_folder_inputs: dict[tuple, tuple[tuple, int]] = {}  # an image folder is read once per process for its shape
+_folder_lock = threading.Lock()
+
+
+def names() -> list[str]:
+    """The built-in data sets (any image folder works too)."""
+    return list(SOURCES)
+
+
+def input_for(name: str, data_dir: str | None = None, root: str | None = None,
+              image_size=None) -> tuple[tuple, int]:
+    """(input shape, class count) of a data set: known without reading for the built-in sets; an image folder
+    is read (once per process) to find its size and classes."""
+    if name in SOURCES:
+        return SOURCES[name].input_shape, SOURCES[name].num_classes
+    key = (name, data_dir, root, str(image_size))
+    with _folder_lock:
+        if key not in _folder_inputs:
+            ds = load_dataset(name, data_dir, root=root, image_size=image_size)
+            if len(_folder_inputs) >= 32:
+                _folder_inputs.pop(next(iter(_folder_inputs)))
+            _folder_inputs[key] = (ds.input_shape, ds.num_classes)
+        return _folder_inputs[key]
+
+
+def config_input(cfg) -> tuple[tuple, int]:
+    """(input shape, class count) for a resolved training config's data section."""
+    d = cfg["data"]
+    return input_for(d["name"], d["dir"], d["root"], d["image_size"])
+
+
+def data_for_shape(shape, spec: dict) -> str | None:
+    """The built-in data set a model's declared input shape was written for (an imported Keras model's)."""
+    last = spec["layers"][-1] if spec.get("layers") else None
+    dense = last.get("dense") if isinstance(last, dict) else None
+    units = dense.get("units") if isinstance(dense, dict) else dense
+    if tuple(shape) == (3, 32, 32):
+        return "cifar100" if units == 100 else "cifar10"
+    if tuple(shape) == (1, 28, 28):
+        return "mnist"
+    return None
+
+
+def present(data_dir: str | None) -> list[str]:
+    """The built-in sets already on this machine (what trains without a download)."""
+    from ..data.dataset import default_cache_dir, locate
+    found = []
+    for name, source in SOURCES.items():
+        try:
+            if locate(source, data_dir, default_cache_dir(), download=False) is not None:
+                found.append(name)
+        except UserError:
+            pass
+    return found
+
+
+@dataclass
+class DataInfo:
+    name: str
+    input_shape: tuple
+    classes: list[str]
+    train: int
+    val: int
+    test: int
+    mean: list[float]
+    std: list[float]
+    train_counts: list[int]
+    test_counts: list[int]
+
+    def render(self) -> str:
+        c, h, w = self.input_shape
+        lines = [f"{self.name}: {self.train:,} training, {self.val:,} validation, {self.test:,} test images of "
+                 f"{h}x{w}, {c} channel{'s' if c > 1 else ''}, {len(self.classes)} classes",
+                 f"channel mean {', '.join(f'{m:.4f}' for m in self.mean)}   "
+                 f"std {', '.join(f'{s:.4f}' for s in self.std)}"]
+        width = max(len(n) for n in self.classes)
+        lines.append(f"{'class':{width}s}  {'train':>7s}  {'test':>6s}")
+        lines += [f"{name:{width}s}  {tr:7,d}  {te:6,d}"
+                  for name, tr, te in zip(self.classes, self.train_counts, self.test_counts)]
+        return "\n".join(lines)
+
+
+def describe(name: str, data_dir: str | None = None, val_split: float | None = None,
+             root: str | None = None) -> DataInfo:
+    """Counts per class, image size and channel statistics (`cnnlab data info`)."""
+    ds = load_dataset(name, data_dir, val_split, root=root)
+    mean, std = ds.channel_stats()
+    train, test = Counter(ds.train_y.tolist()), Counter(ds.test_y.tolist())
+    return DataInfo(ds.name, ds.input_shape, list(ds.classes), len(ds.train_x),
+                    0 if ds.val_x is None else len(ds.val_x), len(ds.test_x), mean, std,
+                    [train[i] for i in range(ds.num_classes)], [test[i] for i in range(ds.num_classes)])
+
+
+def samples(name: str, out: str | Path | None = None, augment=None, data_dir: str | None = None, root: str | None = None,
+            count: int = 32, seed: int = 0, columns: int = 8, repeat: int = 1, labelled: bool = True) -> Path:
+    """A PNG grid of `count` random training images, augmented as `augment` says (a config file, auto, none,
+    or a mapping of augment keys) — each image `repeat` times, so an augmentation's variety shows; `labelled`
+    False: a bare strip (the web page's preview)."""
+    import torch
+    from .. import config as config_mod
+    from ..train.augment import Augmenter
+    from ..viz.grid import image_grid
+    ds = load_dataset(name, data_dir, root=root)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(ds.train_x), generator=gen)[:count].repeat_interleave(repeat)
+    images = ds.train_x[idx]
+    title = f"{ds.name}: {count} training images"
+    labels = [ds.classes[i] for i in ds.train_y[idx].tolist()]
+    if augment is not None:
+        given = augment if isinstance(augment, dict) and augment else "auto" if augment in ({}, None) else augment
+        source = given if isinstance(given, str) and Path(given).exists() else \
+            {"augment": given, "data": {"name": ds.name if ds.name in SOURCES else "imagefolder"}}
+        cfg, _ = config_mod.resolve(source)
+        settings = config_mod.augment_settings(cfg, ds.name if ds.name in config_mod.AUGMENT_DEFAULTS
+                                               else "imagefolder")
+        augmenter = Augmenter(settings, [0.0] * ds.input_shape[0], [1.0] * ds.input_shape[0], torch.device("cpu"))
+        images = augmenter.augment(images, gen)
+        title += ", augmented: " + ", ".join(f"{k}={v}" for k, v in settings.items()
+                                             if v not in (0, 0.0, "none") and k not in ("crop_mode", "fill"))
+    if not labelled:
+        labels, title = [""] * len(images), ""
+    return image_grid(images, labels, out or f"{ds.name}-samples.png", columns=columns, title=title)

@@ -1,0 +1,178 @@
+"""A model before training: check, summarise and lint it against a data set, start from a template, move it
+between YAML text and layer lists, and import one written in Keras."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..diagnose.check import check_model
+from ..diagnose.lint import Finding, lint, lint_spec, render as render_lint
+from ..errors import UserError
+from ..models import build_model, list_models, model_spec, resolve_spec
+from ..models.layers import normalise_entry
+from ..models.summary import Summary, render as render_summary, summarize
+from ..models.templates import TEMPLATES
+from ..yamlio import Located, load_yaml, parse_yaml
+from .datasets import data_for_shape, input_for
+
+
+@dataclass
+class ModelArg:
+    """What `cnnlab summary | lint MODEL` was given, resolved: the model (with its file lines) and the data set
+    it is for (from --data, else the config file's data.name, else cifar10)."""
+    spec: object
+    data: str
+
+
+def model_arg(model: str, data: str | None = None) -> ModelArg:
+    """A model YAML, a training config holding `model:`, or a registered name."""
+    spec = model
+    if model.endswith((".yaml", ".yml")):
+        located = load_yaml(model)
+        if isinstance(located.data, dict) and "model" in located.data and "layers" not in located.data:
+            if data is None and isinstance(located.data.get("data"), dict):
+                data = located.data["data"].get("name")
+            spec = located.sub(("model",))
+            if isinstance(spec.data, str) and spec.data.endswith((".yaml", ".yml")):
+                spec = spec.data
+        else:
+            spec = located
+    return ModelArg(spec, data or "cifar10")
+
+
+@dataclass
+class ModelReport:
+    """A model's summary (None when it cannot be built), its lint findings, and the build error if any."""
+    summary: Summary | None
+    findings: list[Finding]
+    error: UserError | None = None
+    batch_size: int = 256
+
+    def render(self, lint_always: bool = False) -> str:
+        """The summary table, then the findings (`lint: no findings` said only when `lint_always`)."""
+        parts = [render_summary(self.summary, self.batch_size)] if self.summary else []
+        if self.findings or lint_always or self.summary is None:
+            parts.append(render_lint(self.findings))
+        return "\n".join(parts)
+
+
+def summary(model, data: str = "cifar10", data_dir: str | None = None, root: str | None = None,
+            batch_size: int = 256) -> ModelReport:
+    """Layer table, parameters, MACs and memory, with the lint findings (raises if the model cannot be built)."""
+    shape, classes = input_for(data, data_dir, root)
+    built = build_model(model, shape, classes)
+    return ModelReport(summarize(built), lint(built), batch_size=batch_size)
+
+
+def lint_model(model, data: str = "cifar10", data_dir: str | None = None, root: str | None = None) -> ModelReport:
+    """Findings for a model; one that cannot be built gets its error and every finding still possible."""
+    shape, classes = input_for(data, data_dir, root)
+    error, findings = lint_spec(model, shape, classes)
+    return ModelReport(None, findings, error)
+
+
+def check(model, data: str = "cifar10", data_dir: str | None = None) -> dict:
+    """Every top-level layer's output shape, parameters and findings, the totals, and the failing layer: what
+    the Build page draws as the model is edited."""
+    shape, classes = input_for(data, data_dir)
+    return check_model(model, shape, classes)
+
+
+def refuse_code(model, where: str = "model") -> None:
+    """`{module: package.module:Class}` imports and calls Python code, and a path reads a file: fine from a
+    local config file, refused for a model that arrives over the network (it would run any callable)."""
+    stack = [model]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str) and ("/" in node or "\\" in node or node.endswith((".yaml", ".yml"))):
+            raise UserError(f"{where}: a file path is not read over the network; send the layers, or a "
+                            "registered name")
+        if isinstance(node, dict):
+            if "module" in node:
+                raise UserError(f"{where}: a {{module: ...}} model imports Python code and is refused over the "
+                                "network; write it as layers, or train it from the CLI")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def templates() -> list[str]:
+    return list(TEMPLATES)
+
+
+def template(name: str, data: str = "cifar10", data_dir: str | None = None) -> dict:
+    """A starting point's layers: a Build-page template, or a registered architecture written out."""
+    if name in TEMPLATES:
+        return {"name": name, "layers": TEMPLATES[name]}
+    shape, classes = input_for(data, data_dir)
+    spec = model_spec(name, shape, classes)
+    return {"name": spec.get("name", name), "layers": spec["layers"]}
+
+
+def to_yaml(model, name: str = "model") -> str:
+    """A model as the YAML file a user would save."""
+    spec = resolve_spec(model, (3, 32, 32), 10).data
+    spec = {"name": name, **{k: v for k, v in spec.items() if k != "name"}}
+    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=110)
+
+
+def parse_layers(text: str, source: str = "uploaded model") -> dict:
+    """A model file's text -> {name, layers}, each layer checked against the schema naming its line."""
+    located = parse_yaml(text, source)
+    refuse_code(located.data)
+    spec = resolve_spec(located, (3, 32, 32), 10)
+    if not isinstance(spec.data.get("layers"), list):
+        raise UserError(f"{source}: the builder edits layer lists; a {{module: ...}} model cannot be edited")
+    for i, entry in enumerate(spec.data["layers"]):
+        normalise_entry(entry, f"{spec.where(('layers', i))}: layer {i + 1}")
+    return {"name": spec.data.get("name", "model"), "layers": spec.data["layers"]}
+
+
+def models(pattern: str = "*") -> list[dict]:
+    from ..models.registry import describe, options
+    return [{"name": n, "about": describe(n), "options": options(n)} for n in list_models(pattern)]
+
+
+@dataclass
+class ImportReport:
+    out: Path
+    data: str
+    layers: int
+    report: ModelReport
+    notes: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        return "\n".join([f"note: {n}" for n in self.notes] + [self.report.render(lint_always=True)] +
+                         [f"wrote {self.out} ({self.layers} layers, checked against {self.data}); train it with: "
+                          f"cnnlab train {self.out} --data {self.data}"])
+
+
+def import_keras_model(file: str, out: str | None = None, data: str | None = None, data_dir: str | None = None,
+                       root: str | None = None, overwrite: bool = False) -> ImportReport:
+    """Keras code, JSON or .keras (`-`: standard input) -> a model file with a comment per layer, checked
+    against the data set its input shape names (or `data`)."""
+    from ..fsutil import write_text
+    from ..interop.keras import import_keras, to_yaml as keras_yaml
+    text = sys.stdin.read() if file == "-" else None
+    imported = import_keras(file, text)
+    path = Path(out or f"{Path(imported.name if file == '-' else file).stem}.yaml")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: already exists; choose another -o, or pass --overwrite")
+    if data is None and imported.input_shape is not None:
+        data = data_for_shape(imported.input_shape, imported.spec)
+    data = data or "cifar10"
+    shape, classes = input_for(data, data_dir, root)
+    notes = []
+    if imported.input_shape and tuple(imported.input_shape) != tuple(shape):
+        notes.append(f"the Keras model was written for input {imported.input_shape}; {data} gives {shape}")
+    built = build_model(imported.spec, shape, classes)  # fails before anything is written
+    write_text(path, keras_yaml(imported, file))
+    notes += imported.notes + [n for layer in imported.layers for n in layer.notes]
+    return ImportReport(path, data, len(imported.spec["layers"]), ModelReport(summarize(built), lint(built)), notes)
+
+
+__all__ = ["Located", "ModelArg", "ModelReport", "check", "import_keras_model", "lint_model", "model_arg", "models",
+           "parse_layers", "refuse_code", "summary", "template", "templates", "to_yaml"]

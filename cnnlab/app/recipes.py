@@ -1,0 +1,60 @@
+"""The shipped recipes (cnnlab/recipes/*.yaml) and what each costs: FLOPs computed from its network."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import resolve
+from ..data import SOURCES
+from ..models import build_model
+from ..models.summary import summarize
+from ..recipes import list_recipes, load_recipe, recipe_path
+
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000, "fashion-mnist": 60_000}
+
+
+def budget(name: str, overrides: list[str] | None = None) -> dict:
+    """What a recipe costs (with `overrides`, `--set` texts such as "epochs=8"): MACs per image, training FLOPs
+    per image (2 per MAC forward, twice that backward) and in all (FLOP per image x training images x epochs),
+    computed from its network, not measured."""
+    import torch
+    cfg, _ = resolve({"recipe": name}, overrides)
+    data = cfg["data"]["name"]
+    source = SOURCES[data]
+    with torch.device("meta"):
+        macs = summarize(build_model(cfg["model"], source.input_shape, source.num_classes)).macs
+    images = cfg["data"]["limit"] or TRAIN_IMAGES[data]
+    flop = 6 * macs
+    return {"macs": macs, "flop_per_image": flop, "images": images, "epochs": cfg["epochs"],
+            "batch_size": cfg["batch_size"], "pflop": flop * images * cfg["epochs"] / 1e15, "config": cfg}
+
+
+@dataclass
+class RecipeInfo:
+    name: str
+    description: str
+    budget: dict
+    measured: list[str]
+
+    def render(self) -> str:
+        import json
+        b, model = self.budget, self.budget["config"]["model"]
+        model = model if isinstance(model, str) else json.dumps(model)
+        lines = [f"{self.name}: {self.description}",
+                 f"    model {model}, {b['epochs']} epochs of batch {b['batch_size']}; "
+                 f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image, {b['pflop']:.3f} PFLOP in all"]
+        lines += [f"    measured: {line}" for line in self.measured]
+        lines.append(f"    cnnlab train --recipe {self.name}")
+        return "\n".join(lines)
+
+
+def recipes() -> list[RecipeInfo]:
+    out = []
+    for name in list_recipes():
+        _, about = load_recipe(name)
+        out.append(RecipeInfo(name, about.get("description", ""), budget(name), list(about.get("measured", []))))
+    return out
+
+
+def recipe_text(name: str) -> str:
+    """A recipe's YAML, to copy and change."""
+    return recipe_path(name).read_text()

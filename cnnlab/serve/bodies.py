@@ -1,0 +1,44 @@
+"""The request bodies: one pydantic model each, so the OpenAPI document (/openapi.json) is generated and a
+malformed body is refused before a route runs. Sizes are bounded here and in cnnlab/schema/limits.py."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckRequest(Body):
+    model: Any = Field(description="a layer list, {layers: [...]}, or a registered name")
+    data: str = Field("cifar10", max_length=500, description="data set name or image-folder path")
+
+
+class TextRequest(Body):
+    text: str = Field(max_length=1_000_000)
+
+
+class ModelRequest(Body):
+    model: Any
+    name: str = Field("model", max_length=100)
+
+
+class RunRequest(Body):
+    config: dict = Field(description="a training config: the same keys as a config file (cnnlab schema config)")
+
+
+class TagRequest(Body):
+    tags: list[str] = Field(max_length=50)
+
+
+class CompareRequest(Body):
+    ids: list[str] = Field(min_length=1, max_length=20)
+
+
+class SeeRequest(Body):
+    # no max_length: an upload over the limit is answered 413 with the limit (the body limit bounds it anyway)
+    image: str | None = Field(None, description="a data: URL (PNG/JPEG)")
+    test_index: int | None = Field(None, ge=0, le=10_000_000)
+    top_k: int = Field(5, ge=1, le=100)

@@ -1,0 +1,66 @@
+"""Building a model: what the server knows, checking a model against a data set, templates, YAML in and out,
+and a strip of augmented samples."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ...version import __version__
+from ...app import datasets, models
+from ...app.config import config_defaults, layer_schema
+from ...errors import UserError
+from ..bodies import CheckRequest, ModelRequest, TextRequest
+from ..state import heavy, state
+
+router = APIRouter(prefix="/api")
+
+
+@router.get("/info")
+async def info(request: Request) -> dict:
+    s = state(request)
+    return {"version": __version__, "datasets": datasets.names(), "present": datasets.present(s.data_dir),
+            "models": [m["name"] for m in models.models()], "templates": models.templates(),
+            "layer_schema": layer_schema(), "config_defaults": config_defaults()}
+
+
+@router.post("/check")
+async def check(body: CheckRequest, request: Request) -> dict:
+    models.refuse_code(body.model)
+    return await heavy(request, models.check, body.model, body.data, state(request).data_dir)
+
+
+@router.get("/templates/{name}")
+async def template(name: str, request: Request, data: str = "cifar10") -> dict:
+    return await heavy(request, models.template, name, data, state(request).data_dir)
+
+
+@router.post("/model/yaml")
+async def model_yaml(body: ModelRequest, request: Request) -> dict:
+    models.refuse_code(body.model)
+    return {"yaml": await heavy(request, models.to_yaml, body.model, body.name)}
+
+
+@router.post("/model/parse")
+async def model_parse(body: TextRequest, request: Request) -> dict:
+    return await heavy(request, models.parse_layers, body.text)
+
+
+@router.get("/augment-strip", responses={200: {"content": {"image/png": {}}}})
+async def augment_strip(request: Request, data: str = "cifar10", config: str = "{}") -> Response:
+    try:
+        augment = json.loads(config)
+    except json.JSONDecodeError:
+        raise UserError("config: not JSON") from None
+    if not isinstance(augment, dict):  # never a file name: the server reads no files a request names
+        raise UserError("config: a mapping of augment keys, e.g. {\"crop\": 4, \"flip\": \"horizontal\"}")
+
+    def strip() -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = datasets.samples(data, Path(tmp) / "strip.png", augment or "auto", state(request).data_dir,
+                                    count=8, repeat=2, columns=16, labelled=False)
+            return path.read_bytes()
+    return Response(await heavy(request, strip), media_type="image/png")
