@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import UserError, closest
-from .yamlio import Located, load_yaml, parse_yaml
+from .yamlio import Located, load_yaml, parse_yaml, safe_load
 
 from .schema.config import AUGMENT_KEYS, TrainConfig, defaults
 from .schema.errors import first_error
@@ -58,7 +58,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
         raise UserError(f"--set '{text}': expected KEY=VALUE, e.g. --set optimizer.lr=0.05")
     key, _, raw = text.partition("=")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_load(raw, f"--set {text}") if raw.strip() else None  # a self-referencing alias is refused
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..schema.limits import check_model_size
 from ..yamlio import Located, load_yaml
 from .layers import BuildContext, LayerError, LayerInfo, build_layers, fmt_shape
 from .registry import list_models, model_spec
@@ -100,7 +101,17 @@ def _build_module(spec: dict, input_shape, num_classes: int, where: str) -> Modu
 
 
 def resolve_spec(spec, input_shape, num_classes: int) -> Located:
-    """Turn any accepted form into Located({'name':..., 'layers': [...]} or {'module': ...})."""
+    """Turn any accepted form into Located({'name':..., 'layers': [...]} or {'module': ...}), refusing a
+    layer list past the size limits (cnnlab/schema/limits.py) before anything reads it layer by layer.
+    Every front-end (summary, lint, train, the web server, the Python API) comes through here."""
+    located = _resolve(spec, input_shape, num_classes)
+    layers = located.data.get("layers")
+    if isinstance(layers, list):
+        check_model_size(layers, located.where)
+    return located
+
+
+def _resolve(spec, input_shape, num_classes: int) -> Located:
     if isinstance(spec, Located):
         located = spec
     elif isinstance(spec, (str, Path)) and (str(spec).endswith((".yaml", ".yml")) or Path(spec).is_file()):

@@ -8,6 +8,7 @@ import fnmatch
 import inspect
 
 from ..errors import UserError, closest
+from ..schema.limits import MAX_LAYERS
 
 _REGISTRY: dict[str, callable] = {}
 
@@ -40,6 +41,9 @@ def model_spec(name: str, input_shape, num_classes: int, **opts) -> dict:
     for key in ("width", "depth"):
         if key in opts and (isinstance(opts[key], bool) or not isinstance(opts[key], (int, float)) or opts[key] <= 0):
             raise UserError(f"model '{name}': {key} must be a positive number, got {opts[key]!r}")
+    if opts.get("depth", 0) > MAX_LAYERS:  # each unit of depth adds layers: refuse before writing millions
+        raise UserError(f"model '{name}': depth {opts['depth']:,} cannot fit in the {MAX_LAYERS:,} layers cnnlab "
+                        "builds")
     return {"name": name, "layers": _REGISTRY[name](input_shape, num_classes, **opts)}
 
 
