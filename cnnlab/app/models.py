@@ -112,18 +112,19 @@ def template(name: str, data: str = "cifar10", data_dir: str | None = None) -> d
     return {"name": spec.get("name", name), "layers": spec["layers"]}
 
 
-def to_yaml(model, name: str = "model") -> str:
-    """A model as the YAML file a user would save."""
-    spec = resolve_spec(model, (3, 32, 32), 10).data
+def to_yaml(model, name: str = "model", data: str = "cifar10", data_dir: str | None = None) -> str:
+    """A model as the YAML file a user would save (a registered name written out for `data`'s images)."""
+    spec = resolve_spec(model, *input_for(data, data_dir)).data
     spec = {"name": name, **{k: v for k, v in spec.items() if k != "name"}}
     return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=110)
 
 
-def parse_layers(text: str, source: str = "uploaded model") -> dict:
-    """A model file's text -> {name, layers}, each layer checked against the schema naming its line."""
+def parse_layers(text: str, source: str = "uploaded model", data: str = "cifar10", data_dir: str | None = None) -> dict:
+    """A model file's text -> {name, layers}, each layer checked against the schema naming its line (a
+    registered name written out for `data`'s images)."""
     located = parse_yaml(text, source)
     refuse_code(located.data)
-    spec = resolve_spec(located, (3, 32, 32), 10)
+    spec = resolve_spec(located, *input_for(data, data_dir))
     if not isinstance(spec.data.get("layers"), list):
         raise UserError(f"{source}: the builder edits layer lists; a {{module: ...}} model cannot be edited")
     for i, entry in enumerate(spec.data["layers"]):

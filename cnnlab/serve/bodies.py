@@ -18,11 +18,13 @@ class CheckRequest(Body):
 
 class TextRequest(Body):
     text: str = Field(max_length=1_000_000)
+    data: str = Field("cifar10", max_length=500, description="the data set a registered name is written out for")
 
 
 class ModelRequest(Body):
     model: Any
     name: str = Field("model", max_length=100)
+    data: str = Field("cifar10", max_length=500, description="the data set a registered name is written out for")
 
 
 class RunRequest(Body):

@@ -41,12 +41,12 @@ async def template(name: str, request: Request, data: str = "cifar10") -> dict:
 @router.post("/model/yaml")
 async def model_yaml(body: ModelRequest, request: Request) -> dict:
     models.refuse_code(body.model)
-    return {"yaml": await heavy(request, models.to_yaml, body.model, body.name)}
+    return {"yaml": await heavy(request, models.to_yaml, body.model, body.name, body.data, state(request).data_dir)}
 
 
 @router.post("/model/parse")
 async def model_parse(body: TextRequest, request: Request) -> dict:
-    return await heavy(request, models.parse_layers, body.text)
+    return await heavy(request, models.parse_layers, body.text, "uploaded model", body.data, state(request).data_dir)
 
 
 @router.get("/augment-strip", responses={200: {"content": {"image/png": {}}}})

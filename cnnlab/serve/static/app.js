@@ -221,7 +221,7 @@ async function initBuild() {
     renderLayers(); recheck();
   } });
   $("#download-yaml").addEventListener("click", async () => {
-    const { yaml } = await api("/api/model/yaml", { model: { layers: layerSpec() }, name: $("#model-name").value || "model" });
+    const { yaml } = await api("/api/model/yaml", { model: { layers: layerSpec() }, name: $("#model-name").value || "model", data: $("#data").value });
     const a = el("a", { href: URL.createObjectURL(new Blob([yaml], { type: "text/yaml" })), download: `${$("#model-name").value || "model"}.yaml` });
     document.body.append(a); a.click(); a.remove();
   });
@@ -229,7 +229,7 @@ async function initBuild() {
     const file = e.target.files[0];
     if (!file) return;
     try {
-      const model = await api("/api/model/parse", { text: await file.text() });
+      const model = await api("/api/model/parse", { text: await file.text(), data: $("#data").value });
       state.layers = fromSpec(model.layers);
       $("#model-name").value = model.name;
       renderLayers(); recheck();
