@@ -85,3 +85,18 @@ def image_folder(tmp_path) -> Path:
         size = (20, 20) if i % 5 else (24, 18)  # a few odd sizes: resized to the common one
         Image.fromarray(img.transpose(1, 2, 0)).resize(size).save(folder / f"{i}.png")
     return root
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def client(runs_root, data_dir):
+    """The web app's API with no training worker, as a test client (skipped without the web app's extras)."""
+    pytest.importorskip("fastapi", reason="the web app's extras are not installed: pip install -e '.[test]'")
+    from fastapi.testclient import TestClient
+    from cnnlab.serve.app import create_app
+    with TestClient(create_app(runs_root, str(data_dir), start_worker=False)) as c:
+        yield c

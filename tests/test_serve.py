@@ -33,17 +33,6 @@ def png(width: int, height: int, mode: str = "L") -> str:
 
 
 @pytest.fixture
-def runs_root(tmp_path) -> Path:
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def client(runs_root, data_dir):
-    with TestClient(create_app(runs_root, str(data_dir), start_worker=False)) as c:
-        yield c
-
-
-@pytest.fixture
 def trained(runs_root, data_dir) -> str:
     run = cnnlab.train({"model": COURSE_NET, "data": {"name": "mnist", "dir": str(data_dir)}, "epochs": 1,
                         "batch_size": 16, "threads": 1}, run_dir=runs_root / "digits", quiet=True,

@@ -27,17 +27,6 @@ NET = [{"conv": {"filters": 4, "padding": "same"}}, "relu", {"maxpool": 2}, "fla
 QUICK = {"model": NET, "data": {"name": "mnist"}, "epochs": 1, "batch_size": 32}
 
 
-@pytest.fixture
-def runs_root(tmp_path) -> Path:
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def client(runs_root, data_dir):
-    with TestClient(create_app(runs_root, str(data_dir), start_worker=False)) as c:
-        yield c
-
-
 def short_error(response, status: int, *words: str) -> str:
     """The answer is `status`, a small JSON detail holding `words`, naming no folder of the server's."""
     assert response.status_code == status, (response.status_code, response.text[:300])
@@ -150,6 +139,15 @@ class Server:
         path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         return [int(p) for p in path.read_text().split()] if path.exists() else []
 
+    def long_run(self, runs_root: Path) -> str:
+        """A run of 500 epochs, once its first checkpoint is written."""
+        status, body = _call(self.url + "/api/runs", {"config": {**QUICK, "epochs": 500}})
+        assert status == 202, body
+        deadline = time.time() + 60
+        while not (runs_root / body["id"] / "checkpoint.pt").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        return body["id"]
+
     def wait_for(self, run_id: str, statuses: tuple, timeout: float = 90) -> dict:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -166,6 +164,13 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def all_gone(pids: list[int], timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    return not any(_alive(pid) for pid in pids)
 
 
 def test_a_failed_run_shows_as_failed_and_the_next_one_trains(runs_root, data_dir, tmp_path):
@@ -197,12 +202,7 @@ def test_a_failed_run_shows_as_failed_and_the_next_one_trains(runs_root, data_di
 def test_a_signal_ends_server_and_worker_within_5_s_and_the_run_resumes(runs_root, data_dir, sig):
     server = Server(runs_root, data_dir)
     try:
-        status, body = _call(server.url + "/api/runs", {"config": {**QUICK, "epochs": 500}})
-        run_id = body["id"]
-        server.wait_for(run_id, ("running",))
-        deadline = time.time() + 60
-        while not (runs_root / run_id / "checkpoint.pt").exists() and time.time() < deadline:
-            time.sleep(0.1)
+        run_id = server.long_run(runs_root)
         stream = urllib.request.urlopen(server.url + f"/api/runs/{run_id}/events", timeout=30)  # held open
         workers = server.children()
         assert workers, "the training worker runs in a child process"
@@ -210,10 +210,7 @@ def test_a_signal_ends_server_and_worker_within_5_s_and_the_run_resumes(runs_roo
         server.proc.send_signal(sig)
         server.proc.wait(10)
         assert time.perf_counter() - start < 5
-        deadline = time.time() + 5
-        while any(_alive(pid) for pid in workers) and time.time() < deadline:
-            time.sleep(0.1)
-        assert not any(_alive(pid) for pid in workers)
+        assert all_gone(workers, 5)
         stream.close()
     finally:
         if server.proc.poll() is None:
@@ -228,18 +225,11 @@ def test_a_signal_ends_server_and_worker_within_5_s_and_the_run_resumes(runs_roo
 def test_a_run_cut_off_by_a_killed_server_is_marked_interrupted_and_resumes(runs_root, data_dir):
     server = Server(runs_root, data_dir)
     try:
-        status, body = _call(server.url + "/api/runs", {"config": {**QUICK, "epochs": 500}})
-        run_id = body["id"]
-        deadline = time.time() + 60
-        while not (runs_root / run_id / "checkpoint.pt").exists() and time.time() < deadline:
-            time.sleep(0.1)
+        run_id = server.long_run(runs_root)
         workers = server.children()
         server.proc.kill()  # no shutdown at all: the worker notices its parent is gone and stops
         server.proc.wait(10)
-        deadline = time.time() + 8
-        while any(_alive(pid) for pid in workers) and time.time() < deadline:
-            time.sleep(0.1)
-        assert not any(_alive(pid) for pid in workers)
+        assert all_gone(workers, 8)
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
