@@ -168,7 +168,11 @@ def test_a_run_s_final_tta_reuses_the_last_epoch_s_plain_view(data_dir, tmp_path
     result = job.run().result
     # the epoch-end evaluation computed the plain view; the final flip TTA reused it, computing the mirror only
     assert given == [(False, False), (True, True)]
-    assert result["test_acc_tta"] is not None
+    # and what it reused is what computing both views again gives: the same scores
+    s = job.session
+    again = evaluate(s.model, s.data.test_x, s.data.test_y, s.augmenter, s.placement, 200, tta=True)
+    assert result["test_acc_tta"] == again["acc"] and result["test_loss_tta"] == pytest.approx(again["loss"], rel=1e-6)
+    assert result["test_acc"] == pytest.approx(job.session.trainer.history[-1]["test_acc"])
 
 
 def test_recipes_are_valid_configs_with_budgets():
@@ -205,7 +209,12 @@ def test_a_recipe_trains_end_to_end_with_overrides(data_dir, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "6-view TTA" in out.stdout
     result = json.loads((tmp_path / "r" / "result.json").read_text())
-    assert result["tta"] == "6-view" and 0 <= result["test_acc_tta"] <= 1
+    assert result["tta"] == "6-view"
+    from cnnlab.train import evaluate_run
+    again = evaluate_run(tmp_path / "r")  # the saved weights, evaluated afresh (as `cnnlab eval` does)
+    assert again["tta"] == "6-view" and again["acc_tta"] == result["test_acc_tta"]
+    assert again["acc"] == result["test_acc"]
+    assert f"Test accuracy {result['test_acc']:.4f} ({result['test_acc_tta']:.4f} with 6-view TTA)" in out.stdout
     rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1:]
     tested = [r.split(",")[7] != "" for r in rows]
     assert tested == [False, True, True]  # epoch 2 (every 2) and the last

@@ -44,22 +44,28 @@ def test_a_run_tells_its_listeners_everything_in_order(data_dir, tmp_path):
     assert result == json.loads((run.dir / "result.json").read_text())
     assert heard[types.index("diagnosis")].data["verdict"]["regime"]
     assert heard[-1].data == {"status": "finished"}
-    json.dumps([e.as_dict() for e in heard])  # events are plain data: they cross a process or a socket as JSON
+    # events are plain data: they cross a process or a socket as JSON and come back the same
+    sent = json.loads(json.dumps([e.as_dict() for e in heard]))
+    assert [e["type"] for e in sent] == types and sent[types.index("result")]["data"] == result
+    assert sent[-1] == {**heard[-1].as_dict(), "data": {"status": "finished"}}
 
 
 def test_stop_from_another_thread_then_resume_ends_as_if_never_stopped(data_dir, tmp_path):
     straight = cnnlab.Job(small(data_dir, 3), run_dir=tmp_path / "straight", store=False).run()
     job = cnnlab.Job(small(data_dir, 3), run_dir=tmp_path / "stopped", store=False)
     events = job.events()
-    job.start()
     first_batch_of_epoch_2 = threading.Event()
     job.listeners.append(lambda e: e.type == "batch" and e.data["epoch"] == 2 and first_batch_of_epoch_2.set())
+    job.start()  # after the listener is in: it cannot miss epoch 2
     assert first_batch_of_epoch_2.wait(60)
     job.stop()  # from this thread, while the job's thread trains
     assert [e.type for e in events][-1] == "end"
     run = job.wait(timeout=60)
     assert job.status == "interrupted"
-    assert run.result["status"] == "interrupted" and "stopped by request during epoch" in run.result["message"]
+    done = run.result["epochs_completed"]  # 1, or 2 where epoch 2's first batch event was its last batch's
+    assert run.result["status"] == "interrupted" and done in (1, 2)
+    assert run.result["message"] == f"stopped by request during epoch {done + 1}"
+    assert [r["epoch"] for r in run.metrics] == list(range(1, done + 1))
     assert (run.dir / "checkpoint.pt").exists() and not (run.dir / "STOP").exists()
     resumed = cnnlab.Job.resume(run.dir, store=False).run()
     a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
@@ -67,10 +73,12 @@ def test_stop_from_another_thread_then_resume_ends_as_if_never_stopped(data_dir,
 
 
 def test_events_replay_for_a_listener_that_comes_late(data_dir, tmp_path):
-    job = cnnlab.Job(small(data_dir, 1), run_dir=tmp_path / "run", store=False)
+    heard = []
+    job = cnnlab.Job(small(data_dir, 1), run_dir=tmp_path / "run", listeners=[heard.append], store=False)
     job.run()
-    late = [e.type for e in job.events()]
-    assert late[0] == "log" and late[-1] == "end" and "batch" not in late and "result" in late
+    late = list(job.events())
+    assert late == [e for e in heard if e.type != "batch"]  # every event but the batches, the same, in order
+    assert late[0].type == "log" and late[-1].type == "end" and "result" in [e.type for e in late]
 
 
 def test_a_broken_listener_is_dropped_and_the_run_goes_on(data_dir, tmp_path):
@@ -91,7 +99,8 @@ def test_bad_input_fails_when_the_job_is_made_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def _cli_train(data_dir, run_dir, epochs=60):
+def _cli_train(data_dir, run_dir, epochs=1000):
+    """~0.1 s an epoch: enough epochs that a stop sent after epoch 1 lands while the run trains (see _finish)."""
     return subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "train", "--data", "mnist", "--data-dir", str(data_dir), "--set",
          "batch_size=8", "--set", "threads=1", "--epochs", str(epochs), "--run-dir", str(run_dir), "--no-store"],
@@ -99,10 +108,23 @@ def _cli_train(data_dir, run_dir, epochs=60):
 
 
 def _wait_for(path: Path, proc) -> None:
+    """Until `path` exists, with the run still training (alive, no result.json)."""
     deadline = time.time() + 120
     while not path.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    assert path.exists(), proc.communicate()
+    if not path.exists() or proc.poll() is not None or (path.parent / "result.json").exists():
+        proc.kill()
+        raise AssertionError(f"the run was not training: {proc.communicate()}")
+
+
+def _finish(proc, timeout: float = 60) -> tuple[str, str]:
+    """Its output once it ends; killed if it does not (a stop that did not work must not leave it training)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def test_cnnlab_stop_from_another_process(data_dir, tmp_path, capsys):
@@ -110,12 +132,17 @@ def test_cnnlab_stop_from_another_process(data_dir, tmp_path, capsys):
     proc = _cli_train(data_dir, run_dir)
     _wait_for(run_dir / "checkpoint.pt", proc)
     assert main(["stop", str(run_dir)]) == 0
-    assert "asked" in capsys.readouterr().out
-    out, err = proc.communicate(timeout=60)
+    assert capsys.readouterr().out == (f"asked {run_dir} to stop after its current batch (wrote STOP); "
+                                       f"`cnnlab resume {run_dir}` continues it\n")
+    out, err = _finish(proc)
     assert proc.returncode == 0, err
-    assert "Stopped after" in out and f"cnnlab resume {run_dir}" in out and "Traceback" not in err
+    assert "Traceback" not in err
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["status"] == "interrupted" and result["epochs_completed"] < 60
+    done = result["epochs_completed"]
+    assert result["status"] == "interrupted" and 1 <= done < 1000
+    assert result["message"] == f"stopped by request during epoch {done + 1}"
+    assert f"Stopped after {done} finished epochs; resume with: cnnlab resume {run_dir}" in out
+    assert not (run_dir / "STOP").exists()  # taken away once heard
     assert main(["stop", str(run_dir)]) == 2  # not running any more
     assert "not running" in capsys.readouterr().err
 
@@ -125,14 +152,19 @@ def test_sigterm_stops_cleanly(data_dir, tmp_path):
     proc = _cli_train(data_dir, run_dir)
     _wait_for(run_dir / "checkpoint.pt", proc)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = _finish(proc)
     assert proc.returncode == 0 and "Traceback" not in err
-    assert json.loads((run_dir / "result.json").read_text())["status"] == "interrupted"
+    result = json.loads((run_dir / "result.json").read_text())
+    done = result["epochs_completed"]
+    assert result["status"] == "interrupted" and result["message"] == f"stopped by request during epoch {done + 1}"
+    assert f"Stopped after {done} finished epochs; resume with: cnnlab resume {run_dir}" in out
 
 
 def test_track_never_imports_train():
     package = Path(cnnlab.__file__).parent
-    for path in (package / "track").glob("*.py"):
+    paths = sorted((package / "track").glob("*.py"))
+    assert {"store.py", "compare.py", "tensorboard.py"} <= {p.name for p in paths}  # it looked at track/
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 module = "." * node.level + (node.module or "")

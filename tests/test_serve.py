@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 fastapi = pytest.importorskip("fastapi", reason="the web app's extras are not installed: pip install 'cnnlab[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -61,7 +62,9 @@ def test_model_yaml_round_trip_and_templates(client):
     assert client.post("/api/model/parse", json={"text": text}).json()["layers"] == COURSE_NET
     bad = client.post("/api/model/parse", json={"text": "layers:\n  - conv: {filters: -1}\n"})
     assert bad.status_code == 400 and "line 2" in bad.json()["detail"]
-    assert len(client.get("/api/templates/resnet9?data=cifar10").json()["layers"]) > 5
+    from cnnlab.models import model_spec
+    registered = json.loads(json.dumps(model_spec("resnet9", (3, 32, 32), 10)["layers"]))
+    assert client.get("/api/templates/resnet9?data=cifar10").json() == {"name": "resnet9", "layers": registered}
     info = client.get("/api/info").json()
     assert "course-net" in info["templates"] and "mnist" in info["present"]
 
@@ -91,14 +94,39 @@ def test_safety(client, runs_root, trained):
         assert remote.get("/api/runs", headers={"authorization": "Bearer s3cret"}).status_code == 200
 
 
-def test_see_gives_probabilities_and_every_layer(client, trained):
+def _model_outputs(run_dir: Path, image) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trained model's logits and softmax for one uint8 (C, H, W) image, normalised as training does."""
+    from cnnlab.train.augment import Augmenter
+    run = cnnlab.Run(run_dir)
+    info = run.data_info
+    augmenter = Augmenter(run.config["augment"], info["mean"], info["std"], torch.device("cpu"))
+    with torch.no_grad():
+        logits = run.model.eval()(augmenter.eval_batch(torch.as_tensor(image)[None])).float()[0]
+    return logits, logits.softmax(0)
+
+
+def _check_top5(top: list[dict], probs: torch.Tensor) -> None:
+    """See's top 5 of 10 classes: the model's own 5 most probable, in order, with their probabilities."""
+    p = [t["p"] for t in top]
+    assert len(top) == 5 and p == sorted(p, reverse=True) and all(0 <= x <= 1 for x in p)
+    assert 0.5 - 3e-4 <= sum(p) <= 1 + 3e-4  # the top half of 10 classes holds at least half; 4-decimal rounding
+    values, indices = probs.topk(5)
+    assert [t["class"] for t in top] == [str(int(i)) for i in indices]  # mnist's classes are "0".."9"
+    assert p == pytest.approx(values.tolist(), abs=1e-4)
+
+
+def test_see_gives_probabilities_and_every_layer(client, runs_root, trained):
     body = client.post(f"/api/runs/{trained}/see", json={"image": png(280, 280)}).json()
-    assert len(body["top"]) == 5 and abs(sum(t["p"] for t in body["top"]) - 1) < 0.5
-    assert [layer["shape"] for layer in body["layers"]][0] == [8, 28, 28]
-    assert len(body["layers"][0]["channels"]) == 8 and body["layers"][0]["filters"]
-    assert "values" in body["layers"][-1]
+    logits, probs = _model_outputs(runs_root / trained, torch.zeros(1, 28, 28, dtype=torch.uint8))  # black: black
+    _check_top5(body["top"], probs)
+    assert [layer["shape"] for layer in body["layers"]] == [[8, 28, 28], [8, 28, 28], [8, 14, 14], [16, 14, 14],
+                                                            [16, 14, 14], [16, 7, 7], [784], [10]]
+    assert len(body["layers"][0]["channels"]) == 8 and len(body["layers"][0]["filters"]) == 8
+    assert body["layers"][-1]["values"] == pytest.approx(logits.tolist(), abs=1e-4)  # the last layer: the logits
     by_index = client.post(f"/api/runs/{trained}/see", json={"test_index": 3}).json()
-    assert by_index["top"][0]["class"] in [str(i) for i in range(10)]
+    from conftest import pattern_images
+    test_x, _ = pattern_images(50, 1, 28, 10, seed=1)  # the data_dir fixture's mnist test images
+    _check_top5(by_index["top"], _model_outputs(runs_root / trained, test_x[3])[1])
 
 
 def _events(client, run_id: str, timeout: float = 120) -> list[tuple[str, dict]]:
@@ -124,15 +152,22 @@ def test_train_through_the_worker_and_stream_it(runs_root, data_dir):
         events = _events(client, run_id)
         kinds = [k for k, _ in events]
         assert kinds.count("epoch") == 2 and "batch" in kinds and kinds[-1] == "end"
+        from cnnlab.diagnose.doctor import diagnose
+        from cnnlab.diagnose.facts import facts_for_run
         epoch = next(d for k, d in events if k == "epoch")
-        assert epoch["row"]["val_acc"] is not None and epoch["verdict"]["regime"]
         assert next(d for k, d in events if k == "result")["status"] == "finished"
         row = next(r for r in client.get("/api/runs").json() if r["id"] == run_id)
         assert row["status"] == "finished" and row["epochs_completed"] == 2
         detail = client.get(f"/api/runs/{run_id}").json()
-        assert len(detail["metrics"]) == 2 and detail["verdict"]["regime"]
-        # a long run, stopped from the page: marked interrupted, and resumable
-        long_id = client.post("/api/runs", json={"config": {**config, "epochs": 200}}).json()["id"]
+        run = cnnlab.Run(runs_root / run_id)
+        assert len(detail["metrics"]) == 2 and epoch["row"]["epoch"] == 1
+        assert epoch["row"]["val_acc"] == pytest.approx(run.metrics[0]["val_acc"], rel=1e-5)  # what metrics.csv holds
+        # the doctor's verdicts: provisional after epoch 1, and on the whole run as `cnnlab doctor` gives it
+        assert epoch["verdict"] == json.loads(json.dumps(diagnose(run.metrics[:1], 10, None).as_dict()))
+        assert detail["verdict"] == json.loads(json.dumps(diagnose(run.metrics, 10, facts_for_run(run)).as_dict()))
+        # a long run, stopped from the page: marked interrupted, and resumable (~0.05 s an epoch: enough of them
+        # that the stop lands while it trains)
+        long_id = client.post("/api/runs", json={"config": {**config, "epochs": 2000}}).json()["id"]
         deadline = time.time() + 60
         while not (runs_root / long_id / "checkpoint.pt").exists() and time.time() < deadline:
             time.sleep(0.05)

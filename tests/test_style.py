@@ -118,21 +118,42 @@ def test_the_fast_network_paints_a_batch_as_each_image_and_chains(tmp_path):
 
 
 def test_the_commands(tmp_path, capsys):
+    from PIL import Image
+    from cnnlab.style.gatys import load_image
     content, style, photos = tmp_path / "c.png", tmp_path / "s.png", tmp_path / "photos"
     content_image(40).save(content)
     mosaic_image(40).save(style)
     photos.mkdir()
     for i in range(3):
         content_image(48 + 8 * i).save(photos / f"p{i}.png")
+    # Gatys: the picture, and every --save-every step's, at --size
     out = tmp_path / "out.png"
     assert main(["style", str(content), str(style), "-o", str(out), "--size", "40", "--steps", "3",
                  "--save-every", "2"]) == 0
-    assert out.exists() and (tmp_path / "out-0002.png").exists()
-    assert "style loss" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"wrote {out} (40x40, 3 steps in ") and "style loss" in printed
+    assert "content loss" in printed and "loss network RandomLoss" in printed
+    for written in (out, tmp_path / "out-0002.png"):
+        with Image.open(written) as img:
+            assert img.size == (40, 40)
+    assert sorted(p.name for p in tmp_path.glob("out*.png")) == ["out-0002.png", "out.png"]  # step 2 of 3 only
+    # train: a style network file, and the command that applies it
     net = tmp_path / "mosaic.safetensors"
     assert main(["style", "train", str(style), "--images", str(photos), "-o", str(net), "--size", "32",
                  "--steps", "3", "--batch", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 3/3  style " in printed
+    assert f"wrote {net} (trained on 3 images for 3 steps in " in printed
+    assert f"apply it with: cnnlab style apply {net} PHOTO..." in printed
+    trained = load_style_net(net)
+    # apply: the photo painted by that network, at --size (default 256)
     assert main(["style", "apply", str(net), str(content), "-o", str(tmp_path / "styled")]) == 0
-    assert (tmp_path / "styled" / "c-mosaic.png").exists()
+    painted = tmp_path / "styled" / "c-mosaic.png"
+    assert capsys.readouterr().out.startswith(f"wrote {painted} (256x256 in ")
+    expected, _ = apply_style_net(trained, load_image(content, 256)[None])
+    expected = (expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
+    with Image.open(painted) as img:
+        got = np.asarray(img.convert("RGB"), dtype=np.float64)
+    assert got.shape == (256, 256, 3) and np.abs(got - expected).max() <= 1
     assert main(["style", str(content), str(style), "--loss-net", str(tmp_path / "nope.pth")]) == 2
     assert "expected 'random', a cnnlab run directory, or a VGG-19/16 weights file" in capsys.readouterr().err
