@@ -109,10 +109,11 @@ def cmd_stop(args) -> int:
 def cmd_eval(args) -> int:
     from ..train import evaluate_run
     result = evaluate_run(args.run_dir, args.data, args.data_dir, args.split)
-    line = f"{args.run_dir}: {result['split']} accuracy {result['acc']:.4f}  loss {result['loss']:.4f}  " \
+    split = result["split"]
+    line = f"{args.run_dir}: {split} accuracy {result[f'{split}_acc']:.4f}  loss {result[f'{split}_loss']:.4f}  " \
            f"({result['images']:,} images)"
-    if "acc_tta" in result:
-        line += f"  with {result.get('tta', 'flip')} TTA {result['acc_tta']:.4f}"
+    if f"{split}_acc_tta" in result:
+        line += f"  with {result['tta']} TTA {result[f'{split}_acc_tta']:.4f}"
     print(json.dumps(result) if args.json else line)
     return 0
 
