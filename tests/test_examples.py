@@ -25,10 +25,10 @@ def test_example_builds(path, monkeypatch):
         sample = {k: p.choices[0] if p.type == "categorical" else (int(p.low) if p.type == "int" else p.low)
                   for k, p in spec.space.items()}
         cfg = prepare_config(apply_params(base_config(spec), sample))
-        build_model(cfg["model"], SOURCES[cfg["data"]["name"]].input_shape, SOURCES[cfg["data"]["name"]].num_classes)
+        build_model(cfg.model, SOURCES[cfg.data.name].input_shape, SOURCES[cfg.data.name].num_classes)
         return
     cfg, _ = resolve(path)
-    name = cfg["data"]["name"]
+    name = cfg.data.name
     shape, classes = (SOURCES[name].input_shape, SOURCES[name].num_classes) if name in SOURCES else ((3, 32, 32), 5)
-    model = build_model(cfg["model"], shape, classes)
+    model = build_model(cfg.model, shape, classes)
     assert model.num_classes == classes

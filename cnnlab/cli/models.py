@@ -77,7 +77,7 @@ def cmd_recipes(args) -> int:
     for name in list_recipes():
         _, about = load_recipe(name)
         b = budget(name)
-        model = b["config"]["model"]
+        model = b["config"].model
         model = model if isinstance(model, str) else json.dumps(model)
         print(f"{name}: {about.get('description', '')}")
         print(f"    model {model}, {b['epochs']} epochs of batch {b['batch_size']}; {b['flop_per_image'] / 1e9:.3f} "
@@ -121,7 +121,7 @@ def cmd_data_show(args) -> int:
         settings = config_mod.augment_settings(cfg, ds.name if ds.name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
         augmenter = Augmenter(settings, [0.0] * ds.input_shape[0], [1.0] * ds.input_shape[0], torch.device("cpu"))
         images = augmenter.augment(images, gen)
-        title += ", augmented: " + ", ".join(f"{k}={v}" for k, v in settings.items()
+        title += ", augmented: " + ", ".join(f"{k}={v}" for k, v in settings.model_dump().items()
                                              if v not in (0, 0.0, "none") and k not in ("crop_mode", "fill"))
     out = Path(args.out or f"{ds.name}-samples.png")
     image_grid(images, [ds.classes[i] for i in ds.train_y[idx].tolist()], out, title=title)

@@ -6,6 +6,11 @@ from pathlib import Path
 
 from .store import _resolve_run_dir
 
+# The short flags of `cnnlab train` and the config key each sets. They come after every --set, and an error
+# names the flag: `--epochs 0: epochs must be an integer from 1 to 100,000, got 0`.
+SHORT_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optimizer.lr", "device": "device",
+               "seed": "seed", "precision": "precision", "recipe": "recipe"}
+
 
 def _overrides(args) -> list[str]:
     """--set pairs plus the shortcut flags (--data, --data-dir, --model) as overrides, shortcuts last."""
@@ -16,6 +21,14 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
+def _flag_overrides(args, flags=tuple(SHORT_FLAGS)) -> list:
+    """The short flags given, as overrides holding the flag's value as argparse typed it (an --lr of 1e-05
+    stays a number; as `--set` text YAML would read it as a string)."""
+    from ..config import Override
+    return [Override(SHORT_FLAGS[flag], getattr(args, flag), f"--{flag.replace('_', '-')} {getattr(args, flag)}")
+            for flag in flags if getattr(args, flag, None) is not None]
+
+
 def cmd_train(args) -> int:
     launched = _launched(args)
     if launched is not None:
@@ -23,36 +36,35 @@ def cmd_train(args) -> int:
     from ..train import Job
     from ..train.progress import Progress
     overrides = _overrides(args)
-    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-             "seed": args.seed, "precision": args.precision, "recipe": args.recipe}
     if args.tensorboard:
         overrides.append("tensorboard=true")
+    overrides += _flag_overrides(args)
     if args.dry_run:
-        return _dry_run(args.config, overrides, flags)
-    job = Job(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
+        return _dry_run(args.config, overrides)
+    job = Job(args.config, overrides, run_dir=args.run_dir, runs_root=args.runs_root,
               overwrite=args.overwrite, listeners=[Progress(quiet=args.quiet)],
               store=False if args.no_store else (args.store or True))
     return _run_job(job)
 
 
-def _dry_run(config, overrides, flags) -> int:
+def _dry_run(config, overrides) -> int:
     """Check the config and the model against the data set, print the summary and lint; train nothing."""
     from ..diagnose.lint import lint, render as render_lint
     from ..data import SOURCES, load_dataset
     from ..models import build_model
     from ..models.summary import render, summarize
     from ..train.session import prepare
-    cfg, spec = prepare(config, overrides, flags)
-    d = cfg["data"]
-    if d["name"] in SOURCES:
-        shape, classes = SOURCES[d["name"]].input_shape, SOURCES[d["name"]].num_classes
+    cfg, spec = prepare(config, overrides)
+    d = cfg.data
+    if d.name in SOURCES:
+        shape, classes = SOURCES[d.name].input_shape, SOURCES[d.name].num_classes
     else:
-        ds = load_dataset(d["name"], d["dir"], root=d["root"], image_size=d["image_size"], download=d["download"])
+        ds = load_dataset(d.name, d.dir, root=d.root, image_size=d.image_size, download=d.download)
         shape, classes = ds.input_shape, ds.num_classes
     model = build_model(spec, shape, classes)
-    print(render(summarize(model), cfg["batch_size"]))
+    print(render(summarize(model), cfg.batch_size))
     print(render_lint(lint(model)))
-    print(f"config OK: {cfg['name']} on {d['name']}, {cfg['epochs']} epochs of batch {cfg['batch_size']} "
+    print(f"config OK: {cfg.name} on {d.name}, {cfg.epochs} epochs of batch {cfg.batch_size} "
           "(--dry-run: nothing trained or written)")
     return 0
 
@@ -143,7 +155,7 @@ def cmd_doctor(args) -> int:
 
 def _session(args):
     from ..train.session import Session, prepare
-    cfg, spec = prepare(args.config, _overrides(args), {"batch_size": getattr(args, "batch_size", None)})
+    cfg, spec = prepare(args.config, _overrides(args) + _flag_overrides(args, ["batch_size"]))
     return Session(cfg, spec=spec)
 
 

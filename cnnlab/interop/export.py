@@ -55,7 +55,7 @@ def export(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike
     else:
         from safetensors.torch import save_file
         state = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
-        metadata.update(model=json.dumps(run.config["model"]), mean=json.dumps(trained.mean),
+        metadata.update(model=json.dumps(run.config.model), mean=json.dumps(trained.mean),
                         std=json.dumps(trained.std), input_shape=json.dumps(list(trained.input_shape)))
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=metadata)

@@ -43,11 +43,11 @@ def budget(name: str, overrides: list[str] | None = None) -> dict:
     from ..models.summary import summarize
     import torch
     cfg, _ = resolve({"recipe": name}, overrides)
-    data = cfg["data"]["name"]
+    data = cfg.data.name
     source = SOURCES[data]
     with torch.device("meta"):
-        macs = summarize(build_model(cfg["model"], source.input_shape, source.num_classes)).macs
-    images = cfg["data"]["limit"] or TRAIN_IMAGES[data]
+        macs = summarize(build_model(cfg.model, source.input_shape, source.num_classes)).macs
+    images = cfg.data.limit or TRAIN_IMAGES[data]
     flop = 6 * macs
-    return {"macs": macs, "flop_per_image": flop, "images": images, "epochs": cfg["epochs"],
-            "batch_size": cfg["batch_size"], "pflop": flop * images * cfg["epochs"] / 1e15, "config": cfg}
+    return {"macs": macs, "flop_per_image": flop, "images": images, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "pflop": flop * images * cfg.epochs / 1e15, "config": cfg}

@@ -238,7 +238,7 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
         if app.state.worker is None:
             raise HTTPException(503, "this server was started without a training worker")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = new_run_dir(cfg["name"], None, str(runs_root), False)
+        run_dir = new_run_dir(cfg.name, None, str(runs_root), False)
         run_dir.rmdir()  # claimed for its name; the job makes it again when it starts
         queued = app.state.worker.submit(run_dir.name, str(run_dir), config)
         return {"id": queued.id, "status": queued.status, "queued_at": stamp}
@@ -291,7 +291,7 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
     def compare(body: CompareRequest) -> dict:
         from ..track.compare import flatten
         runs_ = [run_for(i) for i in body.ids]
-        flat = {r.dir.name: flatten(r.config) for r in runs_}
+        flat = {r.dir.name: flatten(r.config.model_dump()) for r in runs_}
         keys = sorted({k for f in flat.values() for k in f})
         differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str)
                                           for f in flat.values()}) > 1]

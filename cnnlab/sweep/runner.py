@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import UserError
+from ..schema.config import TrainConfig
 from .spec import SweepSpec, apply_params, base_config
 
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
@@ -142,7 +143,7 @@ def _taken(study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 
-def run_trial(study, trial, spec: SweepSpec, base: dict, runs_root: Path, store, threads: int | None) -> None:
+def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path, store, threads: int | None) -> None:
     """One trial as an ordinary run; its validation curve goes to Optuna epoch by epoch."""
     import optuna
     from ..train import Job

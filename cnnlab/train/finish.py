@@ -66,7 +66,7 @@ def _save_weights(session, run_dir: Path) -> None:
 def finish_run(session, run_dir: Path, status: str, message: str | None = None) -> dict:
     """Write the run's end and return result.json's content. An interrupted run's state is its checkpoint."""
     t = session.trainer
-    result = {"status": status, "epochs_completed": t.epoch, "epochs": session.cfg["epochs"]}
+    result = {"status": status, "epochs_completed": t.epoch, "epochs": session.cfg.epochs}
     if t.epoch > 0 and status == "finished":
         result.update(_test_scores(session))
         _save_weights(session, run_dir)
@@ -101,10 +101,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, data_dir: 
     run = Run(run_dir)
     cfg = run.config
     if data:
-        cfg["data"]["name"] = data
+        cfg.data.name = data
     if data_dir:
-        cfg["data"]["dir"] = data_dir
-    cfg["data"]["limit"] = None
+        cfg.data.dir = data_dir
+    cfg.data.limit = None
     trained = TrainedModel.load(run)
     dataset = prepare_data(cfg)
     if dataset.input_shape != trained.input_shape or dataset.num_classes != len(trained.classes):

@@ -18,6 +18,7 @@ from torch import nn
 from ..device import Placement, choose_placement
 from ..errors import UserError
 from ..rundir import Run
+from ..schema.config import TrainConfig
 from .augment import Augmenter
 from .engine import eval_batch_size, evaluate
 
@@ -47,17 +48,17 @@ class TrainedModel:
     """A trained model and how to use it. `placement` decides where `evaluate` runs and at which precision
     and layout; `probabilities` and `deployable` always compute in float32 on its device."""
 
-    def __init__(self, model: nn.Module, cfg: dict, classes: list[str], input_shape, mean, std,
+    def __init__(self, model: nn.Module, cfg: TrainConfig, classes: list[str], input_shape, mean, std,
                  placement: Placement, augmenter: Augmenter | None = None):
         self.model, self.cfg, self.placement = model, cfg, placement
         self.classes, self.input_shape = list(classes), tuple(input_shape)
         self.mean, self.std = list(mean), list(std)
         # evaluation normalises as training did: the same augmenter (its eval_batch, never its augmentations)
         self.augmenter = augmenter if augmenter is not None else Augmenter(
-            cfg["augment"], self.mean, self.std, placement.device, placement.channels_last)
+            cfg.augment, self.mean, self.std, placement.device, placement.channels_last)
         self.outputs_probabilities = bool(getattr(model, "outputs_probabilities", False))
         # flip TTA only where training flipped: a model that never saw mirrored digits is not asked about them
-        self.tta = cfg["tta"] if cfg["tta"] and self.augmenter.flips_horizontally else False
+        self.tta = cfg.tta if cfg.tta and self.augmenter.flips_horizontally else False
         self.batch_size = eval_batch_size(cfg, placement)
 
     @classmethod
@@ -67,7 +68,7 @@ class TrainedModel:
         of training did; a device name: there in float32 and the plain layout, as an exported model runs."""
         run = run if isinstance(run, Run) else Run(run)
         cfg, info = run.config, run.data_info
-        placement = (choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"]) if device is None
+        placement = (choose_placement(cfg.device, cfg.precision, cfg.channels_last) if device is None
                      else choose_placement(device, "fp32", False))
         model = run.model.to(placement.device)
         if placement.channels_last:  # as the session holds it while training

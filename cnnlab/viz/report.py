@@ -53,9 +53,9 @@ def _conv_maps(trained: TrainedModel, image: torch.Tensor) -> list[tuple[str, to
 def build_figures(run: Run, image_index: int = 0, wrong_count: int = 24) -> dict:
     """All report figures and tables, computed once; `probabilities`: the test set's, as predict gives them."""
     cfg = run.config
-    cfg["data"]["limit"] = None
+    cfg.data.limit = None
     data = prepare_data(cfg)
-    trained = TrainedModel.load(run, device="cpu" if cfg["device"] == "auto" else cfg["device"])
+    trained = TrainedModel.load(run, device="cpu" if cfg.device == "auto" else cfg.device)
     probs = trained.probabilities(data.test_x)
     true = data.test_y.numpy()
     pred = probs.argmax(1).numpy()
@@ -108,7 +108,7 @@ def render_html(run: Run, figs: dict) -> str:
     result = run.result
     summary = (run.dir / "summary.txt").read_text() if (run.dir / "summary.txt").exists() else ""
     findings = lint(run.model)
-    verdict = diagnose(run.metrics, len(figs["classes"]), run_facts(run.model, run.config, run.config["data"]["name"]))
+    verdict = diagnose(run.metrics, len(figs["classes"]), run_facts(run.model, run.config))
     e = html.escape
     facts = [("status", result.get("status")), ("data", result.get("data")), ("model", result.get("model")),
              ("test accuracy", result.get("test_acc")), ("with flip TTA", result.get("test_acc_tta")),
