@@ -86,7 +86,7 @@ def main():
     args = parser.parse_args()
     if args.recipe:
         args.config = {"recipe": args.recipe}
-    spec = prepare_config(args.config)["model"]
+    spec = prepare_config(args.config).model
     data = load_dataset("cifar10", args.data_dir)
     images, labels = data.train_x[:args.images], data.train_y[:args.images]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "

@@ -86,23 +86,23 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int, piece: in
     return statistics.median(rates), placement.describe()
 
 
-def seconds_at_peak(cfg: dict, images: int, args) -> tuple[float, list[str]]:
+def seconds_at_peak(cfg, images: int, args) -> tuple[float, list[str]]:
     """The training images' time at the machine's peak, and lines that say how it was measured: each phase of
     the run (whitening bias training, then frozen) timed on its own and weighted by its epochs."""
-    model = build_model(cfg["model"], (3, 32, 32), 10)
+    model = build_model(cfg.model, (3, 32, 32), 10)
     bias_epochs = min((m.bias_epochs for m in model.modules() if getattr(m, "bias_epochs", None) is not None),
-                      default=cfg["epochs"])
-    phases = [(e, n) for e, n in ((0, min(bias_epochs, cfg["epochs"])), (cfg["epochs"], cfg["epochs"] - bias_epochs))
+                      default=cfg.epochs)
+    phases = [(e, n) for e, n in ((0, min(bias_epochs, cfg.epochs)), (cfg.epochs, cfg.epochs - bias_epochs))
               if n > 0]
-    placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
-    batch = cfg["batch_size"]
-    piece = micro_batch_size(cfg.get("micro_batch"), batch, placement)
+    placement = choose_placement(cfg.device, cfg.precision, cfg.channels_last)
+    batch = cfg.batch_size
+    piece = micro_batch_size(cfg.micro_batch, batch, placement)
     lines, seconds = [], 0.0
     for epoch, count in phases:
         # the faster of the batch whole and in the recipe's pieces: the peak is the best this machine does
-        ways = {piece: peak_images_per_second(cfg["model"], batch, args.steps, args.repeats, piece, epoch)}
+        ways = {piece: peak_images_per_second(cfg.model, batch, args.steps, args.repeats, piece, epoch)}
         if piece < batch:
-            ways[batch] = peak_images_per_second(cfg["model"], batch, args.steps, args.repeats, None, epoch)
+            ways[batch] = peak_images_per_second(cfg.model, batch, args.steps, args.repeats, None, epoch)
         peak = max(rate for rate, _ in ways.values())
         how = ways[piece][1]
         what = "" if len(phases) == 1 else (" whitening bias training" if epoch == 0 else " whitening bias frozen")
@@ -173,7 +173,7 @@ def bench_recipe(name: str, args) -> None:
     pflop = b["flop_per_image"] * train_images / 1e15
     _, about = load_recipe(name)
     print(f"\n== {name}: {about.get('description', '')}" + (f"\n   with {', '.join(args.set)}" if args.set else ""))
-    print(f"network {json.dumps(cfg['model'])}: {b['macs'] / 1e6:.1f} M MACs per image, "
+    print(f"network {json.dumps(cfg.model)}: {b['macs'] / 1e6:.1f} M MACs per image, "
           f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image; {b['epochs']} epochs x {images:,} images = "
           f"{pflop:.4f} PFLOP" + (f" (budget {TARGETS[name][1]} PFLOP)" if name in TARGETS and not args.quick else ""))
     ideal, lines = seconds_at_peak(cfg, images, args)

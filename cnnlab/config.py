@@ -1,20 +1,22 @@
 """The one configuration schema, for config files, `--set` overrides, the Python API and the web page.
 
 `resolve(...)` merges the defaults, a YAML file and overrides, rejects unknown keys (naming the file line
-and the closest valid key) and returns a plain dict that is saved with the run.
+and the closest valid key) and returns the validated `TrainConfig` (cnnlab/schema/config.py), which travels
+from there to the trainer; cnnlab/train/session.py `prepare` completes it as a run records it.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from .errors import UserError, closest
 from .yamlio import Located, load_yaml, parse_yaml, safe_load
 
-from .schema.config import AUGMENT_KEYS, TrainConfig, defaults
+from .schema.config import AUGMENT_KEYS, AugmentConfig, TrainConfig, defaults
 from .schema.errors import first_error
 
 # Every key and its default; the schema (cnnlab/schema/config.py) says what each means and its range.
@@ -29,8 +31,14 @@ AUGMENT_DEFAULTS = {
     "imagefolder": {"crop": 4, "flip": "horizontal"},
 }
 
-SHORT_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optimizer.lr", "device": "device",
-               "seed": "seed", "precision": "precision"}
+
+@dataclass(frozen=True)
+class Override:
+    """One key set over the config file: its dotted path ('optimizer.lr'), the value, and what an error calls
+    it — the `--set` text, or whatever gave it (the CLI names its own flags: `--lr 0.1`)."""
+    key: str
+    value: object
+    label: str
 
 
 def _merge(base: dict, update: dict, located: Located, path: tuple = ()) -> dict:
@@ -52,8 +60,8 @@ def _merge(base: dict, update: dict, located: Located, path: tuple = ()) -> dict
     return out
 
 
-def parse_override(text: str) -> tuple[list[str], object]:
-    """'optimizer.lr=0.05' -> (['optimizer', 'lr'], 0.05); the value is read as YAML."""
+def parse_override(text: str) -> Override:
+    """'optimizer.lr=0.05' -> Override('optimizer.lr', 0.05, '--set optimizer.lr=0.05'); the value is read as YAML."""
     if "=" not in text:
         raise UserError(f"--set '{text}': expected KEY=VALUE, e.g. --set optimizer.lr=0.05")
     key, _, raw = text.partition("=")
@@ -61,7 +69,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
         value = safe_load(raw, f"--set {text}") if raw.strip() else None  # a self-referencing alias is refused
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return Override(key.strip(), value, f"--set {text}")
 
 
 def _apply_override(config: dict, keys: list[str], value, label: str) -> None:
@@ -88,8 +96,9 @@ def _apply_override(config: dict, keys: list[str], value, label: str) -> None:
             node, schema = node[key], schema[key]
 
 
-def resolve(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> tuple[dict, Located]:
-    """Defaults <- config (file path, YAML text, or dict) <- --set overrides <- short flags."""
+def resolve(config=None, overrides: list[str | Override] | None = None) -> tuple[TrainConfig, Located]:
+    """Defaults (or a recipe) <- config (file path, YAML text, or dict) <- overrides, in their order: each a
+    `key=value` text as `--set` takes it, or an Override that says what gave it."""
     if config is None:
         located = Located({}, "<defaults>")
     elif isinstance(config, dict):
@@ -109,12 +118,11 @@ def resolve(config=None, overrides: list[str] | None = None, flags: dict | None 
         # a model file given where a config goes: train that model with the defaults (Keras's model.fit)
         model = located.source if Path(located.source).is_file() else located.data
         located = Located({"model": model}, located.source)
+    changes = [o if isinstance(o, Override) else parse_override(o) for o in overrides or []]
     recipe, label = located.data.get("recipe"), located.where(("recipe",))
-    for text in overrides or []:
-        if text.partition("=")[0].strip() == "recipe":
-            recipe, label = parse_override(text)[1], f"--set {text}"
-    if (flags or {}).get("recipe") is not None:
-        recipe, label = flags["recipe"], f"--recipe {flags['recipe']}"
+    for change in changes:  # the last recipe named wins
+        if change.key == "recipe":
+            recipe, label = change.value, change.label
     base = DEFAULTS
     if recipe is not None:  # a shipped recipe replaces the defaults as the base the config overrides
         from .recipes import load_recipe
@@ -125,22 +133,17 @@ def resolve(config=None, overrides: list[str] | None = None, flags: dict | None 
         base = _merge(DEFAULTS, recipe_config, Located(recipe_config, f"recipe {recipe}"))
         base["recipe"] = recipe
     resolved = _merge(base, {k: v for k, v in located.data.items() if k != "recipe"}, located)
-    given: dict[tuple, str] = {}  # key path -> the flag that set it, for errors
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        _apply_override(resolved, keys, value, f"--set {text}")
-        given[tuple(keys)] = f"--set {text}"
-    for flag, value in (flags or {}).items():
-        if value is not None and flag != "recipe":
-            label = f"--{flag.replace('_', '-')} {value}"
-            _apply_override(resolved, SHORT_FLAGS[flag].split("."), value, label)
-            given[tuple(SHORT_FLAGS[flag].split("."))] = label
+    given: dict[tuple, str] = {}  # key path -> what set it, for errors
+    for change in changes:
+        keys = change.key.split(".")
+        _apply_override(resolved, keys, change.value, change.label)
+        given[tuple(keys)] = change.label
     return validate(resolved, located, given), located
 
 
-def validate(config: dict, located: Located | None = None, given: dict | None = None) -> dict:
-    """Check a merged config against the schema; return it with numbers normalised. Errors name the file
-    line (or the --set flag) of the bad key, what is valid and what was found."""
+def validate(config: dict, located: Located | None = None, given: dict | None = None) -> TrainConfig:
+    """Check a merged config against the schema and return it as the schema's model. Errors name the file
+    line (or the override) of the bad key, what is valid and what was found."""
     if config.get("augment") is False:
         config["augment"] = "none"
     try:
@@ -152,34 +155,42 @@ def validate(config: dict, located: Located | None = None, given: dict | None = 
         dotted = ".".join(str(k) for k in loc)
         raise UserError(f"{where}: {message}" if message.startswith("unknown") else
                         f"{where}: {dotted} {message}") from None
-    out = checked.model_dump()
-    out["model"] = config["model"]
-    if isinstance(checked.augment, BaseModel):
-        out["augment"] = checked.augment.model_dump(exclude_none=True)
-    _check(out, located or Located(config, "config"))
-    return out
+    _check(checked, located or Located(config, "config"))
+    return checked
 
 
-def _check(c: dict, located: Located) -> None:
+def load(path: Path) -> TrainConfig:
+    """A run's config.yaml, validated as it was when the run started."""
+    located = load_yaml(path)
+    if not isinstance(located.data, dict):
+        raise UserError(f"{path}: not a cnnlab run config (a mapping of keys was expected)")
+    return validate(located.data, located)
+
+
+def _check(c: TrainConfig, located: Located) -> None:
     """What one key alone cannot say: keys that only make sense together."""
-    if c["schedule"]["name"] == "plateau" and not c["data"]["val_split"]:
+    if c.schedule.name == "plateau" and not c.data.val_split:
         raise UserError(f"{located.where(('schedule', 'name'))}: schedule 'plateau' watches the validation loss; "
                         "set data.val_split (e.g. 0.1) — the test set is never used to choose anything")
-    if c["early_stopping"]["patience"] and not c["data"]["val_split"]:
+    if c.early_stopping.patience and not c.data.val_split:
         raise UserError(f"{located.where(('early_stopping', 'patience'))}: early stopping needs data.val_split; "
                         "the test set is never used to choose anything")
 
 
-def augment_settings(config: dict, dataset_name: str) -> dict:
-    """The augmentation actually used: defaults for the data set, overridden by the config's keys."""
-    choice = config["augment"]
-    if choice in ("none", None, False):
-        return dict(AUGMENT_KEYS)
+def augment_settings(config: TrainConfig, dataset_name: str) -> AugmentConfig:
+    """The augmentation actually used, every key set: defaults for the data set, overridden by the config's
+    keys. Built without validating again: each value is the config's (validated already) or one of the tables
+    above, kept as the tables write it (rotate: 0, not 0.0), so a run's config.yaml reads as it always has."""
+    choice = config.augment
+    if choice in ("none", None):
+        return AugmentConfig.model_construct(**AUGMENT_KEYS)
     settings = {**AUGMENT_KEYS, **AUGMENT_DEFAULTS.get(dataset_name, {})}
-    if isinstance(choice, dict):
-        settings.update(choice)
-    return settings
+    if isinstance(choice, AugmentConfig):
+        settings.update(choice.model_dump(exclude_none=True))
+    return AugmentConfig.model_construct(**settings)
 
 
-def dump(config: dict) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=110)
+def dump(config: TrainConfig | dict) -> str:
+    """A config as config.yaml holds it: the schema's key order, short sections on one line."""
+    data = config.model_dump() if isinstance(config, TrainConfig) else config
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)

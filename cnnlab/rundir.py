@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
+from . import config as config_mod
 from .errors import UserError
 from .fsutil import write_text
+from .schema.config import TrainConfig
 
 METRIC_COLUMNS = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds", "img_per_s")
 STOP_FILE = "STOP"
@@ -40,12 +42,9 @@ class Run:
         self._model = None
 
     @property
-    def config(self) -> dict:
-        from .yamlio import load_yaml
-        config = load_yaml(self.dir / "config.yaml").data
-        if not isinstance(config, dict):
-            raise UserError(f"{self.dir / 'config.yaml'}: not a cnnlab run config (a mapping of keys was expected)")
-        return config
+    def config(self) -> TrainConfig:
+        """config.yaml, validated against the schema (a fresh object each time: change it freely)."""
+        return config_mod.load(self.dir / "config.yaml")
 
     @property
     def data_info(self) -> dict:
@@ -115,11 +114,9 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 def load_model(run_dir: Path, weights: str = "auto") -> torch.nn.Module:
     """Rebuild the model from config.yaml and data.json, and load model.safetensors (or the checkpoint)."""
-    import yaml
     from .models import build_model
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     info = json.loads((run_dir / "data.json").read_text())
-    model = build_model(cfg["model"], info["input_shape"], len(info["classes"]))
+    model = build_model(config_mod.load(run_dir / "config.yaml").model, info["input_shape"], len(info["classes"]))
     final = run_dir / "model.safetensors"
     if weights in ("auto", "final") and final.exists():
         from safetensors.torch import load_file

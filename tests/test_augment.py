@@ -2,12 +2,11 @@
 import pytest
 import torch
 
-from cnnlab.config import AUGMENT_KEYS
+from cnnlab.config import AUGMENT_KEYS, resolve
 from cnnlab.errors import UserError
+from cnnlab.schema.config import AugmentConfig, ScheduleConfig
 from cnnlab.train.augment import Augmenter, crop_and_flip, cutout, random_affine, random_crop, random_flip
 from cnnlab.train.optim import Plateau, apply_constraints, lr_factor
-
-SCHED = {"name": "onecycle", "warmup": 0.2, "step_size": 10, "gamma": 0.1, "min_lr": 0.0, "patience": 3, "factor": 0.2}
 
 
 def batch(n=16, c=3, size=8):
@@ -66,7 +65,8 @@ def test_cutout_zeroes_a_square_per_image():
 
 
 def test_augmenter_is_seeded_and_normalises():
-    settings = {**AUGMENT_KEYS, "crop": 2, "flip": "horizontal", "rotate": 10, "brightness": 0.1, "cutout": 3}
+    settings = AugmentConfig(**{**AUGMENT_KEYS, "crop": 2, "flip": "horizontal", "rotate": 10, "brightness": 0.1,
+                                "cutout": 3})
     aug = Augmenter(settings, [0.5] * 3, [0.25] * 3, torch.device("cpu"))
     x = (torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     a = aug.train_batch(x, torch.Generator().manual_seed(3))
@@ -77,13 +77,15 @@ def test_augmenter_is_seeded_and_normalises():
 
 
 def test_bad_augmentation_values_name_the_key():
-    with pytest.raises(UserError, match="augment.fill: 'black' is not valid; valid: reflect, constant, edge"):
-        Augmenter({**AUGMENT_KEYS, "fill": "black"}, [0], [1], torch.device("cpu"))
+    with pytest.raises(UserError, match="augment.fill must be one of reflect, constant, edge, replicate .*'black'"):
+        resolve(None, ["augment.fill=black"])
+    with pytest.raises(UserError, match="augment: flip, cutout not set"):  # settings not yet written out
+        Augmenter(AugmentConfig(**{**AUGMENT_KEYS, "flip": None, "cutout": None}), [0], [1], torch.device("cpu"))
 
 
 @pytest.mark.parametrize("name", ["constant", "step", "cosine", "onecycle", "warmup_linear", "warmup_cosine"])
 def test_schedules_start_peak_and_end_where_expected(name):
-    cfg = {**SCHED, "name": name}
+    cfg = ScheduleConfig(name=name)
     f = [lr_factor(cfg, e, 20) for e in [0, 4, 10, 20]]
     assert all(0 <= v <= 1 for v in f)
     if name in ("onecycle", "warmup_linear", "warmup_cosine"):

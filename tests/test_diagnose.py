@@ -223,7 +223,7 @@ def _facts(layers, config_updates=None, data="cifar10"):
     from cnnlab.diagnose.facts import run_facts
     from cnnlab.train.session import prepare_config
     cfg = prepare_config({"model": layers, "data": {"name": data}, **(config_updates or {})})
-    return run_facts(build_model(layers, (3, 32, 32), 10), cfg, data)
+    return run_facts(build_model(layers, (3, 32, 32), 10), cfg)
 
 
 def test_run_facts_of_the_keras_example():
@@ -232,7 +232,7 @@ def test_run_facts_of_the_keras_example():
     from cnnlab.diagnose.facts import run_facts
     from cnnlab.train.session import prepare_config
     cfg = prepare_config(str(example))
-    facts = run_facts(build_model(cfg["model"], (3, 32, 32), 10), cfg, "cifar10")
+    facts = run_facts(build_model(cfg.model, (3, 32, 32), 10), cfg)
     assert facts["dropout"] == [{"layer": "6", "rate": 0.2}, {"layer": "12", "rate": 0.3},
                                 {"layer": "18", "rate": 0.4}, {"layer": "21", "rate": 0.5},
                                 {"layer": "23", "rate": 0.5}]
@@ -281,7 +281,7 @@ def test_run_facts_read_a_users_own_module():
     from cnnlab.diagnose.facts import run_facts
     from cnnlab.train.session import prepare_config
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Dropout(0.4), nn.Flatten(), nn.LazyLinear(10))
-    facts = run_facts(net, prepare_config({"data": {"name": "cifar10"}}), "cifar10")
+    facts = run_facts(net, prepare_config({"data": {"name": "cifar10"}}))
     assert facts["dropout"] == [{"layer": "2", "rate": 0.4}] and facts["conv_filters"] == [8]
     assert not facts["batchnorm"]
 
@@ -325,17 +325,17 @@ def test_a_recipe_run_is_diagnosed_against_its_budget():
     from cnnlab.diagnose.facts import run_facts
     from cnnlab.train.session import prepare_config
     cfg = prepare_config({"recipe": "cifar10-90"})
-    facts = run_facts(build_model(cfg["model"], (3, 32, 32), 10), cfg, "cifar10")
+    facts = run_facts(build_model(cfg.model, (3, 32, 32), 10), cfg)
     assert facts["recipe"]["name"] == "cifar10-90" and [r["name"] for r in facts["recipe"]["stronger"]] == ["cifar10-fast"]
     v = diagnose(UNDERFIT, 10, facts)
     assert v.regime == "underfitting" and v.details[0].startswith("this run is recipe cifar10-90 — 90% on CIFAR-10")
     assert v.prescriptions[0].startswith("for more accuracy at a measured cost: --recipe cifar10-fast — 94%")
     assert any("bigger" in p for p in v.prescriptions[1:])  # still there, after the recipe
     top = prepare_config({"recipe": "cifar10-fast"})
-    facts = run_facts(build_model(top["model"], (3, 32, 32), 10), top, "cifar10")
+    facts = run_facts(build_model(top.model, (3, 32, 32), 10), top)
     assert facts["recipe"]["stronger"] == [] and "recipe cifar10-fast" in diagnose(UNDERFIT, 10, facts).details[0]
     other = prepare_config({"recipe": "cifar10-90", "data": {"name": "cifar100"}})  # another data set: no offer
-    assert recipe_names(run_facts(build_model(other["model"], (3, 32, 32), 100), other, "cifar100")) == []
+    assert recipe_names(run_facts(build_model(other.model, (3, 32, 32), 100), other)) == []
     plain = _facts([{"conv": CR}, {"conv": CR}] + HEAD)  # no recipe: nothing changes
     assert plain["recipe"] is None and not diagnose(UNDERFIT, 10, plain).details[0].startswith("this run is")
 

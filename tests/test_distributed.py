@@ -70,8 +70,8 @@ def test_stop_and_resume_with_two_ranks(more_digits, tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "interrupted"
     config = cnnlab.Run(run_dir).config
-    config["epochs"] = result["epochs_completed"] + 1  # finish soon: one more epoch on both ranks
-    (run_dir / "config.yaml").write_text(__import__("yaml").safe_dump(config))
+    config.epochs = result["epochs_completed"] + 1  # finish soon: one more epoch on both ranks
+    (run_dir / "config.yaml").write_text(cnnlab.config.dump(config))
     resumed = subprocess.run([sys.executable, "-m", "cnnlab", "resume", str(run_dir), "--nproc", "2"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

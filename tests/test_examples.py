@@ -29,7 +29,8 @@ def test_there_are_examples_of_each_kind():
 def _get(cfg, dotted: str):
     node = cfg
     for part in dotted.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part] if isinstance(node, dict) \
+            else getattr(node, part)
     return node
 
 
@@ -52,7 +53,7 @@ def test_example_builds(path, monkeypatch):
         from cnnlab.sweep.spec import apply_params, base_config, load_spec
         from cnnlab.train.session import prepare_config
         spec, _ = load_spec(path)
-        base = prepare_config(base_config(spec))
+        base = base_config(spec)
         sample = {}
         for key, p in spec.space.items():  # a value other than the base's, so a key that sets nothing shows
             options = p.choices if p.type == "categorical" else [int(p.low), int(p.high)] if p.type == "int" \
@@ -60,11 +61,11 @@ def test_example_builds(path, monkeypatch):
             sample[key] = next(v for v in options if v != _get(base, key))
         cfg = prepare_config(apply_params(base_config(spec), sample))
         assert {key: _get(cfg, key) for key in sample} == sample
-        name = cfg["data"]["name"]
-        model = _builds(cfg["model"], SOURCES[name].input_shape, SOURCES[name].num_classes)
+        name = cfg.data.name
+        model = _builds(cfg.model, SOURCES[name].input_shape, SOURCES[name].num_classes)
     else:
         cfg, _ = resolve(path)
-        name = cfg["data"]["name"]
+        name = cfg.data.name
         shape, classes = (SOURCES[name].input_shape, SOURCES[name].num_classes) if name in SOURCES else ((3, 32, 32), 5)
-        model = _builds(cfg["model"], shape, classes)
+        model = _builds(cfg.model, shape, classes)
     assert [f.rule for f in lint(model)] == FINDINGS.get(path.name, [])

@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import cnnlab
+from cnnlab.config import AUGMENT_KEYS
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
 from cnnlab.app.recipes import budget
 from cnnlab.recipes import list_recipes, load_recipe
+from cnnlab.schema.config import AugmentConfig
 from cnnlab.train.augment import Augmenter, alternating_flip
 from cnnlab.train.engine import classification_loss, evaluate
 from cnnlab.train.muon import Muon, orthogonalise
@@ -92,7 +94,7 @@ def test_muon_trains_a_small_problem_and_checkpoints():
 
 def test_muon_optimizer_groups_filters_and_the_rest():
     model = build_model({"name": "airbench", "widths": [8, 16, 16]}, (3, 32, 32), 10)
-    cfg = cnnlab.config.resolve({"recipe": "cifar10-fast"})[0]["optimizer"]
+    cfg = cnnlab.config.resolve({"recipe": "cifar10-fast"})[0].optimizer
     opt = make_optimizer(model, cfg)
     kinds = {g["kind"]: g for g in opt.param_groups}
     assert set(kinds) == {"conv", "dense", "bias"}
@@ -123,9 +125,8 @@ def test_alternating_flip_shows_every_image_both_ways_over_two_epochs():
     assert 70 < int(flipped0.sum()) < 130  # about half start flipped
     assert torch.equal(alternating_flip(x, idx, 2, seed=1), e0)  # the same half again, no state kept
     assert not torch.equal(alternating_flip(x, idx, 0, seed=2), e0)  # the seed picks the half
-    aug = Augmenter({"crop": 0, "crop_mode": "reflect", "translate": 0, "flip": "alternating", "rotate": 0,
-                     "scale": 0.0, "fill": "reflect", "brightness": 0.0, "channel_shift": 0.0, "cutout": 0},
-                    [0.0], [1.0], torch.device("cpu"), seed=1)
+    aug = Augmenter(AugmentConfig(**{**AUGMENT_KEYS, "flip": "alternating"}), [0.0], [1.0], torch.device("cpu"),
+                    seed=1)
     batch = (x * 10).to(torch.uint8)
     assert aug.flips_horizontally
     assert torch.equal(aug.train_batch(batch, torch.Generator(), idx, 1) * 255,
@@ -138,9 +139,7 @@ def test_six_view_tta_averages_the_views_a_shift_invariant_model_does_not_see():
     placement = choose_placement("cpu", "fp32", False)
     x = torch.randint(0, 255, (20, 1, 8, 8), dtype=torch.uint8)
     y = torch.randint(0, 4, (20,))
-    aug = Augmenter({"crop": 0, "crop_mode": "reflect", "translate": 0, "flip": "horizontal", "rotate": 0,
-                     "scale": 0.0, "fill": "reflect", "brightness": 0.0, "channel_shift": 0.0, "cutout": 0},
-                    [0.0], [1.0], placement.device)
+    aug = Augmenter(AugmentConfig(**{**AUGMENT_KEYS, "flip": "horizontal"}), [0.0], [1.0], placement.device)
     plain = evaluate(model, x, y, aug, placement)["probs"]
     # a mean over the image is unchanged by a flip, but not by a reflected one-pixel shift: 6 views differ
     flip = evaluate(model, x, y, aug, placement, tta=True)["probs"]
@@ -182,7 +181,7 @@ def test_recipes_are_valid_configs_with_budgets():
         assert about["description"] and about["target"]
         assert all(isinstance(line, str) for line in about.get("measured", []))  # YAML reads "a: b" as a mapping
         b = budget(name)
-        assert b["config"]["recipe"] == name
+        assert b["config"].recipe == name
     assert budget("cifar10-fast")["pflop"] <= 0.36
     assert budget("cifar10-90")["pflop"] <= 0.05
     eight = budget("cifar10-fast", ["epochs=8"])  # a variant, as bench/fast.py --set makes it
@@ -223,7 +222,7 @@ def test_a_recipe_trains_end_to_end_with_overrides(data_dir, tmp_path):
     assert "recipe: cifar10-fast" in cfg and "name: muon" in cfg
     (tmp_path / "c.yaml").write_text("recipe: cifar10-fast\nepochs: 1\n")
     from cnnlab.config import resolve
-    assert resolve(str(tmp_path / "c.yaml"))[0]["optimizer"] == resolve({"recipe": "cifar10-fast"})[0]["optimizer"]
+    assert resolve(str(tmp_path / "c.yaml"))[0].optimizer == resolve({"recipe": "cifar10-fast"})[0].optimizer
 
 
 def test_a_muon_run_resumes_to_identical_weights(data_dir, tmp_path):

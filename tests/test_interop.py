@@ -176,11 +176,12 @@ def test_onnx_export_agrees_with_pytorch_on_1000_images(trained, tmp_path, capsy
 def test_uint8_onnx_export_takes_raw_pixels(trained, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     run, _ = trained
-    from cnnlab.interop.export import deployable, export
+    from cnnlab.interop.export import export
+    from cnnlab.train import TrainedModel
     path = export(run.dir, "onnx", tmp_path / "u8.onnx", "uint8")
     pixels = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     ours = onnxruntime.InferenceSession(str(path)).run(None, {"image": pixels.numpy()})[0]
-    wrapped, _ = deployable(run)
+    wrapped = TrainedModel.load(run, device="cpu").deployable()
     with torch.no_grad():
         theirs = wrapped(pixels.float() / 255).numpy()
     assert np.abs(ours - theirs).max() < 1e-4
@@ -188,7 +189,8 @@ def test_uint8_onnx_export_takes_raw_pixels(trained, tmp_path):
 
 def test_torchscript_export_loads_without_cnnlab(trained, tmp_path):
     run, _ = trained
-    from cnnlab.interop.export import deployable, export
+    from cnnlab.interop.export import export
+    from cnnlab.train import TrainedModel
     path = export(run.dir, "torchscript", tmp_path / "model.pt")
     images = torch.rand(4, 3, 32, 32)
     torch.save(images, tmp_path / "images.pt")
@@ -198,7 +200,7 @@ def test_torchscript_export_loads_without_cnnlab(trained, tmp_path):
               f"out = m(torch.load({str(tmp_path / 'images.pt')!r}))\n"
               f"torch.save(out, {str(tmp_path / 'out.pt')!r})\n")
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
-    wrapped, _ = deployable(run)
+    wrapped = TrainedModel.load(run, device="cpu").deployable()
     with torch.no_grad():
         assert torch.allclose(torch.load(tmp_path / "out.pt"), wrapped(images), atol=1e-5)
 

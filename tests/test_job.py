@@ -180,7 +180,7 @@ def test_train_accepts_a_model_file(data_dir, tmp_path, capsys):
     assert main(["train", str(model), "--data", "mnist", "--data-dir", str(data_dir), "--epochs", "1",
                  "--run-dir", str(tmp_path / "run"), "--no-store"]) == 0
     assert "Test accuracy" in capsys.readouterr().out
-    assert cnnlab.Run(tmp_path / "run").config["model"]["name"] == "tiny"
+    assert cnnlab.Run(tmp_path / "run").config.model["name"] == "tiny"
 
 
 def test_the_cli_exits_without_teardown_but_runs_atexit_flushes_and_waits_for_threads(tmp_path):

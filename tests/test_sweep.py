@@ -21,6 +21,7 @@ optuna = pytest.importorskip("optuna", reason="sweeps need optuna: pip install '
 
 from cnnlab.cli import main  # noqa: E402
 from cnnlab.errors import UserError  # noqa: E402
+from cnnlab.schema.config import TrainConfig  # noqa: E402
 from cnnlab.sweep.runner import open_study  # noqa: E402
 from cnnlab.sweep.spec import apply_params, load_spec  # noqa: E402
 
@@ -43,7 +44,8 @@ def counted(study) -> list:
 
 
 def test_parameters_reach_any_key_layers_included():
-    cfg = {"model": {"layers": [{"conv": {"filters": 8}}, "relu", {"dropout": 0.2}]}, "optimizer": {"lr": 0.1}}
+    cfg = TrainConfig(model={"layers": [{"conv": {"filters": 8}}, "relu", {"dropout": 0.2}]},
+                      optimizer={"lr": 0.1})
     out = apply_params(cfg, {"model.layers.0.conv.filters": 32, "model.layers.2.dropout": 0.4, "optimizer.lr": 0.01})
     assert out["model"]["layers"] == [{"conv": {"filters": 32}}, "relu", {"dropout": 0.4}]
     assert apply_params(cfg, {"model.layers.2.dropout.rate": 0.3})["model"]["layers"][2] == {"dropout": {"rate": 0.3}}

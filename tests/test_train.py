@@ -75,6 +75,15 @@ def test_bad_config_exits_2_with_one_sentence(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_a_bad_flag_is_named_as_it_was_typed(capsys):
+    assert cli("train", "--epochs", 0, "--dry-run") == 2
+    assert "--epochs 0: epochs must be an integer from 1 to 100,000, got 0" in capsys.readouterr().err
+    assert cli("train", "--batch-size", 0, "--dry-run") == 2
+    assert "--batch-size 0: batch_size must be an integer from 1 to 1,000,000, got 0" in capsys.readouterr().err
+    assert cli("train", "--lr", "1e-05", "--epochs", 3, "--dry-run") == 0  # the flag's number, not YAML's string
+    assert "3 epochs of batch 128" in capsys.readouterr().out
+
+
 def test_bad_model_fails_before_a_run_directory_exists(data_dir, tmp_path, capsys):
     run = tmp_path / "never"
     assert cli("train", "--data", "mnist", "--data-dir", data_dir, "--set", "model=[{conv: 8}, {dense: 10}]",

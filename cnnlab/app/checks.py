@@ -26,29 +26,29 @@ class DryRun:
                 f"of batch {self.batch_size} (--dry-run: nothing trained or written)")
 
 
-def dry_run(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> DryRun:
+def dry_run(config=None, overrides: list | None = None) -> DryRun:
     """The config resolved and its model built against the data set's shape: every error a run would meet
     before its first step, with nothing trained or written."""
-    cfg, spec = prepare(config, overrides, flags)
+    cfg, spec = prepare(config, overrides)
     shape, classes = config_input(cfg)
     model = build_model(spec, shape, classes)
-    return DryRun(ModelReport(summarize(model), lint(model), batch_size=cfg["batch_size"]), cfg["name"],
-                  cfg["data"]["name"], cfg["epochs"], cfg["batch_size"])
+    return DryRun(ModelReport(summarize(model), lint(model), batch_size=cfg.batch_size), cfg.name, cfg.data.name,
+                  cfg.epochs, cfg.batch_size)
 
 
-def _session(config, overrides, flags=None) -> Session:
-    cfg, spec = prepare(config, overrides, flags)
+def _session(config, overrides) -> Session:
+    cfg, spec = prepare(config, overrides)
     return Session(cfg, spec=spec)
 
 
-def lr_find(config=None, overrides: list[str] | None = None, flags: dict | None = None, start_lr: float = 1e-6, end_lr: float = 10.0,
+def lr_find(config=None, overrides: list | None = None, start_lr: float = 1e-6, end_lr: float = 10.0,
             steps: int = 100, plot: str | Path = "lr-find.png"):
     """The learning-rate range test on the config's model and data; the finding has render()."""
     from ..diagnose.lr_find import lr_find as range_test
-    return range_test(_session(config, overrides, flags), start_lr, end_lr, steps, plot=Path(plot))
+    return range_test(_session(config, overrides), start_lr, end_lr, steps, plot=Path(plot))
 
 
-def sanity(config=None, overrides: list[str] | None = None, flags: dict | None = None, batch: int = 64, steps: int = 300):
+def sanity(config=None, overrides: list | None = None, batch: int = 64, steps: int = 300):
     """Can the model memorise one batch? (bugs, not tuning); the report has render() and passed."""
     from ..diagnose.sanity import sanity_check
-    return sanity_check(_session(config, overrides, flags), batch, steps)
+    return sanity_check(_session(config, overrides), batch, steps)

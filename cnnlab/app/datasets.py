@@ -37,8 +37,8 @@ def input_for(name: str, data_dir: str | None = None, root: str | None = None,
 
 def config_input(cfg) -> tuple[tuple, int]:
     """(input shape, class count) for a resolved training config's data section."""
-    d = cfg["data"]
-    return input_for(d["name"], d["dir"], d["root"], d["image_size"])
+    d = cfg.data
+    return input_for(d.name, d.dir, d.root, d.image_size)
 
 
 def data_for_shape(shape, spec: dict) -> str | None:

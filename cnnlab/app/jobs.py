@@ -76,10 +76,10 @@ def submit(config: dict, runs_root: str | os.PathLike, data_dir: str | None = No
     """Check a config from the network (`checked`), claim its run directory and write config.yaml and a
     `queued` result: from here on the run is on record, whatever happens to it."""
     config, cfg = checked(config, data_dir)
-    run_dir = new_run_dir(cfg["name"], None, str(runs_root), False)
+    run_dir = new_run_dir(cfg.name, None, str(runs_root), False)
     write_text(run_dir / "config.yaml", config_mod.dump(cfg))
     write_text(run_dir / "result.json", json.dumps({"status": "queued", "epochs_completed": 0,
-                                                     "epochs": cfg["epochs"]}))
+                                                     "epochs": cfg.epochs}))
     _journal(Path(runs_root), add=run_dir.name)
     return Submitted(run_dir.name, run_dir, config)
 

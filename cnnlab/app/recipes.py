@@ -18,14 +18,14 @@ def budget(name: str, overrides: list[str] | None = None) -> dict:
     computed from its network, not measured."""
     import torch
     cfg, _ = resolve({"recipe": name}, overrides)
-    data = cfg["data"]["name"]
+    data = cfg.data.name
     source = SOURCES[data]
     with torch.device("meta"):
-        macs = summarize(build_model(cfg["model"], source.input_shape, source.num_classes)).macs
-    images = cfg["data"]["limit"] or TRAIN_IMAGES[data]
+        macs = summarize(build_model(cfg.model, source.input_shape, source.num_classes)).macs
+    images = cfg.data.limit or TRAIN_IMAGES[data]
     flop = 6 * macs
-    return {"macs": macs, "flop_per_image": flop, "images": images, "epochs": cfg["epochs"],
-            "batch_size": cfg["batch_size"], "pflop": flop * images * cfg["epochs"] / 1e15, "config": cfg}
+    return {"macs": macs, "flop_per_image": flop, "images": images, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "pflop": flop * images * cfg.epochs / 1e15, "config": cfg}
 
 
 @dataclass
@@ -37,7 +37,7 @@ class RecipeInfo:
 
     def render(self) -> str:
         import json
-        b, model = self.budget, self.budget["config"]["model"]
+        b, model = self.budget, self.budget["config"].model
         model = model if isinstance(model, str) else json.dumps(model)
         lines = [f"{self.name}: {self.description}",
                  f"    model {model}, {b['epochs']} epochs of batch {b['batch_size']}; "

@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 
 from ..app import checks, jobs, runs
+from ..app.config import Override
+
+# The short flags of `cnnlab train` and the config key each sets. They come after every --set, and an error
+# names the flag: `--epochs 0: epochs must be an integer from 1 to 100,000, got 0`.
+SHORT_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optimizer.lr", "device": "device",
+               "seed": "seed", "precision": "precision", "recipe": "recipe"}
 
 
 def _overrides(args) -> list[str]:
@@ -16,19 +22,25 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
+def _flag_overrides(args, flags=tuple(SHORT_FLAGS)) -> list:
+    """The short flags given, as overrides holding the flag's value as argparse typed it (an --lr of 1e-05
+    stays a number; as `--set` text YAML would read it as a string)."""
+    return [Override(SHORT_FLAGS[flag], getattr(args, flag), f"--{flag.replace('_', '-')} {getattr(args, flag)}")
+            for flag in flags if getattr(args, flag, None) is not None]
+
+
 def cmd_train(args) -> int:
     launched = _launched(args)
     if launched is not None:
         return launched
     overrides = _overrides(args)
-    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-             "seed": args.seed, "precision": args.precision, "recipe": args.recipe}
     if args.tensorboard:
         overrides.append("tensorboard=true")
+    overrides += _flag_overrides(args)
     if args.dry_run:
-        print(checks.dry_run(args.config, overrides, flags).render())
+        print(checks.dry_run(args.config, overrides).render())
         return 0
-    job = jobs.Job(args.config, overrides, flags, run_dir=args.run_dir, runs_root=args.runs_root,
+    job = jobs.Job(args.config, overrides, run_dir=args.run_dir, runs_root=args.runs_root,
                    overwrite=args.overwrite, listeners=[jobs.Progress(quiet=args.quiet)],
                    store=False if args.no_store else (args.store or True))
     return _run_job(job)
@@ -72,10 +84,11 @@ def cmd_stop(args) -> int:
 
 def cmd_eval(args) -> int:
     result = runs.evaluate(runs.open_run(args.run_dir), args.data, args.data_dir, args.split)
-    line = f"{args.run_dir}: {result['split']} accuracy {result['acc']:.4f}  loss {result['loss']:.4f}  " \
+    split = result["split"]
+    line = f"{args.run_dir}: {split} accuracy {result[f'{split}_acc']:.4f}  loss {result[f'{split}_loss']:.4f}  " \
            f"({result['images']:,} images)"
-    if "acc_tta" in result:
-        line += f"  with {result.get('tta', 'flip')} TTA {result['acc_tta']:.4f}"
+    if f"{split}_acc_tta" in result:
+        line += f"  with {result['tta']} TTA {result[f'{split}_acc_tta']:.4f}"
     print(json.dumps(result) if args.json else line)
     return 0
 
@@ -99,7 +112,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_lr_find(args) -> int:
-    finding = checks.lr_find(args.config, _overrides(args), {"batch_size": args.batch_size}, args.start_lr,
+    finding = checks.lr_find(args.config, _overrides(args) + _flag_overrides(args, ["batch_size"]), args.start_lr,
                              args.end_lr, args.steps, args.out or "lr-find.png")
     print(finding.render())
     print(f"wrote {args.out or 'lr-find.png'}")
@@ -107,6 +120,6 @@ def cmd_lr_find(args) -> int:
 
 
 def cmd_sanity(args) -> int:
-    report = checks.sanity(args.config, _overrides(args), {"batch_size": None}, args.batch, args.steps)
+    report = checks.sanity(args.config, _overrides(args), args.batch, args.steps)
     print(report.render())
     return 0 if report.passed else 1

@@ -1,6 +1,6 @@
 """What the doctor needs to know about a run besides its curves: the model's regularisers and the recipe.
 
-`run_facts(model, config, dataset_name)` reduces a built model and a resolved config to a small plain dict,
+`run_facts(model, config)` reduces a built model and a resolved config to a small plain dict,
 so the doctor stays a pure function (of the metrics table and these facts) and can be tested on made-up
 facts. With the facts it prescribes for *this* model ("lower dropout 0.5 at layers 21, 23"), not in general.
 """
@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import AUGMENT_KEYS, augment_settings
+from ..schema.config import TrainConfig
 from .lint import _walk, dense_head  # the same residual flattening and head test that lint uses
 
 
-def run_facts(model: nn.Module, config: dict, dataset_name: str) -> dict:
+def run_facts(model: nn.Module, config: TrainConfig) -> dict:
+    """`config`: resolved as a run records it (cnnlab/train/session.py prepare), its augmentation written out."""
     facts = {"dropout": [], "batchnorm": False, "conv_filters": [], "dense_head": None,
-             "weight_decay": float(config["optimizer"].get("weight_decay") or 0.0),
-             "label_smoothing": float(config["loss"].get("label_smoothing") or 0.0),
-             "augment": []}
-    settings = augment_settings(config, dataset_name)
-    facts["augment"] = [k for k, v in settings.items() if k in AUGMENT_KEYS and v not in (0, 0.0, "none")
-                        and k not in ("crop_mode", "fill")]
+             "weight_decay": config.optimizer.weight_decay, "label_smoothing": config.loss.label_smoothing,
+             "augment": [k for k, v in config.augment.model_dump().items() if v not in (0, 0.0, "none")
+                         and k not in ("crop_mode", "fill")]}
     infos = getattr(model, "infos", None)
     if infos:
         layers = [(i.index, i.kind, i.args) for i in _walk(infos)]
@@ -47,24 +45,26 @@ def run_facts(model: nn.Module, config: dict, dataset_name: str) -> dict:
     return facts
 
 
-def recipe_facts(config: dict) -> dict | None:
+def recipe_facts(config: TrainConfig) -> dict | None:
     """The shipped recipe the run started from (`--recipe`): what it is for, and the recipes that aim higher on
     the same data set. None for a run that names no recipe."""
+    from ..config import resolve
     from ..errors import UserError
     from ..recipes import list_recipes, load_recipe
-    name = config.get("recipe")
+    name = config.recipe
     if not name:
         return None
     try:
         _, about = load_recipe(name)
     except UserError:  # a recipe this version does not ship
         return {"name": name, "description": "", "target": None, "stronger": []}
-    target, data = about.get("target"), (config.get("data") or {}).get("name")
+    target, data = about.get("target"), config.data.name
     stronger = []
     for other in list_recipes():
-        other_config, other_about = load_recipe(other)
-        if (other != name and target is not None and (other_config.get("data") or {}).get("name") == data
-                and (other_about.get("target") or 0) > target):
+        _, other_about = load_recipe(other)
+        # the other recipe's data set as it trains (resolved: one that names none trains on the default)
+        if (other != name and target is not None and (other_about.get("target") or 0) > target
+                and resolve({"recipe": other})[0].data.name == data):
             stronger.append({"name": other, "description": other_about.get("description", "")})
     return {"name": name, "description": about.get("description", ""), "target": target, "stronger": stronger}
 
@@ -76,10 +76,10 @@ def facts_for_run(run) -> dict | None:
     from ..models import build_model
     config, info = run.config, run.data_info
     try:
-        model = build_model(config["model"], info["input_shape"], len(info["classes"]))
+        model = build_model(config.model, info["input_shape"], len(info["classes"]))
     except (UserError, ImportError):
         return None
-    return run_facts(model, config, config["data"]["name"])
+    return run_facts(model, config)
 
 
 def diagnose_run(run):

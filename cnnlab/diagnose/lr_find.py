@@ -41,10 +41,10 @@ def lr_find(session, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 
             plot: str | Path | None = None) -> LRFinding:
     """`session` supplies model, data, augmenter, placement and config (see cnnlab.train.session.Session)."""
     model, cfg, placement = session.model, session.cfg, session.placement
-    optimizer = make_optimizer(model, {**cfg["optimizer"], "lr": start_lr})
-    gen = torch.Generator().manual_seed(cfg["seed"])
+    optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": start_lr}))
+    gen = torch.Generator().manual_seed(cfg.seed)
     x_all, y_all = session.data.train_x, session.data.train_y
-    batch = cfg["batch_size"]
+    batch = cfg.batch_size
     factor = (end_lr / start_lr) ** (1 / max(steps - 1, 1))
     lrs, smoothed, avg, best = [], [], 0.0, math.inf
     model.train()
@@ -59,8 +59,8 @@ def lr_find(session, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 
         yb = y_all[idx].to(placement.device)
         with placement.autocast():
             out = model(xb)
-        loss = classification_loss(out, yb, cfg["loss"]["label_smoothing"], getattr(model, "outputs_probabilities", False),
-                                   cfg["loss"].get("reduction", "mean"))
+        loss = classification_loss(out, yb, cfg.loss.label_smoothing, getattr(model, "outputs_probabilities", False),
+                                   cfg.loss.reduction)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -22,33 +22,9 @@ from ..version import __version__
 from ..errors import UserError
 from ..fsutil import atomic_path
 from ..rundir import Run
+from ..train.trained import TrainedModel
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
-
-
-class Deployable(nn.Module):
-    """The run's model with its input scaling and normalisation built in."""
-
-    def __init__(self, model: nn.Module, mean, std, uint8: bool = False):
-        super().__init__()
-        self.model = model
-        self.uint8 = uint8
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.float() / 255.0 if self.uint8 else image
-        return self.model((x - self.mean) / self.std)
-
-
-def deployable(run: Run, uint8: bool = False) -> tuple[Deployable, dict]:
-    info = run.data_info
-    model = run.model.float().cpu().eval()
-    return Deployable(model, info["mean"], info["std"], uint8).eval(), info
-
-
-def _output_name(run: Run) -> str:
-    return "probabilities" if getattr(run.model, "outputs_probabilities", False) else "logits"
 
 
 def export(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike | None = None,
@@ -63,12 +39,14 @@ def export(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike
         raise UserError(f"{run.dir}: the run has no final weights (status {run.result.get('status')}); finish it "
                         "with `cnnlab resume` first")
     path = Path(out) if out else run.dir / f"model{FORMATS[fmt]}"
-    wrapped, info = deployable(run, uint8=input_kind == "uint8")
-    example = torch.zeros(2, *info["input_shape"], dtype=torch.uint8 if input_kind == "uint8" else torch.float32)
-    metadata = {"classes": json.dumps(info["classes"]), "input": _input_doc(info, input_kind),
-                "output": _output_name(run), "cnnlab_version": __version__, "run": run.dir.name}
+    trained = TrainedModel.load(run, device="cpu")
+    wrapped = trained.deployable(uint8=input_kind == "uint8")
+    example = torch.zeros(2, *trained.input_shape, dtype=torch.uint8 if input_kind == "uint8" else torch.float32)
+    output = "probabilities" if trained.outputs_probabilities else "logits"
+    metadata = {"classes": json.dumps(trained.classes), "input": _input_doc(trained.input_shape, input_kind),
+                "output": output, "cnnlab_version": __version__, "run": run.dir.name}
     if fmt == "onnx":
-        _onnx(wrapped, example, path, metadata, _output_name(run))
+        _onnx(wrapped, example, path, metadata, output)
     elif fmt == "torchscript":  # what libtorch (C++) loads; torch.jit is deprecated in Python, not there
         with torch.no_grad(), _quiet_torch():
             traced = torch.jit.trace(wrapped, example)
@@ -76,16 +54,16 @@ def export(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike
             torch.jit.save(traced, str(tmp), _extra_files={"cnnlab.json": json.dumps(metadata)})
     else:
         from safetensors.torch import save_file
-        state = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
-        metadata.update(model=json.dumps(run.config["model"]), mean=json.dumps(info["mean"]),
-                        std=json.dumps(info["std"]), input_shape=json.dumps(info["input_shape"]))
+        state = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
+        metadata.update(model=json.dumps(run.config.model), mean=json.dumps(trained.mean),
+                        std=json.dumps(trained.std), input_shape=json.dumps(list(trained.input_shape)))
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=metadata)
     return path
 
 
-def _input_doc(info: dict, input_kind: str) -> str:
-    c, h, w = info["input_shape"]
+def _input_doc(input_shape, input_kind: str) -> str:
+    c, h, w = input_shape
     scale = "uint8 in 0..255" if input_kind == "uint8" else "float32 in [0, 1]"
     return f"image: N x {c} x {h} x {w} (batch, channels, height, width), {scale}, RGB order; normalised inside"
 
@@ -129,7 +107,7 @@ def check_onnx(path: Path, run_dir, images: torch.Tensor) -> dict:
         import onnxruntime
     except ImportError:
         raise UserError("checking the ONNX file needs onnxruntime: pip install 'cnnlab[export]'") from None
-    wrapped, _ = deployable(Run(run_dir))
+    wrapped = TrainedModel.load(run_dir, device="cpu").deployable()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ours = session.run(None, {"image": images.numpy()})[0]
     with torch.no_grad():

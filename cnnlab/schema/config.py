@@ -1,8 +1,13 @@
 """The training config's schema: every key, its type, range and default, with a comment saying why.
 
 Config files, `--set` overrides, the Python API, sweeps and the web page all resolve through
-`cnnlab.config.resolve`, which validates against `TrainConfig`. Defaults are what a strong practitioner
-would pick for a small CNN on a CPU (docs/defaults.md).
+`cnnlab.config.resolve`, which validates against `TrainConfig`; the TrainConfig itself then travels to the
+trainer and every tool that reads a run. Defaults are what a strong practitioner would pick for a small CNN on
+a CPU (docs/defaults.md).
+
+A config as written may leave the run's name, the model's file and the augmentation to be worked out;
+resolved as a run records it (cnnlab/train/session.py `prepare`, and every run's config.yaml), `name` is set,
+`model` is inlined and `augment` is an AugmentConfig with every key set.
 """
 from __future__ import annotations
 
@@ -106,7 +111,8 @@ class EarlyStoppingConfig(Section):
 
 
 class AugmentConfig(Section):
-    """Keys left out take the data set's defaults (crop 4 + horizontal flip for natural images)."""
+    """Keys left out take the data set's defaults (crop 4 + horizontal flip for natural images); resolved, every
+    key is set (cnnlab.config.augment_settings)."""
     crop: Annotated[int, Field(ge=0, le=256)] | None = None          # random crop after padding by this many pixels
     crop_mode: Literal["reflect", "constant", "edge", "replicate"] | None = None
     translate: Annotated[int, Field(ge=0, le=256)] | None = None     # random shift of up to this many pixels

@@ -72,7 +72,7 @@ def write_sweep_report(spec: SweepSpec, runs_root: Path, url: str | None = None)
         "<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows) + "</table>"
     counts = {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail", "running")}
     epochs = sum(r["epochs"] for r in rows)
-    full = len([r for r in rows if r["state"] in ("complete", "pruned")]) * base_config(spec)["epochs"]
+    full = len([r for r in rows if r["state"] in ("complete", "pruned")]) * base_config(spec).epochs
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>sweep {html.escape(spec.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}table{{border-collapse:collapse}}
 td,th{{border-bottom:1px solid #ddd;padding:.25rem .5rem;font-size:.85rem;text-align:left}}img{{max-width:100%}}</style>

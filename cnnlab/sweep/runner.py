@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..process import alive
+from ..schema.config import TrainConfig
 from .spec import SweepSpec, apply_params, base_config
 
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
@@ -131,7 +132,8 @@ def _taken(study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 
-def run_trial(study, trial, spec: SweepSpec, base: dict, runs_root: Path, store, threads: int | None, job) -> None:
+def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path, store, threads: int | None,
+              job) -> None:
     """One trial as an ordinary run of `job` (the Job class: cnnlab.app.jobs.Job); its validation curve goes to
     Optuna epoch by epoch."""
     import optuna

@@ -15,13 +15,13 @@
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import UserError
+from ..schema.config import TrainConfig
 from ..schema.errors import first_error
 from ..yamlio import Located, load_yaml
 
@@ -88,33 +88,34 @@ def load_spec(path: str | Path) -> tuple[SweepSpec, Located]:
     return spec, located
 
 
-def base_config(spec: SweepSpec) -> dict:
+def base_config(spec: SweepSpec) -> TrainConfig:
     """The resolved base config every trial starts from; a sweep is honest only on a validation split."""
     from ..train.session import prepare_config
     cfg = prepare_config(spec.base, spec.set)
-    if not cfg["data"]["val_split"]:
+    if not cfg.data.val_split:
         raise UserError(f"sweep {spec.name}: the objective is {spec.objective} on a validation split, and the base "
                         "config has none; add `set: [data.val_split=0.1]` (the test set never chooses anything)")
-    if isinstance(cfg["model"], str) and any(k.startswith("model.") for k in spec.space):
-        cfg["model"] = _expand(cfg)  # a named architecture, written out so its layers can be searched
+    if isinstance(cfg.model, str) and any(k.startswith("model.") for k in spec.space):
+        cfg.model = _expand(cfg)  # a named architecture, written out so its layers can be searched
     return cfg
 
 
-def _expand(cfg: dict) -> dict:
+def _expand(cfg: TrainConfig) -> dict:
     from ..data import SOURCES, load_dataset
     from ..models import model_spec
-    d = cfg["data"]
-    if d["name"] in SOURCES:
-        shape, classes = SOURCES[d["name"]].input_shape, SOURCES[d["name"]].num_classes
+    d = cfg.data
+    if d.name in SOURCES:
+        shape, classes = SOURCES[d.name].input_shape, SOURCES[d.name].num_classes
     else:
-        ds = load_dataset(d["name"], d["dir"], root=d["root"], image_size=d["image_size"])
+        ds = load_dataset(d.name, d.dir, root=d.root, image_size=d.image_size)
         shape, classes = ds.input_shape, ds.num_classes
-    return model_spec(cfg["model"], shape, classes)
+    return model_spec(cfg.model, shape, classes)
 
 
-def apply_params(cfg: dict, params: dict) -> dict:
-    """The config with each `a.b.3.c` key set: dotted into mappings, list positions and layer shorthands."""
-    out = copy.deepcopy(cfg)
+def apply_params(cfg: TrainConfig, params: dict) -> dict:
+    """The config with each `a.b.3.c` key set: dotted into mappings, list positions and layer shorthands. A
+    plain config mapping, which a Job resolves as it resolves any config."""
+    out = cfg.model_dump()
     for key, value in params.items():
         if key == "model":
             from ..models import resolve_spec

@@ -172,7 +172,7 @@ class Store:
             summary = {"name": result.get("model"), "params_trainable": result.get("params_trainable"),
                        "macs": result.get("macs")}
             created = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(config_path.stat().st_mtime))
-            self.record_start(run.dir, run.config, summary, info["name"], created)
+            self.record_start(run.dir, run.config.model_dump(), summary, info["name"], created)
             rows = read_metrics(run.dir / "metrics.csv")
             for row in rows:
                 self.record_epoch(run.dir.name, row)

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..schema.config import AugmentConfig
 
 PAD_MODES = {"reflect": "reflect", "constant": "constant", "edge": "replicate", "replicate": "replicate"}
 FILL_MODES = {"reflect": "reflection", "constant": "zeros", "edge": "border", "replicate": "border"}
-FLIPS = ("none", "horizontal", "vertical", "both", "alternating")
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
@@ -130,34 +130,16 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     return x.masked_fill(inside[:, None], 0.0)
 
 
-def check(settings: dict) -> None:
-    """Reject impossible settings before training starts, naming the key."""
-    def bad(key, valid):
-        raise UserError(f"augment.{key}: {settings[key]!r} is not valid; valid: {valid}")
-    for key in ("crop", "translate", "cutout"):
-        v = settings[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            bad(key, "a whole number of pixels >= 0")
-    for key in ("rotate", "scale", "brightness", "channel_shift"):
-        v = settings[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            bad(key, "a number >= 0")
-    if settings["scale"] >= 1:
-        bad("scale", "a fraction below 1 (0.1 zooms by 0.9..1.1)")
-    if settings["crop_mode"] not in PAD_MODES:
-        bad("crop_mode", ", ".join(PAD_MODES))
-    if settings["fill"] not in FILL_MODES:
-        bad("fill", ", ".join(FILL_MODES))
-    if settings["flip"] not in FLIPS:
-        bad("flip", ", ".join(FLIPS))
-
-
 class Augmenter:
-    """Turns a uint8 batch into a normalised float batch, augmenting it when training."""
+    """Turns a uint8 batch into a normalised float batch, augmenting it when training. `settings`: every key
+    set (cnnlab.config.augment_settings writes them out; the schema has checked each value)."""
 
-    def __init__(self, settings: dict, mean, std, device: torch.device, channels_last: bool = False,
+    def __init__(self, settings: AugmentConfig, mean, std, device: torch.device, channels_last: bool = False,
                  seed: int = 0):
-        check(settings)
+        unset = [key for key, value in settings.model_dump().items() if value is None]
+        if unset:
+            raise UserError(f"augment: {', '.join(unset)} not set; the settings an Augmenter takes have every key "
+                            "(cnnlab.config.augment_settings writes them out)")
         self.seed = seed
         self.s = settings
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
@@ -167,36 +149,35 @@ class Augmenter:
 
     @property
     def flips_horizontally(self) -> bool:
-        return self.s["flip"] in ("horizontal", "both", "alternating")
+        return self.s.flip in ("horizontal", "both", "alternating")
 
     def augment(self, x: torch.Tensor, gen: torch.Generator, idx: torch.Tensor | None = None,
                 epoch: int = 0) -> torch.Tensor:
         """uint8 -> augmented float in 0..1 (not yet normalised), for training and for `data show`."""
         s = self.s
         x = x.to(self.device, non_blocking=True)
-        if s["crop"] and s["crop_mode"] == "reflect" and s["crop"] >= min(x.shape[2:]):
-            raise UserError(f"augment.crop {s['crop']}: reflect padding must be smaller than the image "
+        if s.crop and s.crop_mode == "reflect" and s.crop >= min(x.shape[2:]):
+            raise UserError(f"augment.crop {s.crop}: reflect padding must be smaller than the image "
                             f"({x.shape[2]}x{x.shape[3]})")
         # crop and flip first, as one gather of the still-uint8 images, with the same draws in the same order
         # as cropping then flipping float images: a seeded run augments as it did
-        if s["crop"] or s["flip"] != "none":
+        if s.crop or s.flip != "none":
             b = x.shape[0]
-            dy, dx = _crop_offsets(b, s["crop"], gen, x.device) if s["crop"] else (None, None)
-            if s["flip"] == "alternating" and idx is not None:
+            dy, dx = _crop_offsets(b, s.crop, gen, x.device) if s.crop else (None, None)
+            if s.flip == "alternating" and idx is not None:
                 hflip, vflip = _alternating_mask(idx, epoch, self.seed).to(x.device), None
-            elif s["flip"] != "none":
-                hflip, vflip = _flip_masks("horizontal" if s["flip"] == "alternating" else s["flip"], b, gen,
-                                           x.device)
+            elif s.flip != "none":
+                hflip, vflip = _flip_masks("horizontal" if s.flip == "alternating" else s.flip, b, gen, x.device)
             else:
                 hflip = vflip = None
-            x = crop_and_flip(x, s["crop"], PAD_MODES[s["crop_mode"]], dy, dx, hflip, vflip)
+            x = crop_and_flip(x, s.crop, PAD_MODES[s.crop_mode], dy, dx, hflip, vflip)
         x = self._float01(x)
-        if s["rotate"] or s["scale"] or s["translate"]:
-            x = random_affine(x, s["rotate"], s["scale"], s["translate"], s["fill"], gen)
-        if s["brightness"] or s["channel_shift"]:
-            x = random_color(x, s["brightness"], s["channel_shift"], gen)
-        if s["cutout"]:
-            x = cutout(x, s["cutout"], gen)
+        if s.rotate or s.scale or s.translate:
+            x = random_affine(x, s.rotate, s.scale, s.translate, s.fill, gen)
+        if s.brightness or s.channel_shift:
+            x = random_color(x, s.brightness, s.channel_shift, gen)
+        if s.cutout:
+            x = cutout(x, s.cutout, gen)
         return x
 
     def _float01(self, x: torch.Tensor) -> torch.Tensor:

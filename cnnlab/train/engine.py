@@ -17,6 +17,7 @@ from .. import faults
 from ..device import Placement, grad_scaler, micro_batch_size, should_compile, synchronize
 from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
+from ..schema.config import TrainConfig
 from .augment import Augmenter
 from .optim import Plateau, apply_constraints, lr_factor, make_optimizer
 
@@ -61,10 +62,10 @@ def _views(model, xb: torch.Tensor, tta, probabilities: bool, plain: torch.Tenso
     return 0.5 * (mirrored(xb, plain) + shifted)
 
 
-def eval_batch_size(cfg: dict, placement: Placement) -> int:
+def eval_batch_size(cfg: TrainConfig, placement: Placement) -> int:
     """Images per evaluation forward: `eval_batch_size`, in `micro_batch`'s pieces (on the 2-core Xeon a forward
     of the cifar10-90 net ran at 7200 img/s at batch 2000 and 8300 at 250; the full airbench net, 4900 and 4600)."""
-    return micro_batch_size(cfg.get("micro_batch"), cfg["eval_batch_size"], placement)
+    return micro_batch_size(cfg.micro_batch, cfg.eval_batch_size, placement)
 
 
 @torch.no_grad()
@@ -112,7 +113,7 @@ def _running_stats_per_batch(norms: list, pieces: int):
 
 
 class Trainer:
-    def __init__(self, model, dataset, config: dict, augmenter: Augmenter, placement: Placement,
+    def __init__(self, model, dataset, config: TrainConfig, augmenter: Augmenter, placement: Placement,
                  callbacks=(), should_stop=lambda: False, world: World = World(), wrapped=None):
         self.model, self.data, self.config = model, dataset, config
         self.world = world
@@ -121,17 +122,17 @@ class Trainer:
         self.augmenter, self.placement = augmenter, placement
         self.callbacks = list(callbacks)
         self.should_stop = should_stop  # asked after every batch
-        self.epochs = config["epochs"]
-        self.batch_size = config["batch_size"]
-        self.optimizer = make_optimizer(model, config["optimizer"])
-        self.base_lr = float(config["optimizer"]["lr"])
+        self.epochs = config.epochs
+        self.batch_size = config.batch_size
+        self.optimizer = make_optimizer(model, config.optimizer)
+        self.base_lr = config.optimizer.lr
         self.scaler = grad_scaler(placement)
-        self.plateau = Plateau(config["schedule"]["patience"], config["schedule"]["factor"])
-        self.generator = torch.Generator().manual_seed(config["seed"])
+        self.plateau = Plateau(config.schedule.patience, config.schedule.factor)
+        self.generator = torch.Generator().manual_seed(config.seed)
         # Ranks share the batch order but draw their own augmentations; one process keeps one generator.
-        self.order_generator = torch.Generator().manual_seed(config["seed"]) if world.distributed else self.generator
+        self.order_generator = torch.Generator().manual_seed(config.seed) if world.distributed else self.generator
         if world.distributed:
-            self.generator.manual_seed(config["seed"] + 1 + world.rank)
+            self.generator.manual_seed(config.seed + 1 + world.rank)
         n = len(dataset.train_x)
         # Drop a last batch of 1: BatchNorm cannot normalise a single image.
         self.batches_per_epoch = n // self.batch_size + (1 if n % self.batch_size > 1 else 0)
@@ -173,8 +174,8 @@ class Trainer:
         if self.world.distributed and state.get("world_size") == self.world.size and state.get("rng_order") is not None:
             self.order_generator.set_state(state["rng_order"])
         elif self.world.distributed:  # resumed on another number of ranks: the order goes on from the epoch's seed
-            self.order_generator.manual_seed(self.config["seed"] + 1_000_003 * state["epoch"])
-            self.generator.manual_seed(self.config["seed"] + 1 + self.world.rank + 1_000_003 * state["epoch"])
+            self.order_generator.manual_seed(self.config.seed + 1_000_003 * state["epoch"])
+            self.generator.manual_seed(self.config.seed + 1 + self.world.rank + 1_000_003 * state["epoch"])
         if state.get("rng_cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.epoch, self.step = state["epoch"], state["step"]
@@ -189,7 +190,7 @@ class Trainer:
                 handler(self)
 
     def current_lr(self, progress: float) -> float:
-        return self.base_lr * lr_factor(self.config["schedule"], progress, self.epochs) * self.plateau.state["scale"]
+        return self.base_lr * lr_factor(self.config.schedule, progress, self.epochs) * self.plateau.state["scale"]
 
     def running_stats(self) -> dict:
         seen = max(self._seen, 1)
@@ -202,8 +203,8 @@ class Trainer:
         model.train()
         n = len(self.train_x)
         order = torch.randperm(n, generator=self.order_generator).to(placement.device)
-        smoothing, reduction = cfg["loss"]["label_smoothing"], cfg["loss"].get("reduction", "mean")
-        clip = cfg["grad_clip"]
+        smoothing, reduction = cfg.loss.label_smoothing, cfg.loss.reduction
+        clip = cfg.grad_clip
         for module in self.model.modules():  # e.g. a whitening layer's bias trains for its first epochs only
             if hasattr(module, "train_bias"):
                 module.train_bias(self.epoch)
@@ -254,7 +255,7 @@ class Trainer:
     def _forward_backward(self, model, xb, yb, smoothing: float, reduction: str):
         """Gradients of the batch's loss, in pieces of `micro_batch` images; (the loss, correct predictions)."""
         n = len(yb)
-        piece = micro_batch_size(self.config.get("micro_batch"), n, self.placement)
+        piece = micro_batch_size(self.config.micro_batch, n, self.placement)
         loss_total = torch.zeros((), device=yb.device)
         correct = torch.zeros((), device=yb.device, dtype=torch.long)
         with _running_stats_per_batch(self.norms, -(-n // piece)):
@@ -309,7 +310,7 @@ class Trainer:
         return {f"{prefix}_loss": result["loss"], f"{prefix}_acc": result["acc"]}
 
     def _early_stop(self, row: dict) -> bool:
-        patience = self.config["early_stopping"]["patience"]
+        patience = self.config.early_stopping.patience
         if row.get("val_loss") is None:
             return False
         if row["val_loss"] < self.best["val_loss"] - 1e-4:
@@ -325,7 +326,7 @@ class Trainer:
         if self._compile_checked:
             return
         self._compile_checked = True
-        if self.config.get("compile", "auto") != "auto" or self.epoch >= self.epochs:
+        if self.config.compile != "auto" or self.epoch >= self.epochs:
             return
         remaining = epoch_seconds * (self.epochs - self.epoch)
         if should_compile("auto", self.placement, remaining):
@@ -340,7 +341,7 @@ class Trainer:
             self._emit("on_epoch_start")
             stats = self._train_epoch()
             row = {"epoch": self.epoch + 1, "lr": stats["lr"], "loss": stats["loss"], "acc": stats["acc"]}
-            every = self.config.get("eval_every", 1)
+            every = self.config.eval_every
             if (self.epoch + 1) % every == 0 or self.epoch + 1 == self.epochs:
                 row.update(self._evaluate_epoch())
             row["seconds"] = time.perf_counter() - start
@@ -348,14 +349,14 @@ class Trainer:
             self.elapsed += row["seconds"]
             self.history.append(row)
             self.epoch += 1
-            if self.config["schedule"]["name"] == "plateau" and row.get("val_loss") is not None:
+            if self.config.schedule.name == "plateau" and row.get("val_loss") is not None:
                 self.plateau.update(row["val_loss"])
             stop = self._early_stop(row)
             self._compile_if_it_pays(row["seconds"])
             self._emit("on_epoch_end")
             if stop:
                 self.stop_reason = (f"early stopping: val_loss has not improved for "
-                                    f"{self.config['early_stopping']['patience']} epochs; restored the weights "
+                                    f"{self.config.early_stopping.patience} epochs; restored the weights "
                                     f"of epoch {self.best['epoch']}")
                 self.model.load_state_dict(self.best["state"])
                 self.last_evaluation = None  # it scored weights that were just replaced

@@ -13,14 +13,13 @@ import numpy as np
 import torch
 
 from .. import faults
-from ..device import choose_placement, peak_memory
+from ..device import peak_memory
 from ..errors import UserError
 from ..fsutil import atomic_path, write_text
 from ..rundir import Run
 from ..viz.curves import plot_curves
-from .augment import Augmenter
-from .engine import eval_batch_size, evaluate
 from .session import prepare_data
+from .trained import TrainedModel
 
 
 def _versions() -> dict:
@@ -40,27 +39,19 @@ def _git_commit() -> str | None:
         return None
 
 
-def tta_label(tta) -> str:
-    return "6-view" if tta == "flip_translate" else "flip"
-
-
 def _test_scores(session) -> dict:
-    """Test loss and accuracy of the final weights, and with flip TTA where training flipped."""
-    t, cfg = session.trainer, session.cfg
-    args = (session.model, session.data.test_x, session.data.test_y, session.augmenter, session.placement,
-            eval_batch_size(cfg, session.placement))
+    """Test loss and accuracy of the final weights, and with flip TTA where training flipped: computed as
+    `cnnlab eval` computes them later, by the same TrainedModel."""
+    t = session.trainer
+    known = {}
     last = t.history[-1] if t.history else {}
     if last.get("test_acc") is not None and last["epoch"] == t.epoch and t.stop_reason is None:
-        plain = {"loss": last["test_loss"], "acc": last["test_acc"]}  # the last epoch scored these same weights
-    else:
-        plain = evaluate(*args, probabilities=t.probabilities)
-    scores = {"test_loss": plain["loss"], "test_acc": plain["acc"]}
+        known.update(loss=last["test_loss"], acc=last["test_acc"])  # the last epoch scored these same weights
+        seen = t.last_evaluation
+        if seen is not None and seen["split"] == "test" and seen["step"] == t.step:
+            known["probs"] = seen["probs"]  # and its plain view is the first of the test-time views
+    scores = TrainedModel.from_session(session).evaluate(session.data.test_x, session.data.test_y, "test", known)
     faults.hit("final-eval")
-    if cfg["tta"] and session.augmenter.flips_horizontally:
-        known = t.last_evaluation
-        reuse = known is not None and known["split"] == "test" and known["step"] == t.step and t.stop_reason is None
-        flip = evaluate(*args, tta=cfg["tta"], probabilities=t.probabilities, plain=known["probs"] if reuse else None)
-        scores.update(test_acc_tta=flip["acc"], test_loss_tta=flip["loss"], tta=tta_label(cfg["tta"]))
     return scores
 
 
@@ -75,7 +66,7 @@ def _save_weights(session, run_dir: Path) -> None:
 def finish_run(session, run_dir: Path, status: str, message: str | None = None) -> dict:
     """Write the run's end and return result.json's content. An interrupted run's state is its checkpoint."""
     t = session.trainer
-    result = {"status": status, "epochs_completed": t.epoch, "epochs": session.cfg["epochs"]}
+    result = {"status": status, "epochs_completed": t.epoch, "epochs": session.cfg.epochs}
     if t.epoch > 0 and status == "finished":
         result.update(_test_scores(session))
         _save_weights(session, run_dir)
@@ -104,30 +95,22 @@ def finish_run(session, run_dir: Path, status: str, message: str | None = None) 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, data_dir: str | None = None,
                  split: str = "test") -> dict:
-    """Re-evaluate a run's final model on its test set (or another data set with the same classes)."""
+    """Re-evaluate a run's final model on its test set (or another data set with the same classes): result.json's
+    keys ({split}_acc, {split}_loss, and with TTA {split}_acc_tta, {split}_loss_tta, tta), the split and the
+    number of images. On the same data and device the figures are result.json's to the last digit."""
     run = Run(run_dir)
     cfg = run.config
     if data:
-        cfg["data"]["name"] = data
+        cfg.data.name = data
     if data_dir:
-        cfg["data"]["dir"] = data_dir
-    cfg["data"]["limit"] = None
-    info = run.data_info
+        cfg.data.dir = data_dir
+    cfg.data.limit = None
+    trained = TrainedModel.load(run)
     dataset = prepare_data(cfg)
-    if dataset.input_shape != tuple(info["input_shape"]) or dataset.num_classes != len(info["classes"]):
+    if dataset.input_shape != trained.input_shape or dataset.num_classes != len(trained.classes):
         raise UserError(f"{dataset.name} has {dataset.num_classes} classes of {dataset.input_shape}; the run was "
-                        f"trained on {len(info['classes'])} classes of {tuple(info['input_shape'])}")
-    placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
-    model = run.model.to(placement.device)
-    augmenter = Augmenter(cfg["augment"], info["mean"], info["std"], placement.device, placement.channels_last)
+                        f"trained on {len(trained.classes)} classes of {trained.input_shape}")
     x, y = (dataset.test_x, dataset.test_y) if split == "test" else (dataset.val_x, dataset.val_y)
     if x is None:
         raise UserError(f"the run has no '{split}' split")
-    probs = getattr(model, "outputs_probabilities", False)
-    out = evaluate(model, x, y, augmenter, placement, eval_batch_size(cfg, placement), probabilities=probs)
-    result = {"split": split, "images": len(y), "loss": out["loss"], "acc": out["acc"]}
-    if cfg.get("tta") and augmenter.flips_horizontally:
-        result["tta"] = tta_label(cfg["tta"])
-        result["acc_tta"] = evaluate(model, x, y, augmenter, placement, eval_batch_size(cfg, placement), tta=cfg["tta"],
-                                     probabilities=probs)["acc"]
-    return result
+    return {"split": split, "images": len(y), **trained.evaluate(x, y, split)}

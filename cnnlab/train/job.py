@@ -24,7 +24,6 @@ from .. import config as config_mod
 from ..errors import UserError
 from ..events import Event
 from ..rundir import STOP_FILE, Run, new_run_dir
-from ..yamlio import load_yaml
 from .engine import Diverged, StopRequested
 from .finish import finish_run
 from . import distributed
@@ -45,7 +44,8 @@ class _EventBridge:
     def on_fit_start(self, trainer) -> None:
         s = self.job.session
         self.job.emit("start", {
-            "run_dir": str(self.job.dir), "name": s.cfg["name"], "config": s.cfg, "summary": s.summary.as_dict(),
+            "run_dir": str(self.job.dir), "name": s.cfg.name, "config": s.cfg.model_dump(),  # JSON-ready data
+            "summary": s.summary.as_dict(),
             "data": s.data_info(), "epochs": trainer.epochs, "batches_per_epoch": trainer.batches_per_epoch,
             "history": list(trainer.history), "pid": os.getpid()})
 
@@ -83,18 +83,18 @@ class Job:
     True records the run in the default store (runs/cnnlab.db), a path records it there, False not at all.
     """
 
-    def __init__(self, config=None, overrides: list[str] | None = None, flags: dict | None = None, *,
+    def __init__(self, config=None, overrides: list | None = None, *,
                  run_dir: str | os.PathLike | None = None, runs_root: str | os.PathLike | None = None,
                  overwrite: bool = False, listeners: list[Callable[[Event], None]] = (), store=True,
                  _resume: tuple | None = None):
         if _resume is None:
-            self.cfg, self.spec = prepare(config, overrides, flags)
+            self.cfg, self.spec = prepare(config, overrides)
             if run_dir and Path(run_dir).exists() and any(Path(run_dir).iterdir()) and not overwrite:
-                new_run_dir(self.cfg["name"], run_dir, runs_root, overwrite)  # raises 'already exists' now
+                new_run_dir(self.cfg.name, run_dir, runs_root, overwrite)  # raises 'already exists' now
             self.dir, self.resume_state = None, None
         else:
             self.cfg, self.dir, self.resume_state = _resume
-            self.spec = self.cfg["model"]
+            self.spec = self.cfg.model
         self._target = (run_dir, runs_root, overwrite)
         self.rank = distributed.world().rank
         if self.rank > 0:  # a data-parallel rank other than 0 trains and says nothing: rank 0 writes and tells
@@ -104,7 +104,7 @@ class Job:
         if store is not None:
             from ..track.store import StoreListener
             self.listeners.append(StoreListener(store))
-        if self.cfg.get("tensorboard") and self.rank == 0:
+        if self.cfg.tensorboard and self.rank == 0:
             from ..track.tensorboard import TensorBoardLogger
             self.listeners.append(TensorBoardLogger())
         self.session: Session | None = None
@@ -125,10 +125,7 @@ class Job:
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise UserError(f"{run_dir}: not a cnnlab run directory (no config.yaml)")
-        located = load_yaml(run_dir / "config.yaml")
-        if not isinstance(located.data, dict):
-            raise UserError(f"{located.source}: not a cnnlab run config (a mapping of keys was expected)")
-        cfg = config_mod.validate(located.data, located)
+        cfg = config_mod.load(run_dir / "config.yaml")
         state = None
         checkpoint = run_dir / "checkpoint.pt"
         if checkpoint.exists():
@@ -197,7 +194,7 @@ class Job:
 
     def start(self) -> "Job":
         """Train in a background thread; `wait()` for the Run, or follow `events()`."""
-        self._thread = threading.Thread(target=self._run_quietly, name=f"cnnlab-job-{self.cfg['name']}", daemon=True)
+        self._thread = threading.Thread(target=self._run_quietly, name=f"cnnlab-job-{self.cfg.name}", daemon=True)
         self._thread.start()
         return self
 
@@ -241,13 +238,13 @@ class Job:
             return self._run_as_helper()
         if self.dir is None:
             run_dir, runs_root, overwrite = self._target
-            self.dir = new_run_dir(self.cfg["name"], run_dir, runs_root, overwrite)
+            self.dir = new_run_dir(self.cfg.name, run_dir, runs_root, overwrite)
             session.write_start_files(self.dir)
         else:
             for partial in self.dir.glob(".*.tmp"):  # half-written by a process killed mid-write
                 partial.unlink()
             if self._already_finished():
-                self.emit("log", {"text": f"{self.dir} already finished all {self.cfg['epochs']} epochs; "
+                self.emit("log", {"text": f"{self.dir} already finished all {self.cfg.epochs} epochs; "
                                           "nothing to resume"})
                 self.status = "finished"
                 return Run(self.dir)
@@ -306,7 +303,7 @@ class Job:
 
     def _already_finished(self) -> bool:
         state, result = self.resume_state, Run(self.dir).result
-        return state is not None and state["epoch"] >= self.cfg["epochs"] and result.get("status") == "finished"
+        return state is not None and state["epoch"] >= self.cfg.epochs and result.get("status") == "finished"
 
     def _finish(self, status: str, message: str | None = None) -> None:
         self.result = finish_run(self.session, self.dir, status, message)
@@ -317,7 +314,7 @@ class Job:
         from ..diagnose.doctor import diagnose
         from ..diagnose.facts import run_facts
         s = self.session
-        verdict = diagnose(s.trainer.history, s.data.num_classes, run_facts(s.model, s.cfg, s.cfg["data"]["name"]))
+        verdict = diagnose(s.trainer.history, s.data.num_classes, run_facts(s.model, s.cfg))
         self.emit("diagnosis", {"verdict": verdict.as_dict(), "text": verdict.render()})
 
 
@@ -330,11 +327,12 @@ def _open_store(store, runs_root=None):
     return Store(store)
 
 
-def train(config=None, overrides: list[str] | None = None, flags: dict | None = None, run_dir: str | None = None,
+def train(config=None, overrides: list | None = None, run_dir: str | None = None,
           runs_root: str | None = None, overwrite: bool = False, quiet: bool = False, store=True,
           listeners=()) -> Run:
-    """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; returns the finished Run."""
-    return Job(config, overrides, flags, run_dir=run_dir, runs_root=runs_root, overwrite=overwrite,
+    """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; `overrides` `key=value` texts as
+    `--set` takes them; returns the finished Run."""
+    return Job(config, overrides, run_dir=run_dir, runs_root=runs_root, overwrite=overwrite,
                listeners=[Progress(quiet=quiet), *listeners], store=store).run()
 
 
@@ -343,6 +341,6 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, store=True, listener
     return Job.resume(run_dir, listeners=[Progress(quiet=quiet), *listeners], store=store).run()
 
 
-def start(config=None, overrides: list[str] | None = None, **kwargs) -> Job:
+def start(config=None, overrides: list | None = None, **kwargs) -> Job:
     """Start training in a background thread and return the Job (follow `job.events()`, `job.stop()`)."""
     return Job(config, overrides, **kwargs).start()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, closest
+from ..schema.config import GroupConfig, OptimizerConfig, ScheduleConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta", "muon")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "warmup_linear", "warmup_cosine", "plateau")
@@ -17,12 +18,12 @@ def parameter_kind(p: torch.Tensor) -> str:
     return "conv" if p.ndim == 4 else "dense" if p.ndim >= 2 else "bias"
 
 
-def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
+def param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict]:
     """One group per kind of parameter (conv filters, dense weights, biases and BatchNorm), each with the
     optimizer's settings unless `optimizer.groups.<kind>` overrides them. By default only conv and dense
     weights decay: decaying BatchNorm scales and biases hurts and gains nothing. `lr_scale` is the group's
     rate relative to the main one, so the schedule moves them all together."""
-    lr, overrides = float(cfg["lr"]), cfg.get("groups") or {}
+    lr = cfg.lr
     by_kind: dict[str, list] = {"conv": [], "dense": [], "bias": []}
     for p in model.parameters():
         if p.requires_grad:
@@ -31,13 +32,13 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
     for kind, params in by_kind.items():
         if not params:
             continue
-        o = overrides.get(kind) or {}
+        o = getattr(cfg.groups, kind) or GroupConfig()  # a kind not named follows the optimizer
         group = {"params": params, "kind": kind,
-                 "weight_decay": o.get("weight_decay") if o.get("weight_decay") is not None
-                 else (float(cfg["weight_decay"]) if kind != "bias" else 0.0),
-                 "lr_scale": (o["lr"] / lr) if o.get("lr") is not None else 1.0}
-        if o.get("momentum") is not None:
-            group["momentum"] = o["momentum"]
+                 "weight_decay": o.weight_decay if o.weight_decay is not None
+                 else (cfg.weight_decay if kind != "bias" else 0.0),
+                 "lr_scale": (o.lr / lr) if o.lr is not None else 1.0}
+        if o.momentum is not None:
+            group["momentum"] = o.momentum
         groups.append(group)
     return groups
 
@@ -69,48 +70,48 @@ class Optimizers:
             opt.load_state_dict(s)
 
 
-def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    name = str(cfg["name"]).lower()
+def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    name = cfg.name
     groups = param_groups(model, cfg)
-    lr = float(cfg["lr"])
+    lr = cfg.lr
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
-    nesterov = bool(cfg["nesterov"]) and cfg["momentum"] > 0
+    nesterov = cfg.nesterov and cfg.momentum > 0
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=nesterov)
     if name == "muon":
         from .muon import Muon
         filters = [g for g in groups if g["kind"] == "conv"]
         rest = [g for g in groups if g["kind"] != "conv"]
         for g in filters:
             g.pop("weight_decay")  # Muon's steps have a fixed size; filters feeding BatchNorm need no decay
-        opts = [Muon(filters, lr=lr, momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]),
-                     normalize=bool(cfg.get("normalize_filters")))] if filters else []
+        opts = [Muon(filters, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                     normalize=cfg.normalize_filters)] if filters else []
         if rest:
-            opts.append(torch.optim.SGD(rest, lr=lr, momentum=cfg["momentum"], nesterov=nesterov))
+            opts.append(torch.optim.SGD(rest, lr=lr, momentum=cfg.momentum, nesterov=nesterov))
         return Optimizers(*opts)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)
     if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg["alpha"], eps=cfg["eps"], momentum=cfg["momentum"])
+        return torch.optim.RMSprop(groups, lr=lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum)
     if name == "adadelta":
-        return torch.optim.Adadelta(groups, lr=lr, rho=cfg["rho"], eps=cfg["eps"])
+        return torch.optim.Adadelta(groups, lr=lr, rho=cfg.rho, eps=cfg.eps)
     raise UserError(f"optimizer.name: unknown optimizer '{name}'{closest(name, OPTIMIZERS)}; valid: {', '.join(OPTIMIZERS)}")
 
 
-def lr_factor(cfg: dict, epoch_progress: float, total_epochs: int) -> float:
+def lr_factor(cfg: ScheduleConfig, epoch_progress: float, total_epochs: int) -> float:
     """Multiplier of the peak learning rate after `epoch_progress` epochs (a float) of `total_epochs`."""
-    name = cfg["name"]
-    floor = float(cfg["min_lr"])
+    name = cfg.name
+    floor = cfg.min_lr
     t = min(max(epoch_progress / total_epochs, 0.0), 1.0)
-    warmup = cfg["warmup"]
+    warmup = cfg.warmup
     warm = warmup / total_epochs if warmup >= 1 else warmup  # as a fraction of training
     if name in ("constant", "plateau"):
         return 1.0
     if name == "step":
-        return max(cfg["gamma"] ** int(epoch_progress // cfg["step_size"]), floor)
+        return max(cfg.gamma ** int(epoch_progress // cfg.step_size), floor)
     if name == "cosine":
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
     if name in ("onecycle", "warmup_linear", "warmup_cosine"):

@@ -9,7 +9,7 @@ import torch
 
 from ..data.readers import decode_image
 from ..errors import UserError
-from ..rundir import Run
+from .trained import TrainedModel
 
 
 def load_images(paths, input_shape) -> torch.Tensor:
@@ -26,16 +26,9 @@ def load_images(paths, input_shape) -> torch.Tensor:
 
 def predict(run_dir: str | os.PathLike, images, top_k: int = 3) -> list[dict]:
     """[{file, top: [(class, probability), ...]}] for each image, most likely first."""
-    run = Run(run_dir)
-    info = run.data_info
-    model = run.model
-    x = load_images(images, info["input_shape"]).float().div(255)
-    mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(info["std"]).view(1, -1, 1, 1)
-    with torch.no_grad():
-        out = model((x - mean) / std).float()
-    probs = out if getattr(model, "outputs_probabilities", False) else out.softmax(1)
+    trained = TrainedModel.load(run_dir, device="cpu")
+    probs = trained.probabilities(load_images(images, trained.input_shape))
     k = max(1, min(top_k, probs.shape[1]))
     values, indices = probs.topk(k, dim=1)
-    return [{"file": str(path), "top": [(info["classes"][i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())]}
+    return [{"file": str(path), "top": [(trained.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())]}
             for path, vs, ix in zip(images, values, indices)]

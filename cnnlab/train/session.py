@@ -18,6 +18,7 @@ from ..fsutil import atomic_path, write_text
 from ..models import build_model, resolve_spec
 from ..models.summary import render, summarize
 from ..rundir import write_metrics
+from ..schema.config import TrainConfig
 from ..yamlio import Located
 from .augment import Augmenter
 from . import distributed
@@ -35,44 +36,43 @@ def _default_name(model) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.")[:100] or "model"
 
 
-def prepare(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> tuple[dict, Located]:
-    """The resolved config as a run records it (model inlined, name set, augmentation written out), and the
-    model as written, with its file and lines, so a layer's error points at the line that holds it."""
-    cfg, located = config_mod.resolve(config, overrides, flags)
-    model = cfg["model"]
+def prepare(config=None, overrides: list | None = None) -> tuple[TrainConfig, Located]:
+    """The config resolved completely, as a run records it (model inlined, name set, augmentation written out
+    with every key), and the model as written, with its file and lines, so a layer's error points at the line
+    that holds it. `overrides`: as cnnlab.config.resolve takes them."""
+    cfg, located = config_mod.resolve(config, overrides)
+    model = cfg.model
     if isinstance(model, str) and (model.endswith((".yaml", ".yml")) or Path(model).is_file()):
         spec = resolve_spec(model, (1, 1, 1), 1)  # a model file: copied in, so the run directory stands alone
-        cfg["model"] = spec.data
+        model = spec.data
     elif isinstance(located.data, dict) and located.data.get("model") == model:
         spec = located.sub(("model",))  # written inline in the config file
     else:
         spec = Located(model, "model")
-    cfg["name"] = cfg["name"] or _default_name(cfg["model"])
-    name = cfg["data"]["name"]
-    cfg["augment"] = config_mod.augment_settings(cfg, name if name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
-    return cfg, spec
+    name = cfg.data.name
+    augment = config_mod.augment_settings(cfg, name if name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
+    return cfg.model_copy(update={"model": model, "name": cfg.name or _default_name(model), "augment": augment}), spec
 
 
-def prepare_config(config=None, overrides: list[str] | None = None, flags: dict | None = None) -> dict:
-    return prepare(config, overrides, flags)[0]
+def prepare_config(config=None, overrides: list | None = None) -> TrainConfig:
+    return prepare(config, overrides)[0]
 
 
-def prepare_data(cfg: dict) -> ImageDataset:
-    d = cfg["data"]
-    dataset = load_dataset(d["name"], d["dir"], d["val_split"] or None, cfg["seed"], d["root"], d["image_size"],
-                           d["download"])
-    if d["limit"]:
-        dataset.train_x, dataset.train_y = dataset.train_x[:d["limit"]], dataset.train_y[:d["limit"]]
+def prepare_data(cfg: TrainConfig) -> ImageDataset:
+    d = cfg.data
+    dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download)
+    if d.limit:
+        dataset.train_x, dataset.train_y = dataset.train_x[:d.limit], dataset.train_y[:d.limit]
     return dataset
 
 
-def _check_memory(summary, cfg: dict, placement) -> None:
+def _check_memory(summary, cfg: TrainConfig, placement) -> None:
     free = available_memory(placement.device)
     params = summary.total
     # weights + gradients + two optimizer slots (Adam), and activations kept for backward in the batch
-    need = params * 4 * 4 + summary.activations_per_image * cfg["batch_size"] * 4 * 3
+    need = params * 4 * 4 + summary.activations_per_image * cfg.batch_size * 4 * 3
     if free is not None and need > 0.9 * free:
-        raise UserError(f"the model needs about {need / 2**30:.1f} GB for batch_size {cfg['batch_size']} "
+        raise UserError(f"the model needs about {need / 2**30:.1f} GB for batch_size {cfg.batch_size} "
                         f"({params:,} parameters), but only {free / 2**30:.1f} GB is free on "
                         f"{placement.device.type}; lower batch_size, narrow the layers, or pool earlier")
 
@@ -90,13 +90,13 @@ def init_from_data(model, train_x: torch.Tensor, augmenter: Augmenter, images: i
 class Session:
     """Everything a run needs in memory: config, data, model, placement, augmenter, trainer."""
 
-    def __init__(self, cfg: dict, resume_state: dict | None = None, hooks=(), spec=None):
+    def __init__(self, cfg: TrainConfig, resume_state: dict | None = None, hooks=(), spec=None):
         self.cfg = cfg
-        spec = cfg["model"] if spec is None else spec  # the model as written (a Located keeps its lines)
-        if cfg["threads"]:
-            torch.set_num_threads(int(cfg["threads"]))
-        torch.manual_seed(cfg["seed"])
-        self.placement = choose_placement(cfg["device"], cfg["precision"], cfg["channels_last"])
+        spec = cfg.model if spec is None else spec  # the model as written (a Located keeps its lines)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.placement = choose_placement(cfg.device, cfg.precision, cfg.channels_last)
         self.data = prepare_data(cfg)
         with torch.device("meta"):  # sizes first, allocating nothing: a model too big for memory fails here
             _check_memory(summarize(build_model(spec, self.data.input_shape, self.data.num_classes)),
@@ -107,13 +107,13 @@ class Session:
         if self.placement.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.mean, self.std = self.data.channel_stats()
-        self.augmenter = Augmenter(cfg["augment"], self.mean, self.std, self.placement.device,
-                                   self.placement.channels_last, cfg["seed"])
+        self.augmenter = Augmenter(cfg.augment, self.mean, self.std, self.placement.device,
+                                   self.placement.channels_last, cfg.seed)
         if resume_state is None:
             init_from_data(self.model, self.data.train_x, self.augmenter)
         self.world = distributed.init(self.placement.device)
         wrapped = self._data_parallel(cfg) if self.world.distributed else None
-        if should_compile(cfg.get("compile", "auto"), self.placement):
+        if should_compile(cfg.compile, self.placement):
             # training steps go through the compiled module; evaluation and saving use the model itself,
             # whose parameters it shares
             wrapped = torch.compile(wrapped if wrapped is not None else self.model)
@@ -122,10 +122,10 @@ class Session:
         if resume_state is not None:
             self.trainer.load_state_dict(resume_state)
 
-    def _data_parallel(self, cfg: dict):
+    def _data_parallel(self, cfg: TrainConfig):
         """DDP around the model (the model itself is what is saved, evaluated and linted)."""
         from torch.nn.parallel import DistributedDataParallel
-        if cfg.get("sync_batchnorm"):
+        if cfg.sync_batchnorm:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         device_ids = [self.placement.device.index] if self.placement.device.type == "cuda" else None
         # a layer whose bias stops training part-way (whitening) leaves a parameter without a gradient
@@ -142,7 +142,7 @@ class Session:
     def write_start_files(self, run_dir: Path) -> None:
         write_text(run_dir / "config.yaml", config_mod.dump(self.cfg))
         write_text(run_dir / "data.json", json.dumps(self.data_info(), indent=2))
-        write_text(run_dir / "summary.txt", render(self.summary, self.cfg["batch_size"]) + "\n")
+        write_text(run_dir / "summary.txt", render(self.summary, self.cfg.batch_size) + "\n")
 
 
 class CheckpointWriter:

@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from ..rundir import Run
+from ..train.trained import TrainedModel
 
 MAX_CHANNELS = 16     # thumbnails per layer in the overview: enough to see what a layer does
 THUMB = 48            # thumbnail side in pixels (the page scales them up with nearest-neighbour)
@@ -40,13 +41,10 @@ def _filters(module: nn.Module) -> list[str] | None:
     return [_png(w.numpy(), 24) for w in weight[:MAX_CHANNELS]]
 
 
-def see(run: Run, image: torch.Tensor, top_k: int = 5) -> dict:
+def see(run: Run | TrainedModel, image: torch.Tensor, top_k: int = 5) -> dict:
     """`image`: uint8 (C, H, W) of the run's input size. Returns the probabilities and every layer's maps."""
-    info = run.data_info
-    model = run.model
-    mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(info["std"]).view(1, -1, 1, 1)
-    x = (image[None].float() / 255 - mean) / std
+    trained = run if isinstance(run, TrainedModel) else TrainedModel.load(run, device="cpu")
+    model = trained.model
     layers = []
     infos = getattr(model, "infos", None)
     captured = []
@@ -55,12 +53,10 @@ def see(run: Run, image: torch.Tensor, top_k: int = 5) -> dict:
         hooks = [layer.register_forward_hook(lambda m, i, o, k=k: captured.append((k, o[0].detach().float())))
                  for k, layer in enumerate(model.layers)]
     try:
-        with torch.no_grad():
-            out = model.eval()(x).float()
+        probs = trained.probabilities(image[None])[0]  # as predict computes it: the same numbers for the image
     finally:
         for h in hooks:
             h.remove()
-    probs = out[0] if getattr(model, "outputs_probabilities", False) else out[0].softmax(0)
     values, indices = probs.topk(min(top_k, len(probs)))
     for k, activation in captured:
         layer_info = infos[k]
@@ -74,5 +70,5 @@ def see(run: Run, image: torch.Tensor, top_k: int = 5) -> dict:
             entry["values"] = [round(float(v), 4) for v in activation[:256]]
         layers.append(entry)
     return {"input": _png(image.float().mean(0).numpy() if image.shape[0] == 1 else image.float().mean(0).numpy()),
-            "top": [{"class": info["classes"][i], "p": round(float(v), 4)} for v, i in zip(values, indices)],
+            "top": [{"class": trained.classes[i], "p": round(float(v), 4)} for v, i in zip(values, indices)],
             "layers": layers}

@@ -10,12 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..device import choose_placement
 from ..fsutil import write_bytes, write_text
-from ..train.augment import Augmenter
-from ..train.engine import eval_batch_size, evaluate
 from ..rundir import Run
 from ..train.session import prepare_data
+from ..train.trained import TrainedModel
 from . import figures
 from .curves import plot_curves
 
@@ -29,7 +27,9 @@ def _curves_png(run: Run) -> bytes:
         return path.read_bytes()
 
 
-def _conv_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+def _conv_maps(trained: TrainedModel, image: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Every conv layer's output for one uint8 image (C, H, W), labelled with the layer as the summary names it."""
+    model = trained.model
     infos = getattr(model, "infos", None)
     names = {}
     for name, module in model.named_modules():
@@ -43,8 +43,7 @@ def _conv_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tenso
     hooks = [m.register_forward_hook(lambda mod, i, o: maps.append((names[mod], o[0].detach().cpu())))
              for m in names]
     try:
-        with torch.no_grad():
-            model.eval()(x)
+        trained.probabilities(image[None])
     finally:
         for h in hooks:
             h.remove()
@@ -52,35 +51,33 @@ def _conv_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tenso
 
 
 def build_figures(run: Run, image_index: int = 0, wrong_count: int = 24) -> dict:
-    """All report figures and tables, computed once."""
-    cfg, info = run.config, run.data_info
-    cfg["data"]["limit"] = None
+    """All report figures and tables, computed once; `probabilities`: the test set's, as predict gives them."""
+    cfg = run.config
+    cfg.data.limit = None
     data = prepare_data(cfg)
-    placement = choose_placement("cpu" if cfg["device"] == "auto" else cfg["device"], "fp32", False)
-    model = run.model.to(placement.device)
-    augmenter = Augmenter(cfg["augment"], info["mean"], info["std"], placement.device)
-    probs = evaluate(model, data.test_x, data.test_y, augmenter, placement, eval_batch_size(cfg, placement),
-                     probabilities=getattr(model, "outputs_probabilities", False))["probs"]
+    trained = TrainedModel.load(run, device="cpu" if cfg.device == "auto" else cfg.device)
+    probs = trained.probabilities(data.test_x)
     true = data.test_y.numpy()
     pred = probs.argmax(1).numpy()
-    classes = info["classes"]
+    classes = trained.classes
     cm = figures.confusion_matrix(true, pred, len(classes))
     confidence = probs.max(1).values.numpy()
     wrong = np.flatnonzero(pred != true)
     wrong = wrong[np.argsort(-confidence[wrong])][:wrong_count]
     titles = [f"{classes[true[i]]} -> {classes[pred[i]]}\n{confidence[i]:.2f}" for i in wrong]
-    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    first_conv = next((m for m in trained.model.modules() if isinstance(m, nn.Conv2d)), None)
     image_index = min(max(image_index, 0), len(data.test_x) - 1)
-    x = augmenter.eval_batch(data.test_x[image_index:image_index + 1])
     out = {
         "accuracy": float((pred == true).mean()),
+        "probabilities": probs,
         "curves": _curves_png(run) if run.metrics else None,
         "confusion": figures.confusion_figure(cm, classes),
         "per_class": figures.per_class_scores(cm),
         "classes": classes,
         "wrong": figures.wrong_grid(data.test_x[wrong], titles) if len(wrong) else None,
         "filters": figures.filters_figure(first_conv.weight) if first_conv is not None else None,
-        "feature_maps": figures.feature_maps_figure(data.test_x[image_index], _conv_maps(model, x)),
+        "feature_maps": figures.feature_maps_figure(data.test_x[image_index],
+                                                    _conv_maps(trained, data.test_x[image_index])),
         "image_label": f"test image {image_index}: {classes[true[image_index]]}, predicted {classes[pred[image_index]]}",
     }
     return out
