@@ -5,7 +5,7 @@ from .data import load_dataset  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .models import build_model, list_models  # noqa: E402
 from .events import Event  # noqa: E402
-from .app.jobs import Job, resume, start, train  # noqa: E402
+from .app.job import Job, resume, start, train  # noqa: E402
 from .rundir import Run  # noqa: E402
 
 __all__ = ["__version__", "load_dataset", "UserError", "build_model", "list_models", "Event", "Job", "Run", "resume",

@@ -158,7 +158,7 @@ def test_six_view_tta_averages_the_views_a_shift_invariant_model_does_not_see():
 
 def test_a_run_s_final_tta_reuses_the_last_epoch_s_plain_view(data_dir, tmp_path, monkeypatch):
     from cnnlab.train import engine
-    from cnnlab.train.job import Job
+    from cnnlab.app.job import Job
     given = []
     views = engine._views
     monkeypatch.setattr(engine, "_views", lambda *a: given.append((bool(a[2]), a[4] is not None)) or views(*a))
@@ -279,7 +279,7 @@ def test_batchnorm_forgets_as_fast_per_batch_when_the_batch_comes_in_pieces():
 
 def test_compile_is_auto_on_cuda_only_and_a_compiled_run_trains(data_dir, tmp_path):
     from cnnlab.device import Placement, should_compile
-    from cnnlab.train.job import Job
+    from cnnlab.app.job import Job
     cpu, cuda = Placement(torch.device("cpu"), None, False), Placement(torch.device("cuda"), torch.bfloat16, True)
     # auto: on CUDA, and only once the first epoch shows the rest of the run worth a compile
     assert not should_compile("auto", cuda) and not should_compile("auto", cuda, 30.0)
@@ -299,7 +299,7 @@ def test_compile_auto_decides_after_the_first_epoch(data_dir, tmp_path, monkeypa
     """The Trainer asks should_compile with the eager time the run has left; where it says yes the later
     epochs step through the compiled module and the log says why (here the rule is made to say yes on a CPU)."""
     from cnnlab.train import engine
-    from cnnlab.train.job import Job
+    from cnnlab.app.job import Job
     asked = []
 
     def rule(setting, placement, remaining_s=None):

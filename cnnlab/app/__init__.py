@@ -5,6 +5,13 @@ page or a command knows is out of a script's or a test's reach (tests/test_layer
 
     datasets.py  a data set's input shape and classes, what is on this machine, its counts, augmented samples
     models.py    check, summarise and lint a model against a data set; templates; YAML in and out; import
-    jobs.py      a run's life: start, stop, resume, watch, and a failure recorded as a run
+    job.py       the Job: one training run, its events, stop and resume, the store and the doctor told
+    lifecycle.py a run's life around it: run here, submit to a server, every ending recorded, restarts
+    checks.py    before a long run: the dry run, the learning-rate range test, the sanity check
+    recipes.py   the shipped recipes and their FLOP budgets
+    store.py     the run store: list, show, tag, note, export, compare
+    sweep.py     Optuna sweeps of ordinary runs
+    style.py     style transfer: Gatys, and fast style networks
     runs.py      a finished run: open, diagnose, compare, evaluate, predict, see, report, export
+    config.py, limits.py  the schemas and limits a front end validates against
 """

@@ -204,7 +204,7 @@ def epochs(runs_root: Path, run_id: str) -> list[dict]:
 def ending(runs_root: Path, run_id: str) -> dict | None:
     """The run's final result.json, or None while it is queued or training."""
     import json
-    from .jobs import UNFINISHED
+    from .lifecycle import UNFINISHED
     try:
         result = json.loads((Path(runs_root) / run_id / "result.json").read_text())
     except (OSError, ValueError):

@@ -35,7 +35,7 @@ def run(path: str, trials: int | None = None, workers: int = 1, storage: str | N
     shutil.copyfile(path, folder / "sweep.yaml")
     log(f"sweep {spec.name}: {spec.trials} trials, {spec.sampler} sampler, {spec.pruner} pruner, "
         f"{workers} worker(s); study in {storage or folder / 'journal.log'}")
-    from .jobs import Job
+    from .job import Job
     study = run_sweep(spec, root, Job, storage, workers, Path(store) if store else root / "cnnlab.db", log=log)
     return spec, study
 

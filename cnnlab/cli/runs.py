@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..app import checks, jobs, runs
+from ..app import checks, lifecycle, runs
 from ..app.config import Override
 
 # The short flags of `cnnlab train` and the config key each sets. They come after every --set, and an error
@@ -40,20 +40,20 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(checks.dry_run(args.config, overrides).render())
         return 0
-    job = jobs.Job(args.config, overrides, run_dir=args.run_dir, runs_root=args.runs_root,
-                   overwrite=args.overwrite, listeners=[jobs.Progress(quiet=args.quiet)],
+    job = lifecycle.Job(args.config, overrides, run_dir=args.run_dir, runs_root=args.runs_root,
+                   overwrite=args.overwrite, listeners=[lifecycle.Progress(quiet=args.quiet)],
                    store=False if args.no_store else (args.store or True))
     return _run_job(job)
 
 
 def _run_job(job) -> int:
-    jobs.run_here(job)
+    lifecycle.run_here(job)
     return 0
 
 
 def _launched(args) -> int | None:
     """`--nproc N` (N > 1) outside torchrun: start N ranks of this same command and wait for them."""
-    if not getattr(args, "nproc", None) or args.nproc <= 1 or jobs.is_rank():
+    if not getattr(args, "nproc", None) or args.nproc <= 1 or lifecycle.is_rank():
         return None
     argv, skip = [], False
     for item in args.argv:
@@ -65,14 +65,14 @@ def _launched(args) -> int | None:
             continue
         if not item.startswith("--nproc="):
             argv.append(item)
-    return jobs.launch(args.nproc, argv)
+    return lifecycle.launch(args.nproc, argv)
 
 
 def cmd_resume(args) -> int:
     launched = _launched(args)
     if launched is not None:
         return launched
-    return _run_job(jobs.Job.resume(args.run_dir, listeners=[jobs.Progress(quiet=args.quiet)]))
+    return _run_job(lifecycle.Job.resume(args.run_dir, listeners=[lifecycle.Progress(quiet=args.quiet)]))
 
 
 def cmd_stop(args) -> int:

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..version import __version__
-from ..app import jobs
+from ..app import lifecycle
 from . import errors
 from .guard import Guard
 from .routes import models, runs, see
@@ -33,7 +33,7 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
                worker_threads: int | None = None, start_worker: bool = True) -> FastAPI:
     runs_root = Path(runs_root).resolve()
     runs_root.mkdir(parents=True, exist_ok=True)
-    jobs.recover(runs_root, runs_root / "cnnlab.db")  # runs a previous server was training: interrupted
+    lifecycle.recover(runs_root, runs_root / "cnnlab.db")  # runs a previous server was training: interrupted
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -3,7 +3,7 @@ trains, and a crash in training (even a segfault) does not take it down. One tra
 machine has the cores for one); the rest wait in order and show as queued.
 
 The worker runs ordinary Jobs and sends their events back as plain dicts; the server fans them out to the
-pages that listen. Every way a run can end is written down (cnnlab/app/jobs.py): a job that fails before it
+pages that listen. Every way a run can end is written down (cnnlab/app/lifecycle.py): a job that fails before it
 trains, a worker that dies mid-run, a server that stops. SIGTERM asks the worker to stop its run after the
 current batch (marked interrupted, resumable); a worker whose server has gone stops the same way.
 """
@@ -24,7 +24,7 @@ STOP_GRACE_S = 3.0   # after SIGTERM, what a run gets to finish its batch and wr
 def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
     """The worker process: train each job in turn, forwarding its events."""
     import torch
-    from ..app.jobs import Job, record_end
+    from ..app.lifecycle import Job, record_end
     if threads:
         torch.set_num_threads(threads)
     current: dict = {}
@@ -167,7 +167,7 @@ class TrainingWorker:
         again for the runs still queued."""
         if self._closing or self.process is None or self.process.is_alive():
             return
-        from ..app.jobs import record_end
+        from ..app.lifecycle import record_end
         code = self.process.exitcode
         reason = f"the training process died (signal {-code})" if code and code < 0 else \
             f"the training process exited with status {code}"

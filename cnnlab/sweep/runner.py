@@ -134,7 +134,7 @@ def _taken(study, number: int) -> int:
 
 def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path, store, threads: int | None,
               job) -> None:
-    """One trial as an ordinary run of `job` (the Job class: cnnlab.app.jobs.Job); its validation curve goes to
+    """One trial as an ordinary run of `job` (the Job class: cnnlab.app.job.Job); its validation curve goes to
     Optuna epoch by epoch."""
     import optuna
     trial.set_user_attr("host", socket.gethostname())

@@ -1,8 +1,8 @@
-"""Training: the loop, augmentation, optimizers and schedules, assembling a run, the job that runs it,
-evaluating and predicting."""
+"""Training: the loop, augmentation, optimizers and schedules, assembling a run in memory, its end, and a
+finished run as a model that predicts. The job that runs a training (events, stop, resume, the store) is the
+application layer's: cnnlab/app/job.py."""
 from ..rundir import Run
 from .finish import evaluate_run
-from .job import Job, resume, start, train
 from .trained import TrainedModel
 
-__all__ = ["Job", "Run", "TrainedModel", "evaluate_run", "resume", "start", "train"]
+__all__ = ["Run", "TrainedModel", "evaluate_run"]

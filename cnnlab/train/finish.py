@@ -17,13 +17,12 @@ from ..device import peak_memory
 from ..errors import UserError
 from ..fsutil import atomic_path, write_text
 from ..rundir import Run
-from ..viz.curves import plot_curves
 from .session import prepare_data
 from .trained import TrainedModel
 
 
 def _versions() -> dict:
-    from .. import __version__
+    from ..version import __version__
     return {"cnnlab": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
 
@@ -63,7 +62,7 @@ def _save_weights(session, run_dir: Path) -> None:
         faults.hit("weights-write")
 
 
-def finish_run(session, run_dir: Path, status: str, message: str | None = None) -> dict:
+def finish_run(session, run_dir: Path, status: str, message: str | None = None, also_write=()) -> dict:
     """Write the run's end and return result.json's content. An interrupted run's state is its checkpoint."""
     t = session.trainer
     result = {"status": status, "epochs_completed": t.epoch, "epochs": session.cfg.epochs}
@@ -86,8 +85,8 @@ def finish_run(session, run_dir: Path, status: str, message: str | None = None) 
     })
     if message or t.stop_reason:
         result["message"] = message or t.stop_reason
-    if t.history:
-        plot_curves({summary.name: t.history}, run_dir / "curves.png", f"{summary.name} on {session.data.name}")
+    for write in also_write:  # the job's own files (the curves), before the result that says all is there
+        write(session, run_dir)
     faults.hit("result-write")
     write_text(run_dir / "result.json", json.dumps(result, indent=2))  # last: a finished result means all is there
     return result

@@ -10,7 +10,7 @@ import time
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from ...app import jobs, runs as app_runs, store as app_store
+from ...app import lifecycle, runs as app_runs, store as app_store
 from ...errors import Conflict, NotFound
 from ..bodies import CompareRequest, RunRequest, TagRequest
 from ..state import heavy, state
@@ -28,9 +28,9 @@ def _worker(request: Request):
 @router.post("", status_code=202)
 async def start_run(body: RunRequest, request: Request) -> dict:
     s = state(request)
-    await heavy(request, jobs.checked, body.config, s.data_dir)  # a bad config is a 400 with or without a worker
+    await heavy(request, lifecycle.checked, body.config, s.data_dir)  # a bad config is a 400 with or without a worker
     worker = _worker(request)
-    submitted = await heavy(request, jobs.submit, body.config, s.runs_root, s.data_dir)
+    submitted = await heavy(request, lifecycle.submit, body.config, s.runs_root, s.data_dir)
     worker.submit(submitted.id, str(submitted.run_dir), submitted.config)
     return {"id": submitted.id, "status": submitted.status}
 

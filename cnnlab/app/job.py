@@ -21,14 +21,19 @@ from typing import Callable, Iterator
 import torch
 
 from .. import config as config_mod
+from ..diagnose.doctor import diagnose
+from ..diagnose.facts import run_facts
+from ..diagnose.lint import lint
 from ..errors import UserError
 from ..events import Event
 from ..rundir import STOP_FILE, Run, new_run_dir
-from .engine import Diverged, StopRequested
-from .finish import finish_run
-from . import distributed
-from .progress import Progress
-from .session import CheckpointWriter, Session, prepare
+from ..track.store import Store, StoreListener
+from ..train import distributed
+from ..train.engine import Diverged, StopRequested
+from ..train.finish import finish_run
+from ..train.progress import Progress
+from ..train.session import CheckpointWriter, Session, prepare
+from ..viz.curves import plot_curves
 
 BATCH_EVENT_INTERVAL = 0.2  # seconds between batch events: live curves without a float() sync every step
 STOP_FILE_INTERVAL = 0.5    # seconds between looks for a STOP file
@@ -102,7 +107,6 @@ class Job:
         self.listeners = list(listeners)
         store = _open_store(store, runs_root)
         if store is not None:
-            from ..track.store import StoreListener
             self.listeners.append(StoreListener(store))
         if self.cfg.tensorboard and self.rank == 0:
             from ..track.tensorboard import TensorBoardLogger
@@ -255,7 +259,6 @@ class Job:
         trainer = session.trainer
         trainer.callbacks += [CheckpointWriter(self.dir), _EventBridge(self)]
         trainer.should_stop = self._should_stop
-        from ..diagnose.lint import lint
         for finding in lint(session.model):
             self.emit("log", {"text": finding.render()})
         if self.resume_state is not None:
@@ -306,22 +309,26 @@ class Job:
         return state is not None and state["epoch"] >= self.cfg.epochs and result.get("status") == "finished"
 
     def _finish(self, status: str, message: str | None = None) -> None:
-        self.result = finish_run(self.session, self.dir, status, message)
+        self.result = finish_run(self.session, self.dir, status, message, also_write=[_write_curves])
         self.status = status
         self.emit("result", self.result)
 
     def _diagnose(self) -> None:
-        from ..diagnose.doctor import diagnose
-        from ..diagnose.facts import run_facts
         s = self.session
         verdict = diagnose(s.trainer.history, s.data.num_classes, run_facts(s.model, s.cfg))
         self.emit("diagnosis", {"verdict": verdict.as_dict(), "text": verdict.render()})
 
 
+def _write_curves(session, run_dir: Path) -> None:
+    """curves.png: loss and accuracy per epoch."""
+    history, name = session.trainer.history, session.summary.name
+    if history:
+        plot_curves({name: history}, run_dir / "curves.png", f"{name} on {session.data.name}")
+
+
 def _open_store(store, runs_root=None):
     if store is False or store is None:
         return None
-    from ..track.store import Store
     if store is True:
         return Store(Path(runs_root) / "cnnlab.db" if runs_root else None)
     return Store(store)

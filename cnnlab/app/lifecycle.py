@@ -1,6 +1,7 @@
-"""A run's life: start it, stop it, resume it, watch it — and a record of how it ended whatever happened.
+"""A run's life around its Job: run it here, submit it to a server's worker, and a record of how it ended
+whatever happened.
 
-The Job (cnnlab/train/job.py) trains and tells its listeners; this module adds what a front end needs around
+The Job (cnnlab/app/job.py) trains and tells its listeners; this module adds what a front end needs around
 it: a run submitted from the web exists on disk (config.yaml, status queued) from the moment it is accepted;
 a run that fails before or during training — bad data, an impossible model, a crashed worker — is written
 down as failed with its one-line reason; and a run cut off by a server restart is marked interrupted, to be
@@ -19,7 +20,7 @@ from ..fsutil import write_text
 from ..rundir import Run, new_run_dir
 from ..track.store import Store
 from ..train import distributed
-from ..train.job import Job, resume, start, train
+from .job import Job, resume, start, train
 from ..train.progress import Progress  # the terminal's listener, for the CLI
 from ..train.session import prepare
 from .models import refuse_code
