@@ -211,8 +211,8 @@ def test_a_recipe_trains_end_to_end_with_overrides(data_dir, tmp_path):
     assert result["tta"] == "6-view"
     from cnnlab.train import evaluate_run
     again = evaluate_run(tmp_path / "r")  # the saved weights, evaluated afresh (as `cnnlab eval` does)
-    assert again["tta"] == "6-view" and again["acc_tta"] == result["test_acc_tta"]
-    assert again["acc"] == result["test_acc"]
+    assert again["tta"] == "6-view" and again["test_acc_tta"] == result["test_acc_tta"]
+    assert again["test_acc"] == result["test_acc"]
     assert f"Test accuracy {result['test_acc']:.4f} ({result['test_acc_tta']:.4f} with 6-view TTA)" in out.stdout
     rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1:]
     tested = [r.split(",")[7] != "" for r in rows]

@@ -114,18 +114,18 @@ class SeeCache:
 
     def __init__(self, runs: int = 4):
         self.runs = runs
-        self._models: dict[str, tuple[float, Run]] = {}   # run id -> (weights mtime, Run with its model loaded)
+        self._models: dict[str, tuple[float, object]] = {}   # run id -> (weights mtime, its TrainedModel)
         self._test: dict[str, object] = {}
         self.lock = threading.Lock()
 
-    def run(self, run: Run) -> Run:
+    def model(self, run: Run):
+        from ..train.trained import TrainedModel
         weights = final_weights(run).dir / "model.safetensors"
         key, mtime = run.dir.name, weights.stat().st_mtime
         if key not in self._models or self._models[key][0] != mtime:
             if len(self._models) >= self.runs:
                 self._models.pop(next(iter(self._models)))
-            run.model  # noqa: B018 — load it once
-            self._models[key] = (mtime, run)
+            self._models[key] = (mtime, TrainedModel.load(run, device="cpu"))
         return self._models[key][1]
 
     def test_image(self, run: Run, index: int):
@@ -146,14 +146,14 @@ def see(run: Run, image: str | None = None, test_index: int | None = None, top_k
     from ..viz.activations import see as look
     cache = cache or SeeCache(1)
     with cache.lock:
-        run = cache.run(run)
+        trained = cache.model(run)
         if image is not None:
-            x = torch.from_numpy(decode_upload(image, run.data_info["input_shape"]))
+            x = torch.from_numpy(decode_upload(image, trained.input_shape))
         elif test_index is not None:
             x = cache.test_image(run, test_index)
         else:
             raise UserError("send image (a data: URL) or test_index")
-        return look(run, x, top_k)
+        return look(trained, x, top_k)
 
 
 def decode_upload(data_url: str, input_shape) -> "np.ndarray":  # noqa: F821

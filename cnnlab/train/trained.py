@@ -105,6 +105,20 @@ class TrainedModel:
             self.model.train(was_training)
         return torch.cat(out) if out else torch.empty(0, len(self.classes))
 
+    def look_inside(self, image: torch.Tensor, modules: list[nn.Module]) -> tuple[torch.Tensor, list]:
+        """One uint8 image (C, H, W) through the model: its class probabilities (as `probabilities` gives
+        them) and [(module, its output for the image)] for each of `modules` that ran, in the order they ran
+        (See's maps and the report's feature maps both look through here)."""
+        captured = []
+        hooks = [m.register_forward_hook(lambda mod, i, o: captured.append((mod, o[0].detach().float().cpu())))
+                 for m in modules]
+        try:
+            probs = self.probabilities(image[None])[0]
+        finally:
+            for h in hooks:
+                h.remove()
+        return probs, captured
+
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, split: str = "test", known: dict | None = None) -> dict:
         """Loss and accuracy over (x, y) under result.json's keys: {split}_loss and {split}_acc, and where
         test-time augmentation applies {split}_loss_tta, {split}_acc_tta and tta. `known`: what an evaluation

@@ -47,19 +47,13 @@ def see(run: Run | TrainedModel, image: torch.Tensor, top_k: int = 5) -> dict:
     model = trained.model
     layers = []
     infos = getattr(model, "infos", None)
-    captured = []
-    hooks = []
-    if infos is not None:
-        hooks = [layer.register_forward_hook(lambda m, i, o, k=k: captured.append((k, o[0].detach().float())))
-                 for k, layer in enumerate(model.layers)]
-    try:
-        probs = trained.probabilities(image[None])[0]  # as predict computes it: the same numbers for the image
-    finally:
-        for h in hooks:
-            h.remove()
+    top_level = list(model.layers) if infos is not None else []
+    # as predict computes them: the same numbers for the image
+    probs, captured = trained.look_inside(image, top_level)
     values, indices = probs.topk(min(top_k, len(probs)))
-    for k, activation in captured:
-        layer_info = infos[k]
+    position = {id(m): k for k, m in enumerate(top_level)}
+    for module, activation in captured:
+        layer_info = infos[position[id(module)]]
         entry = {"index": layer_info.index, "layer": layer_info.desc, "shape": list(activation.shape)}
         if activation.dim() == 3:
             entry["channels"] = [_png(c.numpy()) for c in activation[:MAX_CHANNELS]]

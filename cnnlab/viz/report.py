@@ -39,15 +39,8 @@ def _conv_maps(trained: TrainedModel, image: torch.Tensor) -> list[tuple[str, to
             if infos and parts[0] == "layers" and len(parts) > 1 and parts[1].isdigit():
                 label = f"{infos[int(parts[1])].index} {infos[int(parts[1])].desc}"
             names[module] = label
-    maps = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: maps.append((names[mod], o[0].detach().cpu())))
-             for m in names]
-    try:
-        trained.probabilities(image[None])
-    finally:
-        for h in hooks:
-            h.remove()
-    return maps
+    _, outputs = trained.look_inside(image, list(names))
+    return [(names[module], out) for module, out in outputs]
 
 
 def build_figures(run: Run, image_index: int = 0, wrong_count: int = 24) -> dict:
