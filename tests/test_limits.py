@@ -179,7 +179,7 @@ def test_errors_still_name_their_lines_in_a_model_and_a_config(tmp_path, capsys)
                                         r"\(did you mean 'momentum'\?\)"):
         resolve(str(config))
     cfg, located = resolve("data: {name: cifar10}\nepochs: 3\nmodel: tutorial\n")
-    assert cfg["epochs"] == 3 and located.where(("model",)) == "<config> line 3"
+    assert cfg.epochs == 3 and located.where(("model",)) == "<config> line 3"
 
 
 # ------------------------------------------------------------------ layer count and nesting depth
@@ -321,4 +321,4 @@ def test_a_model_at_the_depth_limit_fits_the_json_and_yaml_limits(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"data": {"name": "cifar10"}, "model": {"layers": spec}}))  # JSON is YAML
     cfg, _ = resolve(str(config))
-    assert cnnlab.build_model(cfg["model"], SHAPE, 10).num_classes == 10
+    assert cnnlab.build_model(cfg.model, SHAPE, 10).num_classes == 10

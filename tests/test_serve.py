@@ -99,7 +99,7 @@ def _model_outputs(run_dir: Path, image) -> tuple[torch.Tensor, torch.Tensor]:
     from cnnlab.train.augment import Augmenter
     run = cnnlab.Run(run_dir)
     info = run.data_info
-    augmenter = Augmenter(run.config["augment"], info["mean"], info["std"], torch.device("cpu"))
+    augmenter = Augmenter(run.config.augment, info["mean"], info["std"], torch.device("cpu"))
     with torch.no_grad():
         logits = run.model.eval()(augmenter.eval_batch(torch.as_tensor(image)[None])).float()[0]
     return logits, logits.softmax(0)
@@ -292,8 +292,22 @@ def test_the_pages_as_a_student_uses_them(server, tmp_path):
         page.click("#stop-button")
         page.wait_for_function("document.querySelector('#train-status').innerText.includes('interrupted')",
                                timeout=60_000)
+        # a run on an empty folder fails: the page says why at once, and the next run can start
+        empty = tmp_path / "empty-folder"
+        empty.mkdir()
+        page.click("nav button[data-page=build]")
+        page.fill("#data-path", str(empty))
+        page.click("nav button[data-page=train]")
+        page.click("#train-button")
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('failed')",
+                               timeout=30_000)
+        assert "empty-folder" in page.inner_text("#train-status")
+        assert page.is_enabled("#train-button") and not page.is_enabled("#stop-button")
+        page.click("nav button[data-page=build]")
+        page.fill("#data-path", "")
         page.click("nav button[data-page=runs]")
-        page.wait_for_selector("#runs-table tbody tr:nth-child(2)")
+        page.wait_for_selector("#runs-table tbody tr:nth-child(3)")
+        assert "failed" in page.inner_text("#runs-table") and "empty-folder" in page.inner_text("#runs-table")
         assert "finished" in page.inner_text("#runs-table") and "interrupted" in page.inner_text("#runs-table")
         page.screenshot(path=str(shots / "runs.png"), full_page=True)
         # draw a stroke: probabilities and every layer's maps

@@ -127,7 +127,7 @@ def samples(name: str, out: str | Path | None = None, augment=None, data_dir: st
                                                else "imagefolder")
         augmenter = Augmenter(settings, [0.0] * ds.input_shape[0], [1.0] * ds.input_shape[0], torch.device("cpu"))
         images = augmenter.augment(images, gen)
-        title += ", augmented: " + ", ".join(f"{k}={v}" for k, v in settings.items()
+        title += ", augmented: " + ", ".join(f"{k}={v}" for k, v in settings.model_dump().items()
                                              if v not in (0, 0.0, "none") and k not in ("crop_mode", "fill"))
     if not labelled:
         labels, title = [""] * len(images), ""

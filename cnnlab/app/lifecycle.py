@@ -95,15 +95,13 @@ def record_end(run_dir: str | os.PathLike, status: str, message: str, store: str
     config = run.config
     rows = run.metrics
     result = {"status": status, "message": message.splitlines()[0][:500] if message else status,
-              "epochs_completed": len(rows), "epochs": config.get("epochs"),
+              "epochs_completed": len(rows), "epochs": config.epochs,
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_text(run.dir / "result.json", json.dumps(result, indent=2))
     if store is not None:
         try:
             db = Store(store)
-            name = config.get("name")
-            data = (config.get("data") or {}).get("name")
-            db.record_start(run.dir, config, {"name": name}, data)
+            db.record_start(run.dir, config.model_dump(), {"name": config.name}, config.data.name)
             for row in rows:
                 db.record_epoch(run.dir.name, row)
             db.record_result(run.dir.name, result)

@@ -68,13 +68,13 @@ def detail(run: Run) -> dict:
         verdict = diagnose_run(run) if data and run.metrics else None
     except UserError:
         verdict = None
-    return {"id": run.dir.name, "config": run.config, "metrics": run.metrics, "result": run.result, "data": data,
+    return {"id": run.dir.name, "config": run.config.model_dump(), "metrics": run.metrics, "result": run.result, "data": data,
             "verdict": verdict.as_dict() if verdict else None}
 
 
 def compare(runs: list[Run]) -> dict:
     """The config keys that differ (with each run's value), the curves and the results of several runs."""
-    return {"differ": config_diff({r.dir.name: r.config for r in runs}),
+    return {"differ": config_diff({r.dir.name: r.config.model_dump() for r in runs}),
             "metrics": {r.dir.name: r.metrics for r in runs}, "results": {r.dir.name: r.result for r in runs}}
 
 
