@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-fastapi = pytest.importorskip("fastapi", reason="the web app's extras are not installed: pip install 'cnnlab[serve]'")
+fastapi = pytest.importorskip("fastapi", reason="fastapi is missing: pip install -e .")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import cnnlab  # noqa: E402

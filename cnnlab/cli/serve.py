@@ -11,11 +11,8 @@ GRACEFUL_S = 2  # Ctrl-C / SIGTERM: open streams and requests get this long, the
 
 
 def cmd_serve(args) -> int:
-    try:
-        import uvicorn
-        from ..serve.app import create_app
-    except ImportError:
-        raise UserError("the web app needs its extras: pip install 'cnnlab[serve]'") from None
+    import uvicorn  # a dependency of cnnlab itself: the web app is no optional extra
+    from ..serve.app import create_app
     token = None
     if args.host not in LOOPBACK:
         if not args.allow_remote:
