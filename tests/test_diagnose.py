@@ -37,10 +37,27 @@ def rules(layers, shape=(3, 32, 32), classes=10):
     ("too-few-filters", [{"conv": CR}, {"conv": {**CR, "filters": 2}}] + HEAD, [{"conv": CR}, {"conv": CR}] + HEAD),
     ("deep-plain-net", [{"conv": {**CR, "filters": 4}}] * 22 + HEAD,
      [{"residual": [{"conv": {**CR, "filters": 3}}]}] * 22 + HEAD),
+    ("duplicate-branch", [{"conv": CR}, {"concat": [[], [{"conv": CR}], []]}] + HEAD,
+     [{"conv": CR}, {"concat": [[], [{"conv": CR}], [{"conv": CR}]]}] + HEAD),
 ])
 def test_lint_rule(rule, bad, good):
     assert rule in rules(bad)
     assert rule not in rules(good)
+
+
+def test_lint_reads_inside_concat_branches():
+    inception = [{"conv": CR}, {"concat": [[{"conv": {**C, "kernel": 1}}, "batchnorm", "relu"],
+                                           [{"maxpool": {"size": 3, "stride": 1, "padding": "same"}}]]}] + HEAD
+    findings = lint(build_model(inception, (3, 32, 32), 10))
+    assert [(f.rule, f.layers) for f in findings] == [("bias-before-batchnorm", ["2.1.1", "2.1.2"])]
+    # a stride-1 pool is Inception's pooling branch inside a concat; outside one it still wastes time
+    assert "pool-stride-1" in rules([{"conv": CR}, {"maxpool": {"size": 3, "stride": 1, "padding": "same"}}] + HEAD)
+    duplicate = lint(build_model([{"conv": CR}, {"concat": [[{"maxpool": {"size": 3, "stride": 1, "padding": "same"}}],
+                                                            [], [{"maxpool": {"size": 3, "stride": 1,
+                                                                              "padding": "same"}}]]}] + HEAD,
+                                 (3, 32, 32), 10))
+    assert [(f.rule, f.layers) for f in duplicate] == [("duplicate-branch", ["2.1", "2.3"])]
+    assert "fix: remove branch 3 of layer 2" in duplicate[0].render()
 
 
 def test_named_architectures_lint_clean():

@@ -90,6 +90,91 @@ def test_residual_adds_a_projection_only_when_shapes_differ():
     assert isinstance(diff.infos[0].module.projection, nn.Conv2d) and diff.infos[0].out_shape == (6, 4, 4)
 
 
+def test_residual_shortcut_is_the_path_as_written():
+    # body conv 3*9*8 = 216 (no bias), BN 4*8 = 32 (16 trainable); the shortcut as a Keras ResNet writes it:
+    # conv 1x1 3*8+8 = 32 with its bias and no BN; dense 8*10+10 = 90: 370 in all, 354 trainable
+    layers = [{"residual": {"layers": [{"conv": {"filters": 8, "stride": 2, "padding": "same", "bias": False}},
+                                       "batchnorm"],
+                            "shortcut": [{"conv": {"filters": 8, "kernel": 1, "stride": 2}}], "activation": "relu"}},
+              "global_avgpool", {"dense": 10}]
+    model = build_model(layers, (3, 16, 16), 10)
+    summary = summarize(model)
+    assert (summary.total, summary.trainable) == (370, 354)
+    assert isinstance(model.infos[0].module.projection[0], nn.Conv2d) and model.infos[0].out_shape == (8, 8, 8)
+    assert [r.index for r in summary.rows][:5] == ["1", "1.1", "1.2", "1.shortcut", "1.shortcut.1"]
+    assert model(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+    layers[0]["residual"]["shortcut"] = [{"conv": {"filters": 8, "kernel": 1}}]
+    with pytest.raises(UserError, match=r"model: layer 1: residual: the shortcut turns 3x16x16 into 8x16x16 but "
+                                        r"the block's layers give 8x8x8"):
+        build_model(layers, (3, 16, 16), 10)
+
+
+def test_concat_joins_branches_along_the_channels(tmp_path):
+    path = write(tmp_path, """\
+        layers:
+          - conv: {filters: 8, padding: same}
+          - concat:
+              branches:
+                - - conv: {filters: 4, kernel: 1}
+                - []
+                - - maxpool: {size: 3, stride: 1, padding: same}
+                  - conv: {filters: 2, kernel: 1}
+              activation: relu
+          - global_avgpool
+          - dense: 10
+        """)
+    model = build_model(path, (3, 16, 16), 10)
+    block = model.infos[1]
+    assert block.out_shape == (14, 16, 16) and [b.out_shape[0] for b in block.children] == [4, 8, 2]
+    assert model(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+    summary = summarize(model)
+    # conv 3*9*8+8 = 224; branch 1: 8*4+4 = 36; branch 3: 8*2+2 = 18; dense (4+8+2)*10+10 = 150
+    assert summary.total == 428
+    text = render(summary)
+    assert "concat 3 branches relu" in text and "branch 2 (the input)" in text and "2.3.2" in text
+    bad = write(tmp_path, """\
+        layers:
+          - concat:
+              branches:
+                - [{conv: {filters: 4, kernel: 1}}]
+                - [{conv: {filters: 4, kernel: 3, stride: 2, padding: same}}]
+          - flatten
+          - dense: 10
+        """, "bad.yaml")
+    with pytest.raises(UserError, match=r"bad.yaml line 2: layer 1: concat: branch 2 gives 4x8x8 but branch 1 gives "
+                                        r"4x16x16; .* agree in height and width"):
+        build_model(bad, (3, 16, 16), 10)
+    inner = write(tmp_path, """\
+        layers:
+          - concat:
+              branches:
+                - [relu]
+                - - conv: {filters: 4}
+                  - maxpol: 2
+          - flatten
+          - dense: 10
+        """, "inner.yaml")
+    with pytest.raises(UserError, match=r"inner.yaml line 6: layer 1.2.2: unknown layer 'maxpol'"):
+        build_model(inner, (3, 16, 16), 10)
+    with pytest.raises(UserError, match=r"layer 1: concat branches: must be a list of 2 to 64 branches"):
+        build_model([{"concat": [["relu"]]}, "flatten", {"dense": 10}], (3, 16, 16), 10)
+
+
+def test_blocks_branches_count_toward_the_layer_limit_and_are_in_the_json_schema():
+    from cnnlab.schema.layers import layer_json_schema
+    from cnnlab.schema.limits import MAX_LAYERS, check_model_size
+    blocks = [{"concat": {"branches": [["relu"] * 5, ["relu"] * 5]}}] * (MAX_LAYERS // 10)  # 100 * 11 layers
+    with pytest.raises(UserError, match=rf"the model has at least .* layers .*at most {MAX_LAYERS:,}"):
+        check_model_size(blocks)
+    shortcuts = [{"residual": {"layers": ["relu"], "shortcut": ["relu"] * 9}}] * (MAX_LAYERS // 10)
+    with pytest.raises(UserError, match="counting those inside blocks"):
+        check_model_size(shortcuts)
+    layer = {"$ref": "#/$defs/Layer"}
+    options = {next(iter(o["properties"])): o["properties"] for o in layer_json_schema()["$defs"]["Layer"]["oneOf"]}
+    assert options["concat"]["concat"]["properties"]["branches"]["items"]["items"] == layer
+    assert options["residual"]["residual"]["properties"]["shortcut"]["anyOf"][0]["items"] == layer
+
+
 def test_kernel_larger_than_input_names_layer_type_shape_and_reason():
     layers = [{"conv": 8}, {"maxpool": 2}, {"conv": 8}, {"maxpool": 2}, {"conv": {"filters": 8, "kernel": 5}},
               "flatten", {"dense": 10}]

@@ -1,5 +1,5 @@
 """A model before training: check, summarise and lint it against a data set, start from a template, move it
-between YAML text and layer lists, and import one written in Keras."""
+between YAML text and layer lists, and import one written in Keras or PyTorch."""
 from __future__ import annotations
 
 import sys
@@ -144,6 +144,8 @@ class ImportReport:
     layers: int
     report: ModelReport
     notes: list[str] = field(default_factory=list)
+    framework: str = "Keras"
+    source_params: int | None = None  # what the source framework counts, when it was counted (PyTorch)
 
     def render(self) -> str:
         return "\n".join([f"note: {n}" for n in self.notes] + [self.report.render(lint_always=True)] +
@@ -151,15 +153,19 @@ class ImportReport:
                           f"cnnlab train {self.out} --data {self.data}"])
 
 
-def import_keras_model(file: str, out: str | None = None, data: str | None = None, data_dir: str | None = None,
-                       root: str | None = None, overwrite: bool = False) -> ImportReport:
-    """Keras code, JSON or .keras (`-`: standard input) -> a model file with a comment per layer, checked
-    against the data set its input shape names (or `data`)."""
+def import_model(source: str, out: str | None = None, data: str | None = None, data_dir: str | None = None,
+                 root: str | None = None, overwrite: bool = False) -> ImportReport:
+    """A model from another framework -> a model file with a comment per layer, checked against the data set
+    its input shape names (or `data`). `source`: Keras code (a Sequential model, its `model.add(...)` lines
+    alone, or the functional API), Keras JSON, a .keras file, `-` (standard input), or a PyTorch nn.Module as
+    `file.py:Class`, `package.module:Class` or a .py file defining one."""
     from ..fsutil import write_text
-    from ..interop.keras import import_keras, to_yaml as keras_yaml
-    text = sys.stdin.read() if file == "-" else None
-    imported = import_keras(file, text)
-    path = Path(out or f"{Path(imported.name if file == '-' else file).stem}.yaml")
+    from ..interop import read_model
+    from ..interop.imported import to_yaml as model_yaml
+    text = sys.stdin.read() if source == "-" else None
+    traced_on = input_for(data, data_dir, root)[0] if data else None  # a PyTorch module runs on the data's images
+    imported = read_model(source, text, traced_on)
+    path = Path(out or f"{Path(imported.file).stem if imported.file else imported.name}.yaml")
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists; choose another -o, or pass --overwrite")
     if data is None and imported.input_shape is not None:
@@ -168,12 +174,20 @@ def import_keras_model(file: str, out: str | None = None, data: str | None = Non
     shape, classes = input_for(data, data_dir, root)
     notes = []
     if imported.input_shape and tuple(imported.input_shape) != tuple(shape):
-        notes.append(f"the Keras model was written for input {imported.input_shape}; {data} gives {shape}")
-    built = build_model(imported.spec, shape, classes)  # fails before anything is written
-    write_text(path, keras_yaml(imported, file))
-    notes += imported.notes + [n for layer in imported.layers for n in layer.notes]
-    return ImportReport(path, data, len(imported.spec["layers"]), ModelReport(summarize(built), lint(built)), notes)
+        notes.append(f"the {imported.framework} model was written for input {imported.input_shape}; {data} gives "
+                     f"{shape}")
+    try:
+        built = build_model(imported.spec, shape, classes)  # fails before anything is written
+    except UserError as exc:
+        raise UserError(f"{source} as imported: {exc}") from None
+    write_text(path, model_yaml(imported, source))
+    notes += imported.all_notes()
+    return ImportReport(path, data, len(imported.spec["layers"]), ModelReport(summarize(built), lint(built)), notes,
+                        imported.framework, imported.params)
 
 
-__all__ = ["Located", "ModelArg", "ModelReport", "check", "import_keras_model", "lint_model", "model_arg", "models",
-           "parse_layers", "refuse_code", "summary", "template", "templates", "to_yaml"]
+import_keras_model = import_model  # the name this had when only Keras was read
+
+
+__all__ = ["Located", "ModelArg", "ModelReport", "check", "import_keras_model", "import_model", "lint_model",
+           "model_arg", "models", "parse_layers", "refuse_code", "summary", "template", "templates", "to_yaml"]

@@ -96,10 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("import", help="read a Keras model (.py code, JSON, .keras) into a cnnlab model file")
-    p.add_argument("file", help="Keras Python code, model.to_json() output, a .keras file, or - for standard input")
+    p = sub.add_parser("import", help="read a Keras or PyTorch model into a cnnlab model file",
+                       description="Read a model's architecture (not its weights) into a cnnlab model file with a "
+                                   "comment per layer, then print its summary and lint. Keras code is read, never "
+                                   "run: a Sequential model, its model.add(...) lines alone, or the functional API "
+                                   "(Input, Add, Concatenate, Model(inputs, outputs)); also Keras JSON and .keras "
+                                   "files. A PyTorch nn.Module is made with no arguments and traced with torch.fx "
+                                   "(from a file, only its imports, definitions and constants run). Branches "
+                                   "become residual and concat blocks.")
+    p.add_argument("file", help="Keras code (.py), model.to_json() output, a .keras file, - for standard input, or "
+                                "a PyTorch module: their_net.py:Net, package.module:Net, or their_net.py")
     p.add_argument("-o", "--out", help="model file to write (default: FILE's name with .yaml)")
-    p.add_argument("--data", help="data set to check it against (default: from its input shape, else cifar10)")
+    p.add_argument("--data", help="data set to check it against, and to trace a PyTorch module on (default: from "
+                                  "its input shape, else cifar10)")
     p.add_argument("--overwrite", action="store_true")
     _add_data_args(p)
     p.set_defaults(func=cmd_import)

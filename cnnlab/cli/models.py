@@ -59,8 +59,9 @@ def cmd_schema(args) -> int:
 
 
 def cmd_import(args) -> int:
-    """Keras code, JSON or .keras -> a model file with a comment per layer; then its summary and lint."""
-    print(models.import_keras_model(args.file, args.out, args.data, args.data_dir, args.root, args.overwrite).render())
+    """Keras code, JSON or .keras, or a PyTorch module -> a model file with a comment per layer; then its
+    summary and lint."""
+    print(models.import_model(args.file, args.out, args.data, args.data_dir, args.root, args.overwrite).render())
     return 0
 
 

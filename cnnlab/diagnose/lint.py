@@ -36,8 +36,8 @@ class Finding:
 def _has_activation(info: LayerInfo) -> bool:
     if info.kind in ACTIVATIONS or info.kind in ("maxpool", "global_maxpool"):
         return True
-    if info.kind == "residual":
-        return True  # the block boundary: its body is linted on its own
+    if info.kind in ("residual", "concat"):
+        return True  # the block boundary: its layers (or branches) are linted on their own
     return info.kind in WEIGHTED and info.args.get("activation") not in (None, "linear", "none", "identity")
 
 
@@ -111,6 +111,7 @@ def _spatial_findings(infos: list[LayerInfo]) -> list[Finding]:
                 "kernels larger than 1 follow",
                 "a 3x3 kernel on a 1x1 map only multiplies its centre weight; the rest see padding and are wasted",
                 "remove a pooling/stride-2 layer earlier, or replace the later convs by 1x1 convs or dense layers"))
+    in_branches = {id(layer) for i in flat if i.kind == "concat" for b in i.children for layer in b.children}
     for i in flat:
         if i.kind == "conv" and len(i.in_shape) == 3:
             k = _pair(i.args["kernel"])
@@ -119,7 +120,7 @@ def _spatial_findings(infos: list[LayerInfo]) -> list[Finding]:
                                         f"{i.desc} has a {k[0]}x{k[1]} kernel on a {i.in_shape[1]}x{i.in_shape[2]} input",
                                         "most of the kernel only ever sees padding",
                                         "use a kernel no larger than the input, or pool less before this layer"))
-        if i.kind in ("maxpool", "avgpool"):
+        if i.kind in ("maxpool", "avgpool") and id(i) not in in_branches:  # Inception's pooling branch keeps the size
             stride = _pair(i.args["stride"] if i.args["stride"] is not None else i.args["size"])
             if stride == (1, 1):
                 findings.append(Finding("pool-stride-1", [i.index], f"{i.desc} has stride 1",
@@ -189,6 +190,36 @@ def _order_findings(infos: list[LayerInfo]) -> list[Finding]:
     return findings
 
 
+def _weighted(info: LayerInfo) -> bool:
+    return info.kind in WEIGHTED + ("whiten", "batchnorm") or any(_weighted(c) for c in info.children)
+
+
+def _branch_findings(infos: list[LayerInfo]) -> list[Finding]:
+    """Two branches of a concat written alike with no weights compute the same values: the block only
+    repeats channels. (Alike branches with weights differ from the first step: each starts from its own
+    random weights.)"""
+    findings = []
+    for block in (i for i in _walk(infos) if i.kind == "concat"):
+        seen: dict[str, LayerInfo] = {}
+        for branch, written in zip(block.children, block.args["branches"]):
+            if _weighted(branch):
+                continue
+            key = repr(written)
+            if key in seen:
+                first = seen[key]
+                what = "the input itself" if not written else "the same " + ", ".join(c.desc for c in branch.children)
+                findings.append(Finding(
+                    "duplicate-branch", [first.index, branch.index],
+                    f"{first.desc.split(' (')[0]} and {branch.desc.split(' (')[0]} of layer {block.index} both "
+                    f"give {what}",
+                    "branches without weights that are written alike compute the same values, so the block "
+                    "repeats those channels and the next layer pays for them twice",
+                    f"remove branch {branch.index.rsplit('.', 1)[1]} of layer {block.index}"))
+            else:
+                seen[key] = branch
+    return findings
+
+
 def _depth_findings(infos: list[LayerInfo], num_classes: int) -> list[Finding]:
     findings = []
     flat = list(_walk(infos))
@@ -253,6 +284,7 @@ def _lint_infos(infos: list[LayerInfo], num_classes: int, output: bool = True) -
     findings += _dense_on_maps(infos)
     findings += _spatial_findings(infos)
     findings += _order_findings(infos)
+    findings += _branch_findings(infos)
     findings += _depth_findings(infos, num_classes)
     return findings
 

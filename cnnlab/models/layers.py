@@ -12,7 +12,7 @@ from torch import nn
 from pydantic import ValidationError
 
 from ..errors import UserError, closest
-from .modules import AsymmetricPad, ChannelDense, PatchWhitening, Residual, Scale
+from .modules import AsymmetricPad, ChannelDense, Concat, PatchWhitening, Residual, Scale
 from ..schema.errors import first_error
 from ..schema.layers import (ACTIVATION_ALIASES, ACTIVATIONS, ALIASES, LAYERS, MAX_LAYER_PARAMS, MAX_MODEL_PARAMS,
                              NO_ACTIVATION)
@@ -31,7 +31,9 @@ class LayerError(UserError):
 
 @dataclass
 class LayerInfo:
-    """One built layer: where it sits, what it is, what it outputs and costs. Residual blocks have children."""
+    """One built layer: where it sits, what it is, what it outputs and costs. Blocks have children: a residual
+    block its layers (and a `shortcut` entry holding the shortcut's layers), a concat block one `branch` entry
+    per branch holding that branch's layers."""
     index: str
     kind: str
     desc: str
@@ -294,7 +296,16 @@ def _residual(a, shape, ctx, where, index):
     children, out = build_layers(inner, shape, sub, prefix=f"{index}.")
     body = nn.Sequential(*[c.module for c in children])
     projection, proj_macs = None, 0
-    if out != shape:
+    if a["shortcut"] is not None:  # the shortcut as written (Keras's and PyTorch's ResNets write their own)
+        sub = BuildContext(ctx.where, ctx.path + ("shortcut",), ctx.num_classes, ctx.params)
+        parts, side = build_layers(a["shortcut"], shape, sub, prefix=f"{index}.shortcut.")
+        if side != out:
+            raise LayerError(f"{where}: residual: the shortcut turns {fmt_shape(shape)} into {fmt_shape(side)} but "
+                             f"the block's layers give {fmt_shape(out)}; both must end in the same shape to be added")
+        projection = nn.Sequential(*[c.module for c in parts])
+        children = children + [LayerInfo(f"{index}.shortcut", "shortcut", "shortcut", {}, shape, side, projection,
+                                         0, parts)]
+    elif out != shape:
         if len(out) != len(shape):
             raise LayerError(f"{where}: residual: the block turns {fmt_shape(shape)} into {fmt_shape(out)}; "
                              "input and output must both be feature maps or both be vectors")
@@ -312,8 +323,33 @@ def _residual(a, shape, ctx, where, index):
             proj_macs = shape[0] * out[0]
     act = activation_module(a["activation"], where)
     module = Residual(body, projection, act)
-    desc = "residual" + (" +projection" if projection is not None else "") + (f" {a['activation']}" if act else "")
+    kind = " +shortcut" if a["shortcut"] is not None else " +projection" if projection is not None else ""
+    desc = "residual" + kind + (f" {a['activation']}" if act else "")
     return module, out, desc, proj_macs, children
+
+
+def _concat(a, shape, ctx, where, index):
+    branches, outs = [], []
+    for b, layers in enumerate(a["branches"], start=1):
+        if layers:
+            sub = BuildContext(ctx.where, ctx.path + ("branches", b - 1), ctx.num_classes, ctx.params)
+            infos, out = build_layers(layers, shape, sub, prefix=f"{index}.{b}.")
+            module, desc = nn.Sequential(*[i.module for i in infos]), f"branch {b}"
+        else:
+            infos, out, module, desc = [], shape, nn.Identity(), f"branch {b} (the input)"
+        branches.append(LayerInfo(f"{index}.{b}", "branch", desc, {}, shape, out, module, 0, infos))
+        outs.append(out)
+    first = outs[0]
+    for b, out in enumerate(outs[1:], start=2):
+        if len(out) != len(first) or out[1:] != first[1:]:
+            raise LayerError(f"{where}: concat: branch {b} gives {fmt_shape(out)} but branch 1 gives "
+                             f"{fmt_shape(first)}; branches are joined along the channels, so they must agree in "
+                             "height and width (or all end as vectors)")
+    out = (sum(o[0] for o in outs),) + tuple(first[1:])
+    act = activation_module(a["activation"], where)
+    module = Concat([i.module for i in branches], act)
+    desc = f"concat {len(outs)} branches" + (f" {a['activation']}" if act else "")
+    return module, out, desc, 0, branches
 
 
 def build_layers(entries: list, shape: Shape, ctx: BuildContext, prefix: str = "") -> tuple[list[LayerInfo], Shape]:
@@ -334,8 +370,9 @@ def _build_each(entries, shape, ctx, prefix, infos) -> tuple[list[LayerInfo], Sh
         where = f"{ctx.where(path)}: layer {index}"
         kind, args = normalise_entry(entry, where)
         children: list[LayerInfo] = []
-        if kind == "residual":
-            module, out, desc, macs, children = _residual(args, shape, BuildContext(
+        if kind in ("residual", "concat"):
+            block = _residual if kind == "residual" else _concat
+            module, out, desc, macs, children = block(args, shape, BuildContext(
                 ctx.where, path + (kind,), ctx.num_classes, ctx.params), where, index)
             modules = [module]
         elif kind in ("maxpool", "avgpool"):

@@ -25,7 +25,8 @@ class Scale(nn.Module):
 
 
 class Residual(nn.Module):
-    """out = activation(body(x) + projection(x)); the projection is identity when the shapes already match."""
+    """out = activation(body(x) + projection(x)); the projection is identity when the shapes already match,
+    a strided 1x1 conv when they do not, or the layers the block's `shortcut` names."""
     def __init__(self, body: nn.Module, projection: nn.Module | None, activation: nn.Module | None):
         super().__init__()
         self.body = body
@@ -34,6 +35,17 @@ class Residual(nn.Module):
 
     def forward(self, x):
         return self.activation(self.body(x) + self.projection(x))
+
+
+class Concat(nn.Module):
+    """out = activation(cat([branch(x) for each branch], channels)); an empty branch is nn.Identity."""
+    def __init__(self, branches: list[nn.Module], activation: nn.Module | None):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.activation = activation if activation is not None else nn.Identity()
+
+    def forward(self, x):
+        return self.activation(torch.cat([branch(x) for branch in self.branches], dim=1))
 
 
 class AsymmetricPad(nn.Module):

@@ -22,7 +22,9 @@ ACTIVATION_ALIASES = {"swish": "silu"}
 # Spellings from Keras and PyTorch that mean one of our layers.
 ALIASES = {"conv2d": "conv", "linear": "dense", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
            "batchnorm2d": "batchnorm", "bn": "batchnorm", "swish": "silu", "globalavgpool": "global_avgpool",
-           "global_average_pooling": "global_avgpool"}
+           "global_average_pooling": "global_avgpool", "concatenate": "concat"}
+# Arguments that hold layers: a list of them (1) or a list of such lists (2). Blocks are the layers that have one.
+BLOCK_FIELDS = {"layers": 1, "shortcut": 1, "branches": 2}
 
 # Ranges. Wide enough for any CNN a person writes (VGG's 25088x4096 dense, 7x7 stems, 2048 filters),
 # narrow enough that a typo cannot ask torch for 2**63 of anything.
@@ -97,6 +99,23 @@ def _layer_list(v):
     if isinstance(v, list) and v:
         return v
     raise ValueError("must be a non-empty list of layers")
+
+
+def _shortcut(v):
+    if v is None or isinstance(v, list) and v:
+        return v
+    raise ValueError("must be a non-empty list of layers (or left out: the input itself, projected when the "
+                     "shapes differ)")
+
+
+MAX_BRANCHES = 64  # an Inception module joins 4 branches; 64 is far above any network written by hand
+
+
+def _branches(v):
+    if isinstance(v, list) and 2 <= len(v) <= MAX_BRANCHES and all(isinstance(b, list) for b in v):
+        return v
+    raise ValueError(f"must be a list of 2 to {MAX_BRANCHES} branches, each a list of layers ([] passes the "
+                     "input through)")
 
 
 class LayerArgs(BaseModel):
@@ -181,8 +200,20 @@ class Scale(LayerArgs):
 
 class Residual(LayerArgs):
     main: ClassVar = "layers"
-    doc: ClassVar = "adds the block's input to its output (through a strided 1x1 conv when the shapes differ)"
+    doc: ClassVar = ("adds the block's input to its output (through a strided 1x1 conv when the shapes differ, or "
+                     "through the `shortcut` layers when given)")
     layers: _typed(_layer_list, {"type": "array", "minItems": 1})  # items: any layer (set in layer_json_schema)
+    # the path the input takes to the sum, as a Keras or PyTorch ResNet writes its projection (1x1 conv + BN)
+    shortcut: _typed(_shortcut, {"anyOf": [{"type": "array", "minItems": 1}, {"type": "null"}]}) = None
+    activation: Activation = None
+
+
+class Concat(LayerArgs):
+    main: ClassVar = "branches"
+    doc: ClassVar = ("runs each branch on the block's input and joins their outputs along the channels (Keras's "
+                     "Concatenate, torch.cat(dim=1)); an empty branch passes the input itself")
+    branches: _typed(_branches, {"type": "array", "minItems": 2, "maxItems": MAX_BRANCHES,
+                                 "items": {"type": "array"}})  # items' items: any layer (set in layer_json_schema)
     activation: Activation = None
 
 
@@ -199,7 +230,7 @@ class Elu(LayerArgs):
 LAYERS: dict[str, type[LayerArgs]] = {
     "conv": Conv, "whiten": Whiten, "maxpool": Pool, "avgpool": Pool, "global_avgpool": NoArgs, "global_maxpool": NoArgs,
     "batchnorm": BatchNorm, "dropout": Dropout, "spatial_dropout": Dropout, "flatten": NoArgs, "dense": Dense,
-    "pad": Pad, "scale": Scale, "residual": Residual,
+    "pad": Pad, "scale": Scale, "residual": Residual, "concat": Concat,
     "relu": NoArgs, "leaky_relu": LeakyRelu, "elu": Elu, "gelu": NoArgs, "silu": NoArgs, "mish": NoArgs,
     "tanh": NoArgs, "sigmoid": NoArgs, "softmax": NoArgs,
 }
@@ -218,8 +249,12 @@ def layer_json_schema() -> dict:
         args = cls.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(args.pop("$defs", {}))
         args["title"] = kind
+        layer = {"$ref": "#/$defs/Layer"}
         if kind == "residual":
-            args["properties"]["layers"]["items"] = {"$ref": "#/$defs/Layer"}
+            args["properties"]["layers"]["items"] = layer
+            args["properties"]["shortcut"]["anyOf"][0]["items"] = layer
+        if kind == "concat":
+            args["properties"]["branches"]["items"]["items"] = layer
         args["x-main"] = cls.main
         if cls.doc:
             args["description"] = cls.doc

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Callable
 
 from ..errors import UserError
-from .layers import ALIASES, LAYERS
+from .layers import ALIASES, BLOCK_FIELDS, LAYERS
 
 # Layers in a model, top-level and inside blocks together. The largest shipped model, resnet18, has 53
 # (ResNet-110 written in the layer language has about 330, ResNet-164 about 500); shape-checking 1,000 layers
@@ -20,7 +20,7 @@ from .layers import ALIASES, LAYERS
 # on depth itself and do not fit: raise this if that is what you mean to train.
 MAX_LAYERS = 1000
 
-# Blocks (residual) nested inside blocks. Real networks nest one level (a ResNet block), two with stages
+# Blocks (residual, concat) nested inside blocks. Real networks nest one level (a ResNet block), two with stages
 # written as blocks; each level costs the builder a few Python frames, so 16 is far from the recursion limit.
 MAX_DEPTH = 16
 
@@ -46,10 +46,11 @@ MAX_UPLOAD_BYTES = 4 * 2 ** 20
 MAX_BODY_BYTES = 6 * 2 ** 20
 
 
-def _blocks(entry) -> tuple[tuple, list] | None:
-    """(path inside the entry, its nested layer list) for a block like `residual`, else None. Reads the
-    three spellings normalise_entry accepts: {residual: {layers: [...]}}, {residual: [...]} (the
-    shorthand sets `layers`), {type: residual, layers: [...]}."""
+def _blocks(entry) -> list[tuple[tuple, list]] | None:
+    """[(path inside the entry, a nested layer list), ...] for a block (`residual`: its layers and shortcut;
+    `concat`: each branch), else None. Reads the three spellings normalise_entry accepts:
+    {residual: {layers: [...]}}, {residual: [...]} (the shorthand sets the main argument),
+    {type: residual, layers: [...]}."""
     if not isinstance(entry, dict):
         return None
     if len(entry) == 1:
@@ -62,13 +63,23 @@ def _blocks(entry) -> tuple[tuple, list] | None:
     if not isinstance(name, str):
         return None
     schema = LAYERS.get(ALIASES.get(name.lower(), name.lower()))
-    if schema is None or "layers" not in schema.model_fields:
+    if schema is None or not set(BLOCK_FIELDS) & set(schema.model_fields):
         return None
     if isinstance(value, dict):
-        value, inner = value.get("layers"), inner + ("layers",)
-    elif schema.main != "layers":
+        fields = [(inner + (key,), key, value.get(key)) for key in BLOCK_FIELDS if key in schema.model_fields]
+    elif schema.main in BLOCK_FIELDS:  # the shorthand {residual: [...]}: the list sits where the argument would
+        fields = [(inner, schema.main, value)]
+    else:
         return None
-    return (inner, value) if isinstance(value, list) else None
+    found = []
+    for at, key, nested in fields:
+        if not isinstance(nested, list):
+            continue
+        if BLOCK_FIELDS[key] == 1:
+            found.append((at, nested))
+        else:  # a list of branches, each a layer list
+            found += [(at + (i,), branch) for i, branch in enumerate(nested) if isinstance(branch, list)]
+    return found
 
 
 def check_model_size(layers: list, where: str | Callable[[tuple], str] = "model", path: tuple = ("layers",)) -> None:
@@ -88,14 +99,14 @@ def check_model_size(layers: list, where: str | Callable[[tuple], str] = "model"
             raise UserError(f"{name(path)}: the model has {more}{count:,} layers (counting those inside blocks); "
                             f"cnnlab builds at most {MAX_LAYERS:,}")
         for index, entry in enumerate(entries):
-            block = _blocks(entry)
-            if block is None:
+            blocks = _blocks(entry)
+            if not blocks:
                 continue
-            inner, nested = block
             if depth + 1 > MAX_DEPTH:
                 raise UserError(f"{name(at + (index,))}: layer {prefix}{index + 1}: blocks nested more than "
                                 f"{MAX_DEPTH} deep; cnnlab builds at most {MAX_DEPTH} levels of blocks inside blocks")
-            stack.append((nested, at + (index,) + inner, depth + 1, f"{prefix}{index + 1}."))
+            for inner, nested in blocks:
+                stack.append((nested, at + (index,) + inner, depth + 1, f"{prefix}{index + 1}."))
 
 
 _NOT_MARK = bytes(b for b in range(256) if b not in b'[]{}"')  # what json_depth drops before counting

@@ -95,6 +95,14 @@ function argInput(kind, name, prop, value, onchange) {
   return el("label", {}, name, input);
 }
 
+const NESTED = ["layers", "shortcut", "branches"];  // arguments that hold layers: edited as YAML
+
+function nestedText(name, value) {
+  if (name === "branches") return `${(value || []).length} branches (edit as YAML)`;
+  if (name === "shortcut") return value ? `shortcut: ${value.length} layers` : "";
+  return `${(value || []).length} layers (edit as YAML)`;
+}
+
 function renderLayers() {
   state.check = null;  // the layer list changed: no stale shapes until the server has checked it again
   const list = $("#layers");
@@ -102,7 +110,7 @@ function renderLayers() {
   state.layers.forEach((layer, i) => {
     const schema = state.schemas[layer.kind] || { properties: {} };
     const args = Object.entries(schema.properties || {}).map(([name, prop]) =>
-      name === "layers" ? el("span", { class: "shape" }, `${(layer.args.layers || []).length} layers (edit as YAML)`)
+      NESTED.includes(name) ? el("span", { class: "shape" }, nestedText(name, layer.args[name]))
         : argInput(layer.kind, name, prop, layer.args[name], (v) => {
           if (v === undefined) delete layer.args[name]; else layer.args[name] = v;
           recheck();
@@ -202,6 +210,7 @@ async function initBuild() {
       if (required.includes("units")) args.units = "classes";
       if (required.includes("factor")) args.factor = 1;
       if (required.includes("layers")) args.layers = ["relu"];
+      if (required.includes("branches")) args.branches = [["relu"], []];
       state.layers.push({ kind, args });
       renderLayers(); recheck();
     } }, `+ ${kind}`));
