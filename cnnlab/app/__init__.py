@@ -12,6 +12,7 @@ page or a command knows is out of a script's or a test's reach (tests/test_layer
     store.py     the run store: list, show, tag, note, export, compare
     sweep.py     Optuna sweeps of ordinary runs
     style.py     style transfer: Gatys, and fast style networks
-    runs.py      a finished run: open, diagnose, compare, evaluate, predict, see, report, export
+    runs.py      a finished run: open, diagnose, compare, evaluate, predict, report, export
+    see.py       inside a trained network: an image through every layer
     config.py, limits.py  the schemas and limits a front end validates against
 """

@@ -3,22 +3,16 @@ evaluate it again, predict with it, look inside it, write its report, export it.
 the run wrote (cnnlab/rundir.py), so a run trained by the CLI, the web page or a script reads the same."""
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import os
 import re
-import threading
 from pathlib import Path
 
 from ..diagnose.facts import diagnose_run
-from ..errors import Conflict, NotFound, TooLarge, UserError
+from ..errors import Conflict, NotFound, UserError
 from ..rundir import Run, request_stop
-from ..schema.limits import MAX_UPLOAD_BYTES
 from ..track.compare import config_diff
 from ..track.store import Store
 
-MAX_PIXELS = 4096 * 4096  # decoded pixels of an upload; a decompression bomb stops at the header
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,150}$")
 
 
@@ -106,91 +100,6 @@ def evaluate(run: Run, data: str | None = None, data_dir: str | None = None, spl
 def predict(run: Run, images: list[str], top_k: int = 3) -> list[dict]:
     from ..train.predict import predict as predict_files
     return predict_files(run.dir, images, top_k)
-
-
-class SeeCache:
-    """Loaded models and test sets of the runs a page looks inside, so each stroke costs one forward pass.
-    Thread-safe: See hooks the shared model's layers, so one look at a time per cache."""
-
-    def __init__(self, runs: int = 4):
-        self.runs = runs
-        self._models: dict[str, tuple[float, object]] = {}   # run id -> (weights mtime, its TrainedModel)
-        self._test: dict[str, object] = {}
-        self.lock = threading.Lock()
-
-    def model(self, run: Run):
-        from ..train.trained import TrainedModel
-        weights = final_weights(run).dir / "model.safetensors"
-        key, mtime = run.dir.name, weights.stat().st_mtime
-        if key not in self._models or self._models[key][0] != mtime:
-            if len(self._models) >= self.runs:
-                self._models.pop(next(iter(self._models)))
-            self._models[key] = (mtime, TrainedModel.load(run, device="cpu"))
-        return self._models[key][1]
-
-    def test_image(self, run: Run, index: int):
-        from ..train.session import prepare_data
-        if run.dir.name not in self._test:
-            self._test.clear()
-            self._test[run.dir.name] = prepare_data(run.config).test_x
-        test_x = self._test[run.dir.name]
-        if not 0 <= index < len(test_x):
-            raise UserError(f"test_index: the test set has {len(test_x)} images (0 to {len(test_x) - 1})")
-        return test_x[index]
-
-
-def see(run: Run, image: str | None = None, test_index: int | None = None, top_k: int = 5,
-        cache: SeeCache | None = None) -> dict:
-    """The top-k classes and every layer's maps for a drawn or uploaded image (a data: URL) or a test image."""
-    import torch
-    from ..viz.activations import see as look
-    cache = cache or SeeCache(1)
-    with cache.lock:
-        trained = cache.model(run)
-        if image is not None:
-            x = torch.from_numpy(decode_upload(image, trained.input_shape))
-        elif test_index is not None:
-            x = cache.test_image(run, test_index)
-        else:
-            raise UserError("send image (a data: URL) or test_index")
-        return look(trained, x, top_k)
-
-
-def decode_upload(data_url: str, input_shape) -> "np.ndarray":  # noqa: F821
-    """A data: URL image -> uint8 (C, H, W) of the model's input size. Over the size limit is TooLarge; what
-    does not decode (or decodes to more than MAX_PIXELS: a decompression bomb stops at the header) is a
-    UserError, never a crash."""
-    import warnings
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-    payload = data_url.split(",", 1)[1] if data_url.startswith("data:") else data_url
-    if len(payload) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
-        raise TooLarge(f"image: over the upload limit of {MAX_UPLOAD_BYTES / 2 ** 20:.0f} MB")
-    try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise UserError("image: not base64 data") from None
-    if len(raw) > MAX_UPLOAD_BYTES:
-        raise TooLarge(f"image: {len(raw) / 2 ** 20:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 2 ** 20:.0f} MB")
-    channels, h, w = input_shape
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            with Image.open(io.BytesIO(raw)) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise UserError(f"image: {img.width}x{img.height} is more than {MAX_PIXELS:,} pixels")
-                img = img.convert("RGBA")
-                background = Image.new("RGBA", img.size, (255, 255, 255, 255) if channels == 3 else (0, 0, 0, 255))
-                img = Image.alpha_composite(background, img).convert("L" if channels == 1 else "RGB")
-                img = img.resize((w, h), Image.BILINEAR)
-                array = np.array(img, dtype=np.uint8)  # a copy torch may write to
-    except UserError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
-            SyntaxError, ValueError) as exc:
-        raise UserError(f"image: cannot decode it ({type(exc).__name__}); send a PNG or JPEG") from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
 
 
 def epochs(runs_root: Path, run_id: str) -> list[dict]:

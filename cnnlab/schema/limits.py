@@ -37,8 +37,9 @@ MAX_JSON_DEPTH = 100
 MAX_YAML_DEPTH = MAX_JSON_DEPTH  # the same data, written the other way
 
 # An uploaded image (the web page's "see what it sees"), in bytes before base64. A 4 MiB PNG is already a
-# large photo; decoding is bounded separately (the server's MAX_PIXELS).
+# large photo; decoding is bounded separately (MAX_PIXELS).
 MAX_UPLOAD_BYTES = 4 * 2 ** 20
+MAX_PIXELS = 4096 * 4096  # an upload's decoded pixels: a decompression bomb is refused at its header
 
 # A web request body. An upload at MAX_UPLOAD_BYTES arrives as a base64 data: URL inside JSON: 4/3 of it,
 # 5,592,408 bytes, plus ~100 of prefix and JSON around it; 6 MiB holds that with 0.66 MiB to spare. Every

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from ..app.runs import SeeCache
+from ..app.see import SeeCache
 from .worker import TrainingWorker
 
 HEAVY_AT_ONCE = 2        # CPU-heavy requests in flight (2 cores, and training beside); more wait for a slot

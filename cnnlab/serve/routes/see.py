@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ...app import runs as app_runs
+from ...app import runs as app_runs, see as app_see
 from ..bodies import SeeRequest
 from ..state import heavy, state
 
@@ -14,4 +14,4 @@ router = APIRouter(prefix="/api/runs")
 async def see_image(run_id: str, body: SeeRequest, request: Request) -> dict:
     s = state(request)
     run = app_runs.run_in(s.runs_root, run_id)
-    return await heavy(request, app_runs.see, run, body.image, body.test_index, body.top_k, s.see)
+    return await heavy(request, app_see.see, run, body.image, body.test_index, body.top_k, s.see)
