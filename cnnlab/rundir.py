@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import config as config_mod
-from .errors import UserError
+from .errors import Conflict, UserError
 from .fsutil import write_text
 from .schema.config import TrainConfig
 
@@ -143,12 +143,15 @@ def new_run_dir(name: str, run_dir: str | None, runs_root: str | None, overwrite
     root = Path(runs_root or os.environ.get("CNNLAB_RUNS") or "runs")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = root / f"{stamp}-{name}"
+    root.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
-    while path.exists():
-        n += 1
-        path = Path(f"{base}-{n}")
-    path.mkdir(parents=True)
-    return path
+    while True:  # mkdir is the claim: two runs of the same name in the same second get -1 and -2
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = Path(f"{base}-{n}")
 
 
 def request_stop(run_dir: str | os.PathLike) -> Path:
@@ -156,7 +159,7 @@ def request_stop(run_dir: str | os.PathLike) -> Path:
     run = Run(run_dir)
     status = run.result.get("status")
     if status not in (None, "running or crashed"):
-        raise UserError(f"{run.dir}: the run is not running (status {status}); nothing to stop")
+        raise Conflict(f"{run.dir}: the run is not running (status {status}); nothing to stop")
     path = run.dir / STOP_FILE
     write_text(path, datetime.now().isoformat(timespec="seconds") + "\n")
     return path

@@ -24,6 +24,20 @@ def test_the_import_contracts_hold():
     assert "2 kept, 0 broken" in done.stdout
 
 
+# What the adapters may import of cnnlab: the application layer, the errors it raises, the version, and each
+# other (`cnnlab serve` starts the server). Anything else — a module added tomorrow too — is below the line.
+ADAPTERS = ("cnnlab.cli", "cnnlab.serve")
+ALLOWED = ADAPTERS + ("cnnlab.app", "cnnlab.errors", "cnnlab.version")
+
+
+def test_the_cli_and_the_server_import_only_the_application_layer():
+    graph = grimp.build_graph("cnnlab")
+    below = sorted(f"{m} -> {d}" for m in graph.modules if m.startswith(ADAPTERS)
+                   for d in graph.find_modules_directly_imported_by(m)
+                   if d != "cnnlab" and not any(d == a or d.startswith(a + ".") for a in ALLOWED) or d == "cnnlab")
+    assert below == []
+
+
 def cycles(graph) -> list[list[str]]:
     """The strongly connected components of more than one module (Tarjan's algorithm, iteratively)."""
     index, low, on_stack, stack, found = {}, {}, set(), [], []

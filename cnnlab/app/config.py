@@ -9,6 +9,9 @@ from ..schema.layers import layer_json_schema
 
 def schema(what: str) -> dict:
     """The JSON Schema of `model` (the layer language) or `config` (a training config)."""
+    if what not in ("model", "config"):
+        from ..errors import UserError
+        raise UserError(f"schema '{what[:40]}': valid: model, config")
     return layer_json_schema() if what == "model" else TrainConfig.model_json_schema()
 
 

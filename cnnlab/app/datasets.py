@@ -2,16 +2,12 @@
 built-in sets are on this machine, per-class counts, and a grid of augmented training samples."""
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import SOURCES, load_dataset
+from ..data import SOURCES, input_spec, load_dataset
 from ..errors import UserError
-
-_folder_inputs: dict[tuple, tuple[tuple, int]] = {}  # an image folder is read once per process for its shape
-_folder_lock = threading.Lock()
 
 
 def names() -> list[str]:
@@ -21,18 +17,8 @@ def names() -> list[str]:
 
 def input_for(name: str, data_dir: str | None = None, root: str | None = None,
               image_size=None) -> tuple[tuple, int]:
-    """(input shape, class count) of a data set: known without reading for the built-in sets; an image folder
-    is read (once per process) to find its size and classes."""
-    if name in SOURCES:
-        return SOURCES[name].input_shape, SOURCES[name].num_classes
-    key = (name, data_dir, root, str(image_size))
-    with _folder_lock:
-        if key not in _folder_inputs:
-            ds = load_dataset(name, data_dir, root=root, image_size=image_size)
-            if len(_folder_inputs) >= 32:
-                _folder_inputs.pop(next(iter(_folder_inputs)))
-            _folder_inputs[key] = (ds.input_shape, ds.num_classes)
-        return _folder_inputs[key]
+    """(input shape, class count) of a data set (cnnlab.data.input_spec: an image folder is read once)."""
+    return input_spec(name, data_dir, root, image_size)
 
 
 def config_input(cfg) -> tuple[tuple, int]:

@@ -1,5 +1,5 @@
-"""A run's life around its Job: run it here, submit it to a server's worker, and a record of how it ended
-whatever happened.
+"""A run's life around its Job: run it here, submit it to a server's worker, the rules for stopping and
+resuming it, and a record of how it ended whatever happened.
 
 The Job (cnnlab/app/job.py) trains and tells its listeners; this module adds what a front end needs around
 it: a run submitted from the web exists on disk (config.yaml, status queued) from the moment it is accepted;
@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config as config_mod
-from ..errors import UserError
+from ..errors import Conflict, UserError
 from ..fsutil import write_text
-from ..rundir import Run, new_run_dir
+from ..process import alive
+from ..rundir import Run, new_run_dir, request_stop
 from ..track.store import Store
 from ..train import distributed
-from .job import Job, resume, start, train
-from ..train.progress import Progress  # the terminal's listener, for the CLI
+from ..train.progress import Progress  # noqa: F401 — the terminal's listener, for the CLI
 from ..train.session import prepare
+from .job import Job, resume, start, train  # noqa: F401 — the Python API, re-exported
 from .models import refuse_code
 
-JOURNAL = ".served.json"   # in the runs folder: the ids a server accepted, to recover after a restart
+JOURNAL = ".served.json"   # in the runs folder: the runs each server accepted, to recover after a restart
 UNFINISHED = (None, "queued", "running", "running or crashed")
+RESUMABLE = ("interrupted", "failed", "crashed")
+_journal_lock = threading.Lock()  # requests submit from several threads
 
 
 @dataclass
@@ -59,7 +63,7 @@ def is_rank() -> bool:
     return "WORLD_SIZE" in os.environ
 
 
-def checked(config: dict, data_dir: str | None = None) -> tuple[dict, dict]:
+def checked(config: dict, data_dir: str | None = None) -> tuple[dict, object]:
     """A config that came over the network, checked as a config file is (a bad value names its key), with no
     Python code or file path for the model: (the config as sent, with the server's data folder; resolved)."""
     config = dict(config)
@@ -85,12 +89,38 @@ def submit(config: dict, runs_root: str | os.PathLike, data_dir: str | None = No
     return Submitted(run_dir.name, run_dir, config)
 
 
-def record_end(run_dir: str | os.PathLike, status: str, message: str, store: str | os.PathLike | None) -> dict:
+def stop(run: Run, queued_status: str | None = None) -> Path:
+    """Ask the process training `run` to stop after its current batch. `queued_status`: what a server's
+    worker says of the run, if it holds it (queued: not started; running before the run's files say so:
+    still loading its data)."""
+    if queued_status == "queued":
+        raise Conflict(f"{run.dir.name} has not started yet; it will run when the one before it ends")
+    if queued_status == "running" and run.result.get("status") != "running or crashed":  # its ending not yet cleared
+        raise Conflict(f"{run.dir.name} is starting (loading its data); stop it in a moment")
+    return request_stop(run.dir)
+
+
+def check_resumable(run: Run, store: str | os.PathLike | None, held: bool = False) -> None:
+    """A run may resume when it was interrupted, failed, or crashed (no ending written and its process gone,
+    as the store knows); never while a process still trains it. `held`: a server's worker holds it now."""
+    status = run.result.get("status")
+    if status in UNFINISHED and store is not None:
+        row = next((r for r in Store(store).runs() if r["id"] == run.dir.name), None)
+        status = row["status"] if row else status  # the store reads 'crashed' where the process is gone
+    if held or status not in RESUMABLE:
+        what = "queued or training here" if held else "still training in another process" \
+            if status in ("running", "running or crashed") else status
+        raise Conflict(f"{run.dir.name} is {what}; an interrupted, failed or crashed run resumes")
+
+
+def record_end(run_dir: str | os.PathLike, status: str, message: str, store: str | os.PathLike | None,
+               force: bool = False) -> dict:
     """Write result.json for a run that ended without writing one (it failed before training, its process died,
-    its server stopped) and record it in the store; a run that wrote its own ending keeps it."""
+    its server stopped) and record it in the store. A run that wrote its own ending keeps it, unless `force`
+    (a resume that failed before it trained: the old ending no longer says what happened)."""
     run = Run(run_dir)
     result = run.result
-    if result.get("status") not in UNFINISHED:
+    if result.get("status") not in UNFINISHED and not force:
         return result
     config = run.config
     rows = run.metrics
@@ -101,9 +131,10 @@ def record_end(run_dir: str | os.PathLike, status: str, message: str, store: str
     if store is not None:
         try:
             db = Store(store)
-            db.record_start(run.dir, config.model_dump(), {"name": config.name}, config.data.name)
-            for row in rows:
-                db.record_epoch(run.dir.name, row)
+            if not db.has(run.dir.name):  # never started: put it on record; else keep what its start recorded
+                db.record_start(run.dir, config.model_dump(), {"name": config.name}, config.data.name)
+                for row in rows:
+                    db.record_epoch(run.dir.name, row)
             db.record_result(run.dir.name, result)
         except UserError:
             pass  # the store is an index: `cnnlab runs reindex` catches it up from the directory
@@ -111,36 +142,44 @@ def record_end(run_dir: str | os.PathLike, status: str, message: str, store: str
 
 
 def recover(runs_root: str | os.PathLike, store: str | os.PathLike | None) -> list[str]:
-    """After a server restart: every run the last server accepted and did not see end is marked interrupted
-    (resumable: its checkpoint is kept). Returns their ids."""
+    """At a server's start: every run that a server now gone accepted and did not see end is marked
+    interrupted (resumable: its checkpoint is kept). A server still running on the same folder keeps its
+    own. Returns the ids marked."""
     root = Path(runs_root)
     recovered = []
-    for run_id in _journal(root):
-        if not (root / run_id / "config.yaml").is_file():
-            continue
-        run = Run(root / run_id)
-        status = run.result.get("status")
-        if status in UNFINISHED:
-            where = "before it started" if status == "queued" else f"after epoch {len(run.metrics)}"
-            record_end(run.dir, "interrupted", f"interrupted: the server stopped {where}; Resume on the Runs page "
-                                               f"(or `cnnlab resume {run_id}`) continues it", store)
-            recovered.append(run_id)
-    _journal(root, clear=True)
+    with _journal_lock:
+        entries = _read_journal(root)
+        gone = [e for e in entries if not alive(e.get("server"))]
+        for entry in gone:
+            run_id = entry.get("id", "")
+            if not (root / run_id / "config.yaml").is_file():
+                continue
+            run = Run(root / run_id)
+            status = run.result.get("status")
+            if status in UNFINISHED:
+                where = "before it started" if status == "queued" else f"after epoch {len(run.metrics)}"
+                record_end(run.dir, "interrupted", f"interrupted: the server stopped {where}; Resume on the Runs "
+                                                   f"page (or `cnnlab resume {run_id}`) continues it", store)
+                recovered.append(run_id)
+        write_text(root / JOURNAL, json.dumps([e for e in entries if e not in gone]))
     return recovered
 
 
-def _journal(root: Path, add: str | None = None, clear: bool = False) -> list[str]:
-    path = root / JOURNAL
+def _read_journal(root: Path) -> list[dict]:
     try:
-        ids = [] if clear else json.loads(path.read_text())
+        entries = json.loads((root / JOURNAL).read_text())
     except (OSError, ValueError):
-        ids = []
-    if add is not None or clear:
-        if add is not None:  # keep it short: only runs not yet ended
-            ids = [i for i in ids if (root / i / "config.yaml").is_file()
-                   and Run(root / i).result.get("status") in UNFINISHED] + [add]
-        write_text(path, json.dumps(ids))
-    return ids
+        return []
+    return [e if isinstance(e, dict) else {"id": str(e)} for e in entries if isinstance(e, (dict, str))]
 
 
-__all__ = ["Job", "Progress", "Submitted", "checked", "is_rank", "launch", "run_here", "record_end", "recover", "resume", "start", "submit", "train"]
+def _journal(root: Path, add: str) -> None:
+    """Note that this server accepted run `add` (runs that have ended are dropped, keeping the file short)."""
+    with _journal_lock:
+        entries = [e for e in _read_journal(root) if (root / e.get("id", "") / "config.yaml").is_file()
+                   and Run(root / e["id"]).result.get("status") in UNFINISHED]
+        write_text(root / JOURNAL, json.dumps(entries + [{"id": add, "server": os.getpid()}]))
+
+
+__all__ = ["Job", "Progress", "Submitted", "check_resumable", "checked", "is_rank", "launch", "record_end",
+           "recover", "resume", "run_here", "start", "stop", "submit", "train"]

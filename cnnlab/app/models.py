@@ -10,12 +10,12 @@ import yaml
 
 from ..diagnose.check import check_model
 from ..diagnose.lint import Finding, lint, lint_spec, render as render_lint
-from ..errors import UserError
+from ..errors import NotFound, UserError
 from ..models import build_model, list_models, model_spec, resolve_spec
 from ..models.layers import normalise_entry
 from ..models.summary import Summary, render as render_summary, summarize
 from ..models.templates import TEMPLATES
-from ..yamlio import Located, load_yaml, parse_yaml
+from ..yamlio import load_yaml, parse_yaml
 from .datasets import data_for_shape, input_for
 
 
@@ -107,6 +107,8 @@ def template(name: str, data: str = "cifar10", data_dir: str | None = None) -> d
     """A starting point's layers: a Build-page template, or a registered architecture written out."""
     if name in TEMPLATES:
         return {"name": name, "layers": TEMPLATES[name]}
+    if name not in list_models():
+        raise NotFound(f"no template or model named '{name[:60]}'; valid: {', '.join(templates() + list_models())}")
     shape, classes = input_for(data, data_dir)
     spec = model_spec(name, shape, classes)
     return {"name": spec.get("name", name), "layers": spec["layers"]}
@@ -189,5 +191,5 @@ def import_model(source: str, out: str | None = None, data: str | None = None, d
 import_keras_model = import_model  # the name this had when only Keras was read
 
 
-__all__ = ["Located", "ModelArg", "ModelReport", "check", "import_keras_model", "import_model", "lint_model",
+__all__ = ["ModelArg", "ModelReport", "check", "import_keras_model", "import_model", "lint_model",
            "model_arg", "models", "parse_layers", "refuse_code", "summary", "template", "templates", "to_yaml"]

@@ -9,9 +9,6 @@ from ..models import build_model
 from ..models.summary import summarize
 from ..recipes import list_recipes, load_recipe, recipe_path
 
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000, "fashion-mnist": 60_000}
-
-
 def budget(name: str, overrides: list[str] | None = None) -> dict:
     """What a recipe costs (with `overrides`, `--set` texts such as "epochs=8"): MACs per image, training FLOPs
     per image (2 per MAC forward, twice that backward) and in all (FLOP per image x training images x epochs),
@@ -22,7 +19,7 @@ def budget(name: str, overrides: list[str] | None = None) -> dict:
     source = SOURCES[data]
     with torch.device("meta"):
         macs = summarize(build_model(cfg.model, source.input_shape, source.num_classes)).macs
-    images = cfg.data.limit or TRAIN_IMAGES[data]
+    images = cfg.data.limit or source.train_images
     flop = 6 * macs
     return {"macs": macs, "flop_per_image": flop, "images": images, "epochs": cfg.epochs,
             "batch_size": cfg.batch_size, "pflop": flop * images * cfg.epochs / 1e15, "config": cfg}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..diagnose.facts import diagnose_run
 from ..errors import Conflict, NotFound, UserError
-from ..rundir import Run, request_stop
+from ..rundir import Run
 from ..track.compare import config_diff
 from ..track.store import Store
 
@@ -31,11 +31,6 @@ def run_in(runs_root: Path, run_id: str) -> Run:
             not (Path(runs_root) / run_id / "config.yaml").is_file():
         raise NotFound(f"no run '{str(run_id)[:80]}'")
     return Run(Path(runs_root) / run_id)
-
-
-def stop(run: Run) -> Path:
-    """Ask the process training `run` (any process: CLI, server, script) to stop after its current batch."""
-    return request_stop(run.dir)
 
 
 def diagnose(run: Run):
@@ -119,3 +114,59 @@ def ending(runs_root: Path, run_id: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return None if result.get("status") in UNFINISHED else result
+
+
+class Watch:
+    """What a page watching a run is told, as (type, data) pairs, whoever trains it (this server's worker, a CLI
+    process, a script): its events as they come (`live`, from a worker), the epochs it writes to disk each with
+    the doctor's provisional verdict, then its result, the diagnosis and the end. Paths under the runs folder
+    and process ids are left out: a page names the run, never the server's folders."""
+
+    FORWARDED = ("start", "log", "error", "batch")
+
+    def __init__(self, runs_root: Path, run_id: str, past: list[dict] = ()):
+        self.root, self.id = Path(runs_root), run_id
+        self.sent_epochs = 0
+        self.diagnosis = None
+        self.done = False
+        self._past = list(past)  # what a worker already said of the run, for a page that comes late
+
+    def poll(self, live: list[dict], training_here: bool) -> list[tuple[str, dict]]:
+        """The news since the last poll. `training_here`: a worker of this server holds the run (its ending
+        comes as an `end` event; without one, a result on disk is the end)."""
+        out, ended = [], None
+        for event in self._past + live:
+            kind, data = event["type"], event["data"]
+            if kind in self.FORWARDED:
+                out.append((kind, self._scrub(data)))
+            elif kind == "diagnosis":
+                self.diagnosis = data.get("verdict")
+            elif kind == "end":
+                ended = data
+        self._past = []
+        rows = epochs(self.root, self.id)
+        if rows[self.sent_epochs:]:
+            run = run_in(self.root, self.id)
+            out += [("epoch", {"row": row, "verdict": provisional(run, rows[:row["epoch"]])})
+                    for row in rows[self.sent_epochs:]]
+            self.sent_epochs = len(rows)
+        result = ending(self.root, self.id)
+        if result is not None and (ended or not training_here):
+            out.append(("result", result))
+            if rows:
+                verdict = self.diagnosis or diagnose_run(run_in(self.root, self.id)).as_dict()
+                out.append(("diagnosis", verdict))
+            out.append(("end", {"status": result.get("status")}))
+            self.done = True
+        elif ended:
+            out.append(("end", ended))
+            self.done = True
+        return out
+
+    def _scrub(self, data: dict) -> dict:
+        root = str(self.root)
+        clean = {k: v for k, v in data.items() if k not in ("run_dir", "pid")}
+        for key in ("text", "message"):
+            if isinstance(clean.get(key), str):
+                clean[key] = clean[key].replace(root + "/", "").replace(root, "the runs folder")
+        return clean

@@ -65,7 +65,6 @@ def decode_upload(data_url: str, input_shape) -> "np.ndarray":  # noqa: F821
     """A data: URL image -> uint8 (C, H, W) of the model's input size. Over the size limit is TooLarge; what
     does not decode (or decodes to more than MAX_PIXELS: a decompression bomb stops at the header) is a
     UserError, never a crash."""
-    import warnings
     import numpy as np
     from PIL import Image, UnidentifiedImageError
     payload = data_url.split(",", 1)[1] if data_url.startswith("data:") else data_url
@@ -79,17 +78,14 @@ def decode_upload(data_url: str, input_shape) -> "np.ndarray":  # noqa: F821
         raise TooLarge(f"image: {len(raw) / 2 ** 20:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 2 ** 20:.0f} MB")
     channels, h, w = input_shape
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            with Image.open(io.BytesIO(raw)) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise UserError(f"image: {img.width}x{img.height} is more than {MAX_PIXELS:,} pixels")
-                img = img.convert("RGBA")
-                background = Image.new("RGBA", img.size, (255, 255, 255, 255) if channels == 3 else (0, 0, 0, 255))
-                img = Image.alpha_composite(background, img).convert("L" if channels == 1 else "RGB")
-                img = img.resize((w, h), Image.BILINEAR)
-                array = np.array(img, dtype=np.uint8)  # a copy torch may write to
+        with Image.open(io.BytesIO(raw)) as img:  # reads the header only: the size is checked before decoding
+            if img.width * img.height > MAX_PIXELS:
+                raise UserError(f"image: {img.width}x{img.height} is more than {MAX_PIXELS:,} pixels")
+            img = img.convert("RGBA")
+            background = Image.new("RGBA", img.size, (255, 255, 255, 255) if channels == 3 else (0, 0, 0, 255))
+            img = Image.alpha_composite(background, img).convert("L" if channels == 1 else "RGB")
+            img = img.resize((w, h), Image.BILINEAR)
+            array = np.array(img, dtype=np.uint8)  # a copy torch may write to
     except UserError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,

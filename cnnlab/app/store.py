@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from ..errors import NotFound
 from ..fsutil import write_text
 from ..track.compare import LIST_COLUMNS, compare as compare_tables, select, table
 from ..track.store import Store
@@ -38,7 +39,7 @@ def reindex(store: str | None, root: str | None = None) -> tuple[int, Path, Path
 def tag(store: str | None, ref: str, add: list[str], remove: list[str]) -> tuple[str, list[str]]:
     db = Store(store)
     run = db.find(ref)
-    tags = sorted((set(run["tags"]) | set(add)) - set(remove))
+    tags = clean_tags((set(run["tags"]) | set(add)) - set(remove))
     db.set_tags(run["id"], tags)
     return run["id"], tags
 
@@ -72,18 +73,34 @@ def compare(store: str | None, refs: list[str], out: str | Path) -> tuple[str, s
     return config_table, result_table, path
 
 
-def page_rows(store: str | Path) -> list[dict]:
-    """The Runs page's rows: every recorded run, with the one-line message of how it ended (if it said one)."""
+def page_rows(store: str | Path, held: list[tuple] = ()) -> list[dict]:
+    """The Runs page's rows: every recorded run, with the one-line message of how it ended (if it said one),
+    and the runs a server's worker holds — (id, name, status): their status is the worker's, and one not yet
+    started is not in the store yet."""
     import json
     rows = []
     for r in Store(store).runs():
         row = {k: v for k, v in r.items() if k not in ("config", "result")}
         row["message"] = json.loads(r["result"] or "{}").get("message")
         rows.append(row)
+    by_id = {r["id"]: r for r in rows}
+    for run_id, name, status in held:
+        if run_id in by_id:
+            by_id[run_id]["status"] = status
+        else:
+            rows.append({"id": run_id, "name": name, "status": status, "tags": []})
     return rows
 
 
+def clean_tags(tags) -> list[str]:
+    """Tags as stored: trimmed, at most 40 characters each, no empties or repeats, sorted."""
+    return sorted({t.strip()[:40] for t in tags if t.strip()})
+
+
 def set_tags(store: str | Path, run_id: str, tags: list[str]) -> list[str]:
-    clean = sorted({t.strip()[:40] for t in tags if t.strip()})
-    Store(store).set_tags(run_id, clean)
+    db = Store(store)
+    if not db.has(run_id):
+        raise NotFound(f"{run_id} is not in the run store yet (it has not started); tag it once it runs")
+    clean = clean_tags(tags)
+    db.set_tags(run_id, clean)
     return clean

@@ -76,7 +76,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    path = runs.stop(runs.open_run(args.run, args.store))
+    path = lifecycle.stop(runs.open_run(args.run, args.store))
     print(f"asked {path.parent} to stop after its current batch (wrote {path.name}); "
           f"`cnnlab resume {path.parent}` continues it")
     return 0

@@ -5,14 +5,11 @@ import secrets
 import sys
 
 from ..errors import UserError
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-GRACEFUL_S = 2  # Ctrl-C / SIGTERM: open streams and requests get this long, then the server stops
+from ..serve.guard import LOOPBACK
 
 
 def cmd_serve(args) -> int:
-    import uvicorn  # a dependency of cnnlab itself: the web app is no optional extra
-    from ..serve.app import create_app
+    from ..serve.app import create_app, serve
     token = None
     if args.host not in LOOPBACK:
         if not args.allow_remote:
@@ -28,5 +25,5 @@ def cmd_serve(args) -> int:
     if args.open:
         import webbrowser
         webbrowser.open(url)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S)
+    serve(app, args.host, args.port)
     return 0

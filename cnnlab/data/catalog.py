@@ -23,6 +23,7 @@ class Source:
     reader: str = "idx"           # which reader in readers.py understands the layout
     input_shape: tuple = (1, 28, 28)
     num_classes: int = 10
+    train_images: int = 60_000    # in the official training set (what a recipe's FLOP budget counts)
 
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
@@ -41,12 +42,12 @@ SOURCES: dict[str, Source] = {
         (Download("cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
                   "c58f30108f718f92721af3b95e74349a", extract=True),),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        reader="cifar10", input_shape=(3, 32, 32)),
+        reader="cifar10", input_shape=(3, 32, 32), train_images=50_000),
     "cifar100": Source(
         "cifar100", "cifar-100-python", ("train", "test"),
         (Download("cifar-100-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
                   "eb9058c3a382ffc7106e4002c42a8d85", extract=True),),
-        reader="cifar100", input_shape=(3, 32, 32), num_classes=100),
+        reader="cifar100", input_shape=(3, 32, 32), num_classes=100, train_images=50_000),
     "mnist": Source(
         "mnist", "mnist", IDX_FILES,
         _idx_downloads(_MNIST_MIRRORS, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",

@@ -6,6 +6,7 @@ CNNLAB_CACHE_DIR), then a checksummed download into the cache.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +140,22 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split
                         t(np.ascontiguousarray(test[0])), t(test[1]),
                         None if val_x is None else t(np.ascontiguousarray(val_x)),
                         None if val_y is None else t(val_y))
+
+
+_shapes: dict[tuple, tuple[tuple, int]] = {}  # an image folder is read once per process for its shape
+_shapes_lock = threading.Lock()
+
+
+def input_spec(name: str, data_dir=None, root=None, image_size=None) -> tuple[tuple, int]:
+    """(input shape, class count) of a data set: known without reading for the built-in sets; an image folder
+    is read (once per process, the last 32 remembered) to find its image size and classes."""
+    if name in SOURCES:
+        return SOURCES[name].input_shape, SOURCES[name].num_classes
+    key = (name, str(data_dir), str(root), str(image_size))
+    with _shapes_lock:
+        if key not in _shapes:
+            ds = load_dataset(name, data_dir, root=root, image_size=image_size)
+            if len(_shapes) >= 32:
+                _shapes.pop(next(iter(_shapes)))
+            _shapes[key] = (ds.input_shape, ds.num_classes)
+        return _shapes[key]

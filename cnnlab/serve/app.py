@@ -58,3 +58,19 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def serve(app: FastAPI, host: str, port: int, graceful_s: float = 2.0) -> None:
+    """Run `app` with uvicorn until Ctrl-C or SIGTERM. The training worker is told to stop at the signal itself,
+    so it winds down while open streams get `graceful_s` to close: server and worker are gone within 5 s."""
+    import uvicorn
+    worker = app.state.cnnlab.worker
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            if worker is not None:
+                worker.stop_soon()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                          timeout_graceful_shutdown=graceful_s)).run()

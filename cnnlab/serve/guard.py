@@ -15,7 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..app.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_depth
 
-LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1", "testserver")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")   # addresses that keep the server on this machine
+# Host names answered without a token: loopback, and Starlette's test client (a name no DNS resolves)
+ANSWERED = ("127.0.0.1", "localhost", "[::1]", "testserver")
 CHANGES_STATE = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -70,8 +72,8 @@ class Guard:
 
     def _refusal(self, scope, headers) -> tuple[int, str] | None:
         raw_host = headers.get("host", "")
-        host = "[::1]" if raw_host.startswith("[") else raw_host.rsplit(":", 1)[0]
-        if self.token is None and host not in LOOPBACK:
+        host = raw_host.split("]", 1)[0] + "]" if raw_host.startswith("[") else raw_host.rsplit(":", 1)[0]
+        if self.token is None and host not in ANSWERED:
             return 403, f"host '{host[:100]}' is not served; use http://127.0.0.1"
         path = scope.get("path", "")
         if self.token is not None and not path.startswith("/static/"):
@@ -79,7 +81,7 @@ class Guard:
             cookies = dict(part.strip().split("=", 1) for part in headers.get("cookie", "").split(";") if "=" in part)
             given = headers.get("authorization", "").removeprefix("Bearer ") or (query.get("token") or [""])[0] \
                 or cookies.get("cnnlab_token", "")
-            if not given or not secrets.compare_digest(given, self.token):
+            if not given or not secrets.compare_digest(given.encode(), self.token.encode()):
                 return 401, "a token is needed: open the URL `cnnlab serve` printed"
         if scope["method"] in CHANGES_STATE:
             origin = headers.get("origin")

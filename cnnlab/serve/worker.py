@@ -13,12 +13,13 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STOP_GRACE_S = 3.0   # after SIGTERM, what a run gets to finish its batch and write its ending
+STOP_GRACE_S = 2.0   # after SIGTERM, what a run gets to finish its batch and write its ending
 
 
 def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
@@ -63,6 +64,7 @@ def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
                 ending.append({"id": run_id, **event.as_dict()})
             else:
                 events.put({"id": run_id, **event.as_dict()})
+        events.put({"id": run_id, "type": "taken", "data": {}})  # from here a dead worker fails this run
         try:
             if item.get("resume"):
                 job = Job.resume(item["run_dir"], listeners=[forward], store=item["store"])
@@ -74,7 +76,9 @@ def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
         except BaseException as exc:  # noqa: BLE001 — one run's failure is that run's; the worker takes the next
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            result = record_end(item["run_dir"], status, message, item["store"])
+            job = current.get("job")
+            wrote_nothing = job is None or job.result is None  # failed before training: no ending of its own
+            result = record_end(item["run_dir"], status, message, item["store"], force=wrote_nothing)
             if current.get("job") is None:  # failed before the job existed: it told nobody
                 events.put({"id": run_id, "type": "error", "data": {"message": message, "kind": "user"}})
                 ending.append({"id": run_id, "type": "end", "data": {"status": result["status"]}})
@@ -85,7 +89,7 @@ def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
 
 
 @dataclass
-class Queued:
+class Queued:  # a run the server accepted, from queued to its ending
     id: str
     run_dir: str
     config: dict
@@ -141,18 +145,25 @@ class TrainingWorker:
             try:
                 event = self.events.get(timeout=1.0)
             except queue.Empty:
-                self._check_alive()
+                try:
+                    self._check_alive()
+                except Exception as exc:  # noqa: BLE001 — e.g. the store locked: try again in a second
+                    print(f"cnnlab serve: warning: checking the training worker failed ({exc})", file=sys.stderr)
                 continue
             except (EOFError, OSError, ValueError):
                 return
-            self._deliver(event)
+            try:
+                self._deliver(event)
+            except Exception as exc:  # noqa: BLE001 — one bad event must not end delivery and crash detection
+                print(f"cnnlab serve: warning: an event of run {event.get('id')} was not delivered ({exc})",
+                      file=sys.stderr)
 
     def _deliver(self, event: dict) -> None:
         run_id = event["id"]
         with self.lock:
             run = self.runs.get(run_id)
             if run is not None:
-                if event["type"] == "start":
+                if event["type"] in ("taken", "start"):
                     run.status = "running"
                 elif event["type"] == "end":
                     run.status = event["data"]["status"]
@@ -183,17 +194,27 @@ class TrainingWorker:
         with self.lock:
             return [r for r in self.runs.values() if r.status in ("queued", "running")]
 
-    def close(self) -> None:
-        """Stop the worker: its run stops after the current batch and is marked interrupted (resumable)."""
+    def stop_soon(self) -> None:
+        """Tell the worker to stop (SIGTERM: its run stops after the current batch and is marked interrupted,
+        resumable) without waiting: the server sends this the moment it is told to stop, so the worker winds
+        down while the server closes its connections."""
         self._closing = True
         process = self.process
-        if process is None or not process.is_alive():
-            return
+        if process is not None and process.is_alive():
+            try:
+                process.terminate()
+            except (OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        """Stop the worker and wait for it (at most STOP_GRACE_S and a little more, then it is killed)."""
+        self.stop_soon()
+        process = self.process
         try:
-            process.terminate()  # SIGTERM: the worker stops its job cleanly
-            process.join(STOP_GRACE_S + 1)
-            if process.is_alive():
-                process.kill()
-                process.join(1)
+            if process is not None:
+                process.join(STOP_GRACE_S + 0.5)
+                if process.is_alive():
+                    process.kill()
+                    process.join(1)
         except (OSError, ValueError):
             pass

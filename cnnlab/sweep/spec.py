@@ -101,15 +101,10 @@ def base_config(spec: SweepSpec) -> TrainConfig:
 
 
 def _expand(cfg: TrainConfig) -> dict:
-    from ..data import SOURCES, load_dataset
+    from ..data import input_spec
     from ..models import model_spec
     d = cfg.data
-    if d.name in SOURCES:
-        shape, classes = SOURCES[d.name].input_shape, SOURCES[d.name].num_classes
-    else:
-        ds = load_dataset(d.name, d.dir, root=d.root, image_size=d.image_size)
-        shape, classes = ds.input_shape, ds.num_classes
-    return model_spec(cfg.model, shape, classes)
+    return model_spec(cfg.model, *input_spec(d.name, d.dir, d.root, d.image_size))
 
 
 def apply_params(cfg: TrainConfig, params: dict) -> dict:

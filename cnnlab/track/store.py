@@ -139,6 +139,9 @@ class Store:
                 r["status"] = "crashed"  # its process is gone without a result: `cnnlab resume` it
         return rows
 
+    def has(self, run_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM runs WHERE id=?", (run_id,)))
+
     def metrics(self, run_id: str) -> list[dict]:
         return self._read("SELECT * FROM metrics WHERE run_id=? ORDER BY epoch", (run_id,))
 

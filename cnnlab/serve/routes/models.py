@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from ...version import __version__
 from ...app import datasets, models
 from ...app.config import config_defaults, layer_schema
+from ...app.limits import MAX_JSON_DEPTH, json_depth
 from ...errors import UserError
 from ..bodies import CheckRequest, ModelRequest, TextRequest
 from ..state import heavy, state
@@ -51,11 +52,13 @@ async def model_parse(body: TextRequest, request: Request) -> dict:
 
 @router.get("/augment-strip", responses={200: {"content": {"image/png": {}}}})
 async def augment_strip(request: Request, data: str = "cifar10", config: str = "{}") -> Response:
+    if json_depth(config, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise UserError(f"config: nested more than {MAX_JSON_DEPTH} deep")
     try:
         augment = json.loads(config)
     except json.JSONDecodeError:
         raise UserError("config: not JSON") from None
-    if not isinstance(augment, dict):  # never a file name: the server reads no files a request names
+    if not isinstance(augment, dict):  # a mapping, never a config file's name to read
         raise UserError("config: a mapping of augment keys, e.g. {\"crop\": 4, \"flip\": \"horizontal\"}")
 
     def strip() -> bytes:

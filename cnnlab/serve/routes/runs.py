@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import time
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from ...app import lifecycle, runs as app_runs, store as app_store
-from ...errors import Conflict, NotFound
+from ...errors import UserError
 from ..bodies import CompareRequest, RunRequest, TagRequest
 from ..state import heavy, state
 
@@ -38,14 +37,8 @@ async def start_run(body: RunRequest, request: Request) -> dict:
 @router.get("")
 async def list_runs(request: Request) -> list[dict]:
     s = state(request)
-    rows = await heavy(request, app_store.page_rows, s.store_path)
-    by_id = {r["id"]: r for r in rows}
-    for q in (s.worker.queued() if s.worker else []):  # accepted, not yet started: not in the store yet
-        if q.id in by_id:
-            by_id[q.id]["status"] = q.status
-        else:
-            rows.append({"id": q.id, "name": q.config.get("name"), "status": q.status, "tags": []})
-    return rows
+    held = [(q.id, q.config.get("name"), q.status) for q in (s.worker.queued() if s.worker else [])]
+    return await heavy(request, app_store.page_rows, s.store_path, held)
 
 
 @router.get("/{run_id}")
@@ -58,10 +51,8 @@ async def run_detail(run_id: str, request: Request) -> dict:
 async def stop(run_id: str, request: Request) -> dict:
     s = state(request)
     run = app_runs.run_in(s.runs_root, run_id)
-    queued = s.worker.runs.get(run_id) if s.worker else None
-    if queued is not None and queued.status == "queued":
-        raise Conflict(f"{run_id} has not started yet; it will run when the one before it ends")
-    app_runs.stop(run)
+    held = s.worker.runs.get(run_id) if s.worker else None
+    lifecycle.stop(run, held.status if held else None)
     return {"id": run_id, "stopping": True}
 
 
@@ -70,11 +61,9 @@ async def resume(run_id: str, request: Request) -> dict:
     """Continue an interrupted (or crashed) run from its last checkpoint, in the worker."""
     s = state(request)
     run = app_runs.run_in(s.runs_root, run_id)
-    status = run.result.get("status")
-    if status not in ("interrupted", "crashed", "failed", "running or crashed") or \
-            (s.worker and run_id in s.worker.runs and s.worker.runs[run_id].status in ("queued", "running")):
-        raise Conflict(f"{run_id} is {status}; only an interrupted run resumes")
-    queued = _worker(request).submit(run_id, str(run.dir), run.config, resume=True)
+    worker = _worker(request)
+    await heavy(request, lifecycle.check_resumable, run, s.store_path, _held(worker, run_id))
+    queued = worker.submit(run_id, str(run.dir), run.config.model_dump(), resume=True)
     return {"id": run_id, "status": queued.status}
 
 
@@ -82,7 +71,7 @@ async def resume(run_id: str, request: Request) -> dict:
 async def tags(run_id: str, body: TagRequest, request: Request) -> dict:
     s = state(request)
     app_runs.run_in(s.runs_root, run_id)
-    return {"id": run_id, "tags": app_store.set_tags(s.store_path, run_id, body.tags)}
+    return {"id": run_id, "tags": await heavy(request, app_store.set_tags, s.store_path, run_id, body.tags)}
 
 
 @router.get("/{run_id}/report", response_class=HTMLResponse)
@@ -92,69 +81,35 @@ async def report(run_id: str, request: Request):
     return HTMLResponse(path.read_text())
 
 
-compare_router = APIRouter(prefix="/api")
-
-
-@compare_router.post("/compare")
-async def compare(body: CompareRequest, request: Request) -> dict:
-    root = state(request).runs_root
-    return await heavy(request, app_runs.compare, [app_runs.run_in(root, i) for i in body.ids])
-
-
 @router.get("/{run_id}/events", response_class=StreamingResponse)
 async def events(run_id: str, request: Request):
-    """Server-sent events: a run's epochs (from any process, CLI included: read from its directory as they
-    land), its batches when this server trains it, the doctor's provisional verdict after each epoch, and its
-    end. A run that does not exist is a 404, not a stream that waits for it."""
+    """Server-sent events of a run (cnnlab.app.runs.Watch says what): a run that does not exist is a 404,
+    not a stream that waits for it."""
     s = state(request)
     worker = s.worker
-    known = worker is not None and run_id in worker.runs
-    if not known:
+    if not (worker is not None and run_id in worker.runs):
         app_runs.run_in(s.runs_root, run_id)  # NotFound -> 404
     live, past = worker.subscribe(run_id) if worker else (None, [])
+    watch = app_runs.Watch(s.runs_root, run_id, past)
 
     async def stream():
-        sent_epochs, last_ping = 0, time.monotonic()
+        last_ping = time.monotonic()
         try:
-            yield _sse("hello", {"id": run_id, "queued": known and not any(e["type"] == "start" for e in past)})
-            while not await request.is_disconnected():
-                ended = None
-                while live is not None:
-                    try:
-                        event = live.get_nowait()
-                    except queue.Empty:
-                        break
-                    if event["type"] in ("batch", "start", "log", "error"):
-                        yield _sse(event["type"], event["data"])
-                    if event["type"] == "end":
-                        ended = event["data"]
-                rows = app_runs.epochs(s.runs_root, run_id)
-                if rows[sent_epochs:]:
-                    run = app_runs.run_in(s.runs_root, run_id)
-                    for row in rows[sent_epochs:]:
-                        yield _sse("epoch", {"row": row, "verdict": app_runs.provisional(run, rows[:row["epoch"]])})
-                sent_epochs = max(sent_epochs, len(rows))
-                result = app_runs.ending(s.runs_root, run_id)
-                if result is not None and (ended or not _running_here(worker, run_id)):
-                    yield _sse("result", result)
-                    if rows:
-                        try:
-                            verdict = await heavy(request, app_runs.diagnose, app_runs.run_in(s.runs_root, run_id))
-                        except HTTPException:  # busy: the page still has the provisional verdicts
-                            verdict = None
-                        if verdict:
-                            yield _sse("diagnosis", verdict.as_dict())
-                    yield _sse("end", {"status": result.get("status")})
-                    return
-                if ended:
-                    yield _sse("end", ended)
-                    return
+            yield _sse("hello", {"id": run_id, "queued": bool(worker and run_id in worker.runs
+                                                            and worker.runs[run_id].status == "queued")})
+            while not watch.done and not await request.is_disconnected():
+                news = []
+                while live is not None and not live.empty():
+                    news.append(live.get_nowait())
+                # a light poll (a few files read) in a thread of its own: it does not take a heavy slot
+                for kind, data in await asyncio.to_thread(watch.poll, news, _held(worker, run_id)):
+                    yield _sse(kind, data)
                 if time.monotonic() - last_ping > 15:
                     last_ping = time.monotonic()
                     yield ": ping\n\n"
                 await asyncio.sleep(0.25)
-        except (NotFound, HTTPException):
-            yield _sse("end", {"status": "unknown"})
+        except (UserError, HTTPException) as exc:  # the run vanished, or the server is too busy to tell
+            yield _sse("end", {"status": "unknown", "message": str(getattr(exc, "detail", exc))})
         finally:
             if live is not None:
                 worker.unsubscribe(run_id, live)
@@ -167,5 +122,15 @@ def _sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-def _running_here(worker, run_id: str) -> bool:
+def _held(worker, run_id: str) -> bool:
+    """Whether this server's worker holds the run (queued or training)."""
     return worker is not None and run_id in worker.runs and worker.runs[run_id].status in ("queued", "running")
+
+
+compare_router = APIRouter(prefix="/api")
+
+
+@compare_router.post("/compare")
+async def compare(body: CompareRequest, request: Request) -> dict:
+    root = state(request).runs_root
+    return await heavy(request, app_runs.compare, [app_runs.run_in(root, i) for i in body.ids])
