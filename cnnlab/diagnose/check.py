@@ -29,13 +29,13 @@ def check_model(spec, input_shape, num_classes: int) -> dict:
         bad = {"layer": position, "message": message}
     by_layer: dict[str, list] = {}
     for f in findings:
-        item = {"rule": f.rule, "layers": f.layers, "message": f.message, "why": f.why, "fix": f.fix}
+        item = {"rule": f.rule, "layers": f.layers, "message": f.message, "why": f.why, "fix": f.fix, "edit": f.edit}
         by_layer.setdefault(f.layers[0].split(".")[0], []).append(item)
     for row in rows:
         row["findings"] = by_layer.get(row["index"], [])
     return {"input_shape": list(input_shape), "num_classes": num_classes, "layers": rows, "totals": totals,
-            "error": bad, "findings": [dict(rule=f.rule, layers=f.layers, message=f.message, why=f.why, fix=f.fix)
-                                       for f in findings]}
+            "error": bad, "findings": [dict(rule=f.rule, layers=f.layers, message=f.message, why=f.why, fix=f.fix,
+                                            edit=f.edit) for f in findings]}
 
 
 __all__ = ["check_model", "lint"]
