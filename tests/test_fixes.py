@@ -79,3 +79,28 @@ def test_the_route_applies_a_fix(client):
     finding = client.post("/api/check", json={"model": model, "data": "mnist"}).json()["findings"][0]
     assert finding["edit"] == [{"op": "remove", "layer": "6"}]
     assert client.post("/api/model/fix", json={"model": model, "rule": "nope", "layers": ["1"]}).status_code == 400
+
+
+def test_model_diff_aligns_layers_by_kind_and_names_changed_keys():
+    from cnnlab.track.compare import model_diff
+    a = [{"conv": 16}, "relu", {"maxpool": 2}, "flatten", {"dense": 10}, "softmax"]
+    b = [{"conv": {"filters": 32}}, "batchnorm", "relu", {"maxpool": 2}, "flatten", {"dense": 10}]
+    rows = model_diff(a, b)
+    assert [(r["op"], r["kind"], r["a"], r["b"]) for r in rows] == [
+        ("changed", "conv", 1, 1), ("added", "batchnorm", None, 2), ("same", "relu", 2, 3),
+        ("same", "maxpool", 3, 4), ("same", "flatten", 4, 5), ("same", "dense", 5, 6), ("removed", "softmax", 6, None)]
+    assert rows[0]["changes"] == {"filters": [16, 32]}
+
+
+def test_compare_gives_each_later_runs_model_against_the_first(tmp_path, data_dir):
+    import cnnlab
+    from cnnlab.app import runs
+    from cnnlab.rundir import Run
+    common = {"data": {"name": "mnist", "dir": str(data_dir), "limit": 64}, "epochs": 1, "batch_size": 32, "threads": 1}
+    first = cnnlab.train({**common, "model": HEAD + ["flatten", {"dense": 10}, "softmax"]}, run_dir=tmp_path / "a",
+                         quiet=True)
+    second = cnnlab.train({**common, "parent": "a", "model": HEAD + ["flatten", {"dense": 10}]},
+                          run_dir=tmp_path / "b", quiet=True)
+    assert second.config.parent == "a"
+    out = runs.compare([Run(first.dir), Run(second.dir)])
+    assert [(r["op"], r["kind"]) for r in out["model_diff"]["b"] if r["op"] != "same"] == [("removed", "softmax")]

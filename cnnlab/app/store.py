@@ -73,12 +73,14 @@ def compare(store: str | None, refs: list[str], out: str | Path) -> tuple[str, s
 
 
 def page_rows(store: str | Path) -> list[dict]:
-    """The Runs page's rows: every recorded run, with the one-line message of how it ended (if it said one)."""
+    """The Runs page's rows: every recorded run, with the one-line message of how it ended (if it said one) and
+    the run it was derived from (its config's `parent`, if any)."""
     import json
     rows = []
     for r in Store(store).runs():
         row = {k: v for k, v in r.items() if k not in ("config", "result")}
         row["message"] = json.loads(r["result"] or "{}").get("message")
+        row["parent"] = json.loads(r["config"] or "{}").get("parent")
         rows.append(row)
     return rows
 
