@@ -492,7 +492,9 @@ $("#tag-button").addEventListener("click", async () => {
   loadRuns();
 });
 $("#compare-button").addEventListener("click", async () => {
-  const ids = selectedRuns();
+  // oldest first: the first run is the baseline each later run's model is compared against
+  const created = Object.fromEntries(runsView.rows.map((r) => [r.id, r.created_at ?? ""]));
+  const ids = selectedRuns().reverse().sort((a, b) => (created[a] > created[b] ? 1 : created[a] < created[b] ? -1 : 0));
   if (!ids.length) return;
   const c = await api("/api/compare", { ids });
   const epochs = Math.max(...Object.values(c.metrics).map((m) => m.length), 1);

@@ -7,7 +7,7 @@
 
 const Diagram = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const WIDTH = 330, AXIS = 95;        // px: the whole picture, and the blocks' centre line
+  const WIDTH = 298, AXIS = 70, TEXT = 144;  // px: the whole picture, the blocks' centre line, the text column
   const GAP = 22;                      // px between blocks: room for the shape written on the edge
   const COLOURS = { conv: "#8fb3f0", whiten: "#8fb3f0", dense: "#f2b880", maxpool: "#9ed8a8", avgpool: "#9ed8a8",
     global_avgpool: "#9ed8a8", global_maxpool: "#9ed8a8", batchnorm: "#c9b3ec", dropout: "#e4e6ea",
@@ -21,7 +21,8 @@ const Diagram = (() => {
   };
 
   const compact = (n) => (n === null || n === undefined ? "" : n >= 1e9 ? `${(n / 1e9).toFixed(1)}G`
-    : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}K` : String(n));
+    : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e5 ? `${Math.round(n / 1e3)}K` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}K`
+    : String(n));
 
   // "32x16x16" -> {channels: 32, side: 16}; "10" (a vector) -> {channels: 10, side: 1}
   function dims(shape) {
@@ -33,7 +34,7 @@ const Diagram = (() => {
   // log-scaled sizes, so a 1024-wide dense and a 3-channel input both fit beside the list
   function size(d) {
     if (!d) return { w: 60, h: 16 };
-    return { w: Math.min(150, 24 + 14 * Math.log2(1 + d.channels)), h: Math.min(60, 10 + 9 * Math.log2(1 + d.side)) };
+    return { w: Math.min(130, 20 + 12 * Math.log2(1 + d.channels)), h: Math.min(60, 10 + 9 * Math.log2(1 + d.side)) };
   }
 
   function label(layer) {  // what the block says: its kind and main argument; a block counts its inner layers
@@ -53,7 +54,7 @@ const Diagram = (() => {
       const index = String(i + 1), row = rows[index];
       return { index, layer, row, box: size(row ? dims(row.out_shape) : null) };
     });
-    const height = 26 + blocks.reduce((sum, b) => sum + b.box.h + GAP, 0);
+    const height = 40 + blocks.reduce((sum, b) => sum + b.box.h + GAP, 0);
     const root = svg("svg", { width: WIDTH, height, viewBox: `0 0 ${WIDTH} ${height}`, class: "diagram" });
     root.append(svg("text", { x: AXIS, y: 14, "text-anchor": "middle", class: "edge" },
       check ? `input ${check.input_shape.join("×")}` : "input"));
@@ -66,10 +67,10 @@ const Diagram = (() => {
       const g = svg("g", { class: `block ${state} ${changed.includes(b.index) ? "changed" : ""}`, "data-index": b.index });
       g.append(svg("rect", { x: AXIS - b.box.w / 2, y, width: b.box.w, height: b.box.h, rx: 4,
         fill: state === "bad" ? "#f6b8b2" : COLOURS[b.layer.kind] || "#dfe3ea" }));
-      g.append(svg("text", { x: AXIS + 80, y: y + Math.min(b.box.h / 2, 12) + 2, class: "name" }, `${b.index} ${label(b.layer)}`));
-      if (b.row) g.append(svg("text", { x: AXIS + 80, y: y + Math.min(b.box.h / 2, 12) + 14, class: "facts" },
+      g.append(svg("text", { x: TEXT, y: y + Math.min(b.box.h / 2, 12) + 2, class: "name" }, `${b.index} ${label(b.layer)}`));
+      if (b.row) g.append(svg("text", { x: TEXT, y: y + Math.min(b.box.h / 2, 12) + 14, class: "facts" },
         `${compact(b.row.params)} params · ${compact(b.row.macs)} MACs`));
-      else if (state === "bad") g.append(svg("text", { x: AXIS + 80, y: y + 24, class: "facts" }, "cannot be built"));
+      else if (state === "bad") g.append(svg("text", { x: TEXT, y: y + 24, class: "facts" }, "cannot be built"));
       g.append(svg("title", {}, b.row ? `layer ${b.index}: ${b.row.layer} → ${b.row.out_shape}` : `layer ${b.index}: ${b.layer.kind}`));
       g.addEventListener("click", () => onSelect(b.index));
       root.append(g);
