@@ -75,6 +75,11 @@ def test_start_build_as_a_picture_fix_and_compare(server, tmp_path):
         page.click("#start-data button[data-data=fashion-mnist]")
         assert page.input_value("#start-network") == "course-net"
         page.screenshot(path=str(shots / "start.png"), full_page=True)
+        # step 3 without training: Train's settings filled in for a short run, and shown as changed
+        page.click("#start-train-settings")
+        assert page.input_value("input[name=epochs]") == "2" and page.input_value("input[name='data.limit']") == "10000"
+        assert page.locator("#train-form label.changed").count() == 2
+        page.click("nav button[data-page=start]")
         page.click("#start-build")
         page.wait_for_selector("#total-params")
         assert page.input_value("#template") == "course-net" and page.input_value("#data") == "fashion-mnist"

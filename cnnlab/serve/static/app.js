@@ -148,7 +148,8 @@ function recheck() {
 
 function paintCheck() {
   const check = state.check;
-  Diagram.draw($("#diagram"), state.layers, check, state.changed, selectLayer);
+  // while a check is on its way the diagram keeps its last picture, so it does not flicker at every keystroke
+  if (check || state.checkError || !state.layers.length) Diagram.draw($("#diagram"), state.layers, check, state.changed, selectLayer);
   const items = [...document.querySelectorAll("#layers li")];
   const errorBox = $("#build-error");
   items.forEach((li) => { li.classList.remove("bad", "after-bad", "warned"); li.querySelectorAll(".layer-note").forEach((n) => n.remove()); });
@@ -410,6 +411,7 @@ function prescribe(apply) {
 // set Train's fields and say so: each changed field highlighted, one line naming old and new values
 function setForm(values, why) {
   const form = $("#train-form");
+  form.querySelectorAll("label.changed").forEach((l) => l.classList.remove("changed"));  // the note says only these
   const said = Object.entries(values).map(([name, value]) => {
     const input = form.elements[name], old = input.value;
     input.value = value;
