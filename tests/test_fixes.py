@@ -104,3 +104,11 @@ def test_compare_gives_each_later_runs_model_against_the_first(tmp_path, data_di
     assert second.config.parent == "a"
     out = runs.compare([Run(first.dir), Run(second.dir)])
     assert [(r["op"], r["kind"]) for r in out["model_diff"]["b"] if r["op"] != "same"] == [("removed", "softmax")]
+
+
+def test_check_counts_a_blocks_inner_layers_in_its_row():
+    body = check("resnet9", "cifar10")
+    residual = next(r for r in body["layers"] if r["layer"].startswith("residual"))
+    # two convs 128 -> 128 (3x3, no bias) and two batchnorms (scale, shift and the two running statistics)
+    assert residual["params"] == 2 * (128 * 128 * 9 + 4 * 128) and residual["macs"] == 2 * 37_748_736
+    assert sum(r["params"] for r in body["layers"]) == body["totals"]["params"]

@@ -113,7 +113,7 @@ function renderLayers(changed = []) {
   state.layers.forEach((layer, i) => {
     const schema = state.schemas[layer.kind] || { properties: {} };
     const args = Object.entries(schema.properties || {}).map(([name, prop]) =>
-      NESTED.includes(name) ? el("span", { class: "shape" }, nestedText(name, layer.args[name]))
+      NESTED.includes(name) ? el("span", { class: "nested" }, nestedText(name, layer.args[name]))
         : argInput(layer.kind, name, prop, layer.args[name], (v) => {
           if (v === undefined) delete layer.args[name]; else layer.args[name] = v;
           recheck();
