@@ -50,7 +50,8 @@ def test_bias_before_batchnorm_and_too_few_filters_set_one_key_written_as_shorth
 
 
 def test_a_pool_with_stride_one_gets_stride_two():
-    out = fixed([{"conv": 16}, "relu", {"maxpool": {"size": 2, "stride": 1}}, "flatten", {"dense": 10}], "pool-stride-1")
+    model = [{"conv": 16}, "relu", {"maxpool": {"size": 2, "stride": 1}}, "flatten", {"dense": 10}]
+    out = fixed(model, "pool-stride-1")
     assert out["layers"][2] == {"maxpool": {"size": 2, "stride": 2}} and out["description"].startswith("set stride: 2")
 
 

@@ -32,7 +32,8 @@ def server(tmp_path, runs_root):
     write_idx(data / "fashion-mnist", n_train=600, n_test=100)
     write_idx(data / "mnist", n_train=600, n_test=100)
     common = {"data": {"name": "mnist", "dir": str(data), "limit": 64}, "epochs": 1, "batch_size": 32, "threads": 1}
-    for name, model, parent in (("with-softmax", COURSE_NET + ["softmax"], None), ("fixed", COURSE_NET, "with-softmax")):
+    for name, model, parent in (("with-softmax", COURSE_NET + ["softmax"], None),
+                                ("fixed", COURSE_NET, "with-softmax")):
         cnnlab.train({**common, "model": model, "parent": parent}, run_dir=runs_root / name, quiet=True,
                      store=runs_root / "cnnlab.db")
     app = create_app(runs_root, str(data), start_worker=False)
@@ -104,7 +105,8 @@ def test_start_build_as_a_picture_fix_and_compare(server, tmp_path):
         page.screenshot(path=str(shots / "build-bad.png"), full_page=True)
         page.fill("#layers li:nth-child(4) input[data-arg=kernel]", "3")
         page.press("#layers li:nth-child(4) input[data-arg=kernel]", "Enter")
-        page.wait_for_function("!document.querySelector('#diagram .block.bad') && document.querySelector('#total-params')")
+        page.wait_for_function("!document.querySelector('#diagram .block.bad') && "
+                               "document.querySelector('#total-params')")
         page.click(".finding[data-rule=softmax-output] button.fix")
         page.wait_for_function("document.querySelectorAll('#layers li').length === 8 && "
                                "!document.querySelector('.finding[data-rule=softmax-output]') && "

@@ -126,8 +126,8 @@ def _apply_step(items: list[dict], step: dict) -> str:
         what = f"dropped {step['key']} from layer {step['layer']} ({kind})"
     else:
         args[step["key"]] = step["value"]
-        what = f"set {step['key']}: {str(step['value']).lower() if isinstance(step['value'], bool) else step['value']} " \
-               f"on layer {step['layer']} ({kind})"
+        value = str(step["value"]).lower() if isinstance(step["value"], bool) else step["value"]  # as YAML writes it
+        what = f"set {step['key']}: {value} on layer {step['layer']} ({kind})"
     items[n].update(entry={kind: args} if args else kind, changed=True)
     return what
 
