@@ -255,6 +255,7 @@ def test_the_pages_as_a_student_uses_them(server, tmp_path):
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server)
+        page.click("nav button[data-page=build]")  # the first view is Start (tests/test_serve_pictures.py)
         page.wait_for_selector("#total-params")
         page.select_option("#data", "fashion-mnist")
         # build the course's network by clicking: conv-relu-maxpool twice, flatten, dense
@@ -263,11 +264,13 @@ def test_the_pages_as_a_student_uses_them(server, tmp_path):
         for kind in ("conv", "relu", "maxpool", "conv", "relu", "maxpool", "flatten", "dense"):
             page.click(f"#palette button[data-kind={kind}]")
         page.wait_for_function("document.querySelector('#layers li:nth-child(8) .shape').innerText === '10'")
-        assert page.inner_text("#layers li:nth-child(1) .shape") == "16x26x26"
-        # conv 16: 160; conv 16 on 16 channels: 2,320; 16*5*5 -> dense 10: 4,010
-        assert "Total params: 6,490" in page.inner_text("#totals")
+        assert page.inner_text("#layers li:nth-child(1) .shape") == "32x28x28"  # a new conv: 32 filters, padding same
+        # conv 32: 320; conv 32 on 32 channels: 9,248; 32*7*7 -> dense 10: 15,690
+        assert "Total params: 25,258" in page.inner_text("#totals")
         page.screenshot(path=str(shots / "build.png"), full_page=True)
         # a layer that makes the model impossible: the error shows at that layer
+        page.fill("#layers li:nth-child(4) input[data-arg=padding]", "valid")
+        page.press("#layers li:nth-child(4) input[data-arg=padding]", "Tab")
         page.fill("#layers li:nth-child(4) input[data-arg=kernel]", "15")
         page.press("#layers li:nth-child(4) input[data-arg=kernel]", "Enter")
         page.wait_for_selector("#layers li.bad")

@@ -12,7 +12,7 @@ from ..diagnose.check import check_model
 from ..diagnose.lint import Finding, lint, lint_spec, render as render_lint
 from ..errors import NotFound, UserError
 from ..models import build_model, list_models, model_spec, resolve_spec
-from ..models.layers import normalise_entry
+from ..models.layers import LAYERS, normalise_entry
 from ..models.summary import Summary, render as render_summary, summarize
 from ..models.templates import TEMPLATES
 from ..yamlio import load_yaml, parse_yaml
@@ -79,6 +79,69 @@ def check(model, data: str = "cifar10", data_dir: str | None = None) -> dict:
     the Build page draws as the model is edited."""
     shape, classes = input_for(data, data_dir)
     return check_model(model, shape, classes)
+
+
+def apply_fix(model, rule: str, layers: list[str], data: str = "cifar10", data_dir: str | None = None) -> dict:
+    """Apply lint's mechanical fix for the finding `rule` at `layers` (as /api/check gave them): the new layer
+    list, the 1-based positions of the layers it added or changed (for the page to highlight), and one line
+    saying what changed. The model is linted again here, so the edit is the server's, never the page's."""
+    shape, classes = input_for(data, data_dir)
+    written = resolve_spec(model, shape, classes).data.get("layers")
+    if not isinstance(written, list):
+        raise UserError("model: a fix edits a layer list; this model has none")
+    _, findings = lint_spec(model, shape, classes)
+    finding = next((f for f in findings if f.rule == rule and f.layers == list(layers)), None)
+    if finding is None:
+        found = ", ".join(f"{f.rule} at layer {', '.join(f.layers)}" for f in findings) or "none"
+        raise UserError(f"fix: no finding '{rule}' at layer {', '.join(layers)} in this model; its findings: {found}")
+    if finding.edit is None:
+        raise UserError(f"fix: '{rule}' has no mechanical fix; by hand: {finding.fix}")
+    items = [{"entry": entry, "at": str(n + 1), "changed": False} for n, entry in enumerate(written)]
+    said = [_apply_step(items, step) for step in finding.edit]
+    return {"layers": [i["entry"] for i in items], "changed": [str(n + 1) for n, i in enumerate(items) if i["changed"]],
+            "description": "; ".join(said)}
+
+
+def _kind(entry) -> str:
+    return entry if isinstance(entry, str) else next(iter(entry))
+
+
+def _apply_step(items: list[dict], step: dict) -> str:
+    """One step of a lint edit on `items` (each layer's entry and its position before the fix); what it did."""
+    n = next(n for n, i in enumerate(items) if i["at"] == step["layer"])
+    kind = _kind(items[n]["entry"])
+    if step["op"] == "remove":
+        del items[n]
+        return f"removed layer {step['layer']} ({kind})"
+    if step["op"] == "replace":
+        items[n] = {"entry": step["entry"], "at": None, "changed": True}
+        return f"replaced layer {step['layer']} ({kind}) by {_kind(step['entry'])}"
+    if step["op"] == "insert":
+        items.insert(n + (step["where"] == "after"), {"entry": step["entry"], "at": None, "changed": True})
+        return f"added {_kind(step['entry'])} {step['where']} layer {step['layer']} ({kind})"
+    # set: the entry written out as {kind: {args}}, the key set (or dropped: back to its default)
+    kind, args = _written_args(items[n]["entry"])
+    if step["value"] is None:
+        args.pop(step["key"], None)
+        what = f"dropped {step['key']} from layer {step['layer']} ({kind})"
+    else:
+        args[step["key"]] = step["value"]
+        value = str(step["value"]).lower() if isinstance(step["value"], bool) else step["value"]  # as YAML writes it
+        what = f"set {step['key']}: {value} on layer {step['layer']} ({kind})"
+    items[n].update(entry={kind: args} if args else kind, changed=True)
+    return what
+
+
+def _written_args(entry) -> tuple[str, dict]:
+    """`conv`, `{conv: 32}` or `{conv: {filters: 32}}` -> ('conv', the arguments as written)."""
+    if isinstance(entry, str):
+        return entry, {}
+    (kind, value), = entry.items()
+    if value is None:
+        return kind, {}
+    if isinstance(value, dict):
+        return kind, dict(value)
+    return kind, {LAYERS[kind].main: value}
 
 
 def refuse_code(model, where: str = "model") -> None:
@@ -191,5 +254,5 @@ def import_model(source: str, out: str | None = None, data: str | None = None, d
 import_keras_model = import_model  # the name this had when only Keras was read
 
 
-__all__ = ["ModelArg", "ModelReport", "check", "import_keras_model", "import_model", "lint_model",
+__all__ = ["ModelArg", "ModelReport", "apply_fix", "check", "import_keras_model", "import_model", "lint_model",
            "model_arg", "models", "parse_layers", "refuse_code", "summary", "template", "templates", "to_yaml"]

@@ -74,14 +74,15 @@ def compare(store: str | None, refs: list[str], out: str | Path) -> tuple[str, s
 
 
 def page_rows(store: str | Path, held: list[tuple] = ()) -> list[dict]:
-    """The Runs page's rows: every recorded run, with the one-line message of how it ended (if it said one),
-    and the runs a server's worker holds — (id, name, status): their status is the worker's, and one not yet
-    started is not in the store yet."""
+    """The Runs page's rows: every recorded run, with the one-line message of how it ended (if it said one) and
+    the run it was derived from (its config's `parent`, if any); and the runs a server's worker holds — (id,
+    name, status): their status is the worker's, and one not yet started is not in the store yet."""
     import json
     rows = []
     for r in Store(store).runs():
         row = {k: v for k, v in r.items() if k not in ("config", "result")}
         row["message"] = json.loads(r["result"] or "{}").get("message")
+        row["parent"] = json.loads(r["config"] or "{}").get("parent")
         rows.append(row)
     by_id = {r["id"]: r for r in rows}
     for run_id, name, status in held:

@@ -2,6 +2,14 @@
 
 Each finding names the layers, says in one sentence why it matters, and gives the fix. Rules work on the
 built layer list (`LayerInfo`: kind, arguments, input and output shapes), so they need no training.
+
+A finding whose fix is a mechanical edit of the top-level layer list also carries it as data (`edit`), so a
+front end can apply it with one click (cnnlab.app.models.apply_fix): a list of steps, each one of
+  {"op": "remove", "layer": "8"}
+  {"op": "insert", "layer": "3", "where": "after" | "before", "entry": "relu"}
+  {"op": "set", "layer": "7", "key": "activation", "value": None}     (None: back to the default)
+  {"op": "replace", "layer": "6", "entry": "global_avgpool"}
+with layers numbered as the finding numbers them (1-based, before any step is applied).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ class Finding:
     message: str
     why: str
     fix: str
+    edit: list[dict] | None = None  # the fix as steps on the top-level layer list, when it is mechanical
 
     def render(self) -> str:
         return f"warning [{self.rule}] layer{'s' if len(self.layers) > 1 else ''} " \
@@ -64,7 +73,8 @@ def _report_stack(run: list[LayerInfo]) -> list[Finding]:
         f"{' -> '.join(i.desc for i in weighted)} have no nonlinearity between them",
         "without an activation (or max pooling) in between, stacked conv/dense layers collapse into a single "
         "linear map, so the extra layers add parameters and time but no power",
-        f"add `activation: relu` to layer {first.index} (or a `relu` layer after it)")]
+        f"add `activation: relu` to layer {first.index} (or a `relu` layer after it)",
+        _edit({"op": "insert", "layer": first.index, "where": "after", "entry": "relu"}))]
 
 
 def _output_findings(infos: list[LayerInfo], num_classes: int) -> list[Finding]:
@@ -75,13 +85,25 @@ def _output_findings(infos: list[LayerInfo], num_classes: int) -> list[Finding]:
                         "cnnlab's loss (like PyTorch's CrossEntropyLoss) applies softmax itself; a softmax output "
                         "gives a double softmax in PyTorch code and weaker, less stable gradients",
                         f"remove the softmax: end with `dense: {num_classes}` (logits); predictions still "
-                        "report probabilities")]
+                        "report probabilities", _unactivate(last))]
     if act in ("sigmoid", "tanh") and num_classes > 2:
         return [Finding("squashed-output", [last.index], f"the model ends with {act} for {num_classes} classes",
                         f"{act} squeezes every score into a narrow range, so the classes cannot be told apart "
                         "confidently and gradients vanish as scores saturate",
-                        f"remove the {act}: end with `dense: {num_classes}` (logits)")]
+                        f"remove the {act}: end with `dense: {num_classes}` (logits)", _unactivate(last))]
     return []
+
+
+def _edit(*steps: dict) -> list[dict] | None:
+    """The steps, when every one concerns a top-level layer (a layer inside a block, "3.2", is edited by hand)."""
+    return list(steps) if all("." not in step["layer"] for step in steps) else None
+
+
+def _unactivate(last: LayerInfo) -> list[dict] | None:
+    """Drop the output's squashing: the activation layer itself, or the last dense's `activation`."""
+    if last.kind in ACTIVATIONS:
+        return _edit({"op": "remove", "layer": last.index})
+    return _edit({"op": "set", "layer": last.index, "key": "activation", "value": None})
 
 
 def _walk(infos: list[LayerInfo]):
@@ -94,7 +116,8 @@ def _dense_on_maps(infos) -> list[Finding]:
     return [Finding("dense-on-feature-map", [i.index], f"{i.desc} receives a {fmt_shape(i.in_shape)} feature map",
                     "a dense layer on a feature map acts on each position's channels separately (like a 1x1 conv), "
                     "which is rarely what a Keras-style classifier head means",
-                    f"put `flatten` or `global_avgpool` before layer {i.index}")
+                    f"put `flatten` or `global_avgpool` before layer {i.index}",
+                    _edit({"op": "insert", "layer": i.index, "where": "before", "entry": "global_avgpool"}))
             for i in _walk(infos) if i.kind == "dense" and len(i.in_shape) == 3]
 
 
@@ -125,7 +148,8 @@ def _spatial_findings(infos: list[LayerInfo]) -> list[Finding]:
             if stride == (1, 1):
                 findings.append(Finding("pool-stride-1", [i.index], f"{i.desc} has stride 1",
                                         "pooling with stride 1 does not reduce the map; it costs time for little gain",
-                                        "use stride 2 (the default: stride = size), or remove the layer"))
+                                        "use stride 2 (the default: stride = size), or remove the layer",
+                                        _edit({"op": "set", "layer": i.index, "key": "stride", "value": 2})))
     return findings
 
 
@@ -151,11 +175,15 @@ def _param_hog(model: SpecModel) -> list[Finding]:
     if head is None or head[3] < 100_000:
         return []
     top, share, count, total = head
+    position = next((n for n, i in enumerate(model.infos) if i is top), None)  # None: inside a block
+    before = model.infos[position - 1] if position else None
+    edit = _edit({"op": "replace", "layer": before.index, "entry": "global_avgpool"}) \
+        if before is not None and before.kind == "flatten" else None
     return [Finding("parameter-hog", [top.index], f"{top.desc} holds {share:.0%} of all parameters "
                     f"({count:,} of {total:,})",
                     "one oversized layer (typically the first dense after flatten) memorises the training set "
                     "quickly and dominates the cost, while the convolutions do the real work",
-                    f"use `global_avgpool` instead of `flatten` before it, or narrow layer {top.index}")]
+                    f"use `global_avgpool` instead of `flatten` before it, or narrow layer {top.index}", edit)]
 
 
 def _order_findings(infos: list[LayerInfo]) -> list[Finding]:
@@ -186,7 +214,8 @@ def _order_findings(infos: list[LayerInfo]) -> list[Finding]:
                 findings.append(Finding("bias-before-batchnorm", [a.index, b.index],
                                         f"{a.desc} has a bias and is followed by batchnorm",
                                         "BatchNorm subtracts the mean, cancelling the bias: those parameters are "
-                                        "wasted", f"set `bias: false` on layer {a.index}"))
+                                        "wasted", f"set `bias: false` on layer {a.index}",
+                                        _edit({"op": "set", "layer": a.index, "key": "bias", "value": False})))
     return findings
 
 
@@ -233,7 +262,8 @@ def _depth_findings(infos: list[LayerInfo], num_classes: int) -> list[Finding]:
                                     f"{last.desc} gives the classifier only {last.args['filters']} channel(s)",
                                     "the classifier sees just a few numbers per position: a bottleneck that "
                                     "caps accuracy however long you train",
-                                    f"use 32-128 filters in layer {last.index}"))
+                                    f"use 32-128 filters in layer {last.index}",
+                                    _edit({"op": "set", "layer": last.index, "key": "filters", "value": 32})))
     has_residual = any(i.kind == "residual" for i in flat)
     has_norm = any(i.kind == "batchnorm" for i in flat)
     if len(convs) > 20 and not has_residual and not has_norm:
@@ -241,7 +271,9 @@ def _depth_findings(infos: list[LayerInfo], num_classes: int) -> list[Finding]:
                                 f"{len(convs)} conv layers with no residual connections or normalisation",
                                 "gradients fade through a deep plain stack, so such nets train worse than "
                                 "shallower ones (He et al. 2015)",
-                                "add `batchnorm` after each conv, or wrap pairs of convs in `residual:` blocks"))
+                                "add `batchnorm` after each conv, or wrap pairs of convs in `residual:` blocks",
+                                _edit(*({"op": "insert", "layer": c.index, "where": "after", "entry": "batchnorm"}
+                                        for c in convs))))
     return findings
 
 

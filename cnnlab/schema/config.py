@@ -150,6 +150,9 @@ class TrainConfig(Section):
     recipe: str | None = None                 # start from a shipped recipe (`cnnlab recipes`) instead of the defaults
     name: Annotated[Any, BeforeValidator(_run_name), WithJsonSchema(
         {"anyOf": [{"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$"}, {"type": "null"}]})] = None
+    # the run id this run was derived from (the page sends it when a doctor's prescription for that run was
+    # applied), so Runs can show a run's lineage; recorded only, never read by training
+    parent: Annotated[str, Field(max_length=200)] | None = None
     model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
         {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})] = "tutorial"
     data: DataConfig = DataConfig()

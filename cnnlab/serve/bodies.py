@@ -16,6 +16,13 @@ class CheckRequest(Body):
     data: str = Field("cifar10", max_length=500, description="data set name or image-folder path")
 
 
+class FixRequest(Body):
+    model: Any = Field(description="a layer list or {layers: [...]}")
+    data: str = Field("cifar10", max_length=500, description="data set name or image-folder path")
+    rule: str = Field(max_length=100, description="the finding's rule, as /api/check gave it")
+    layers: list[str] = Field(max_length=1000, description="the finding's layers, as /api/check gave them")
+
+
 class TextRequest(Body):
     text: str = Field(max_length=1_000_000)
     data: str = Field("cifar10", max_length=500, description="the data set a registered name is written out for")

@@ -1,10 +1,12 @@
 """Tables over recorded runs: the run list with filters, and side-by-side comparison of a few runs."""
 from __future__ import annotations
 
+import difflib
 import json
 import re
 
 from ..errors import UserError, closest
+from ..models.layers import LayerError, normalise_entry
 
 LIST_COLUMNS = ("id", "model", "data", "epochs_completed", "params", "test_acc", "final_acc", "wall_time_s",
                 "status", "tags")
@@ -85,6 +87,35 @@ def config_diff(configs: dict[str, dict]) -> dict[str, dict]:
     keys = sorted(set().union(*flat.values())) if flat else []
     return {k: {run_id: f.get(k) for run_id, f in flat.items()} for k in keys
             if k != "name" and len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat.values()}) > 1}
+
+
+def _layer(entry) -> tuple[str, dict]:
+    """(kind, every argument with its default) so `{conv: 32}` and `{conv: {filters: 32}}` compare equal; an
+    entry that does not parse is compared as written."""
+    try:
+        return normalise_entry(entry, "layer")
+    except (LayerError, UserError, TypeError, ValueError):
+        return (entry if isinstance(entry, str) else str(next(iter(entry), "?"))), {"written": entry}
+
+
+def model_diff(a_layers: list, b_layers: list) -> list[dict]:
+    """Two layer lists side by side, aligned by layer kind (difflib's longest matching runs): one row per
+    layer, {"op": "same" | "changed" | "removed" | "added", "kind", "a": position in a or None, "b": position
+    in b or None, "changes": {key: [a's value, b's value]}} (positions 1-based, as the layers are numbered)."""
+    a, b = [_layer(e) for e in a_layers], [_layer(e) for e in b_layers]
+    rows = []
+    matcher = difflib.SequenceMatcher(None, [k for k, _ in a], [k for k, _ in b], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for i, j in zip(range(i1, i2), range(j1, j2)):
+                (kind, x), (_, y) = a[i], b[j]
+                changes = {k: [x.get(k), y.get(k)] for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)}
+                rows.append({"op": "changed" if changes else "same", "kind": kind, "a": i + 1, "b": j + 1,
+                             "changes": changes})
+            continue
+        rows += [{"op": "removed", "kind": a[i][0], "a": i + 1, "b": None, "changes": {}} for i in range(i1, i2)]
+        rows += [{"op": "added", "kind": b[j][0], "a": None, "b": j + 1, "changes": {}} for j in range(j1, j2)]
+    return rows
 
 
 RESULT_KEYS = ("model", "data", "epochs_completed", "params", "macs", "test_acc", "final_acc", "val_acc",

@@ -14,7 +14,7 @@ from ...app import datasets, models
 from ...app.config import config_defaults, layer_schema
 from ...app.limits import MAX_JSON_DEPTH, json_depth
 from ...errors import UserError
-from ..bodies import CheckRequest, ModelRequest, TextRequest
+from ..bodies import CheckRequest, FixRequest, ModelRequest, TextRequest
 from ..state import heavy, state
 
 router = APIRouter(prefix="/api")
@@ -32,6 +32,12 @@ async def info(request: Request) -> dict:
 async def check(body: CheckRequest, request: Request) -> dict:
     models.refuse_code(body.model)
     return await heavy(request, models.check, body.model, body.data, state(request).data_dir)
+
+
+@router.post("/model/fix")
+async def model_fix(body: FixRequest, request: Request) -> dict:
+    models.refuse_code(body.model)
+    return await heavy(request, models.apply_fix, body.model, body.rule, body.layers, body.data, state(request).data_dir)
 
 
 @router.get("/templates/{name}")

@@ -28,7 +28,7 @@ async function api(path, body) {
   return data;
 }
 
-const state = { info: null, layers: [], schemas: {}, check: null, run: null, source: null };
+const state = { info: null, layers: [], schemas: {}, check: null, run: null, source: null, changed: [], parent: null };
 
 // ------------------------------------------------------------------ pages
 document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => show(b.dataset.page)));
@@ -103,19 +103,22 @@ function nestedText(name, value) {
   return `${(value || []).length} layers (edit as YAML)`;
 }
 
-function renderLayers() {
+// changed: positions ("3") a fix or a prescription just added or edited, highlighted until the next edit
+function renderLayers(changed = []) {
   state.check = null;  // the layer list changed: no stale shapes until the server has checked it again
+  state.changed = changed;
+  if (!changed.length) $("#fix-note").textContent = "";
   const list = $("#layers");
   list.replaceChildren();
   state.layers.forEach((layer, i) => {
     const schema = state.schemas[layer.kind] || { properties: {} };
     const args = Object.entries(schema.properties || {}).map(([name, prop]) =>
-      NESTED.includes(name) ? el("span", { class: "shape" }, nestedText(name, layer.args[name]))
+      NESTED.includes(name) ? el("span", { class: "nested" }, nestedText(name, layer.args[name]))
         : argInput(layer.kind, name, prop, layer.args[name], (v) => {
           if (v === undefined) delete layer.args[name]; else layer.args[name] = v;
           recheck();
         }));
-    list.append(el("li", { "data-index": i + 1 },
+    list.append(el("li", { "data-index": i + 1, class: changed.includes(String(i + 1)) ? "changed" : null },
       el("span", { class: "handle", title: "drag to reorder" }, "⋮⋮"),
       el("span", { class: "pos" }, String(i + 1)),
       el("span", { class: "kind" }, layer.kind),
@@ -145,6 +148,8 @@ function recheck() {
 
 function paintCheck() {
   const check = state.check;
+  // while a check is on its way the diagram keeps its last picture, so it does not flicker at every keystroke
+  if (check || state.checkError || !state.layers.length) Diagram.draw($("#diagram"), state.layers, check, state.changed, selectLayer);
   const items = [...document.querySelectorAll("#layers li")];
   const errorBox = $("#build-error");
   items.forEach((li) => { li.classList.remove("bad", "after-bad", "warned"); li.querySelectorAll(".layer-note").forEach((n) => n.remove()); });
@@ -162,7 +167,7 @@ function paintCheck() {
     li.querySelector(".params").textContent = row ? fmt(row.params) : "";
     for (const f of (row ? row.findings : [])) {
       li.classList.add("warned");
-      li.append(el("div", { class: "layer-note warning" }, `⚠ ${f.message} — fix: ${f.fix}`));
+      li.append(el("div", { class: "layer-note warning" }, `⚠ ${f.message} — fix: ${f.fix}`, fixButton(f)));
     }
   });
   if (check.error) {
@@ -184,8 +189,34 @@ function paintCheck() {
       el("div", {}, `MACs per image: ${fmt(t.macs)}`));
   }
   $("#findings").replaceChildren(...(check.findings.length ? check.findings.map((f) =>
-    el("div", { class: "finding" }, el("b", {}, `[${f.rule}] layer ${f.layers.join(", ")}`), ` ${f.message}`,
-      el("div", {}, `why: ${f.why}`), el("div", {}, `fix: ${f.fix}`))) : [el("div", {}, "no findings")]));
+    el("div", { class: "finding", "data-rule": f.rule }, el("b", {}, `[${f.rule}] layer ${f.layers.join(", ")}`), ` ${f.message}`,
+      el("div", {}, `why: ${f.why}`), el("div", {}, `fix: ${f.fix}`, fixButton(f)))) : [el("div", {}, "no findings")]));
+}
+
+// a finding whose fix is mechanical gets a button; the server applies the edit (cnnlab.app.models.apply_fix),
+// so the page and `cnnlab lint` never disagree on what the fix is
+function fixButton(finding) {
+  if (!finding.edit) return null;
+  return el("button", { class: "fix", "data-rule": finding.rule, onclick: () => applyFix(finding) }, "Apply fix");
+}
+
+async function applyFix(finding) {
+  try {
+    const fixed = await api("/api/model/fix", { model: { layers: layerSpec() }, data: dataName(), rule: finding.rule,
+      layers: finding.layers });
+    state.layers = fromSpec(fixed.layers);
+    renderLayers(fixed.changed);
+    $("#fix-note").textContent = `What changed: ${fixed.description}.`;
+    recheck();
+  } catch (e) { $("#fix-note").textContent = e.message; }
+}
+
+// a block clicked in the diagram: its layer in the list, scrolled to and highlighted (and the block outlined)
+function selectLayer(index) {
+  document.querySelectorAll("#layers li").forEach((li) => li.classList.toggle("selected", li.dataset.index === index));
+  const li = document.querySelector(`#layers li[data-index="${index}"]`);
+  if (li) li.scrollIntoView({ block: "center", behavior: "smooth" });
+  Diagram.select($("#diagram"), index);
 }
 
 async function loadTemplate(name) {
@@ -193,6 +224,8 @@ async function loadTemplate(name) {
     const t = await api(`/api/templates/${encodeURIComponent(name)}?data=${encodeURIComponent(dataName())}`);
     state.layers = fromSpec(t.layers);
     $("#model-name").value = name;
+    $("#template").value = name;  // the menu says what is loaded
+    $("#start-network").value = name;
     renderLayers();
     recheck();
   } catch (e) { $("#status-line").textContent = e.message; }
@@ -206,7 +239,10 @@ async function initBuild() {
     $("#palette").append(el("button", { "data-kind": kind, onclick: () => {
       const args = {};
       const required = state.schemas[kind].required || [];
-      if (required.includes("filters")) args.filters = 16;
+      // a new conv keeps the map's size (padding same, as Keras examples write it) with 32 filters: a
+      // useful layer at once, where `valid` shrinks the map by 2 pixels at every conv
+      if (kind === "conv") Object.assign(args, { filters: 32, padding: "same" });
+      if (kind.endsWith("dropout")) args.rate = 0.25;  // 0.5 (the schema's default) is for dense heads only
       if (required.includes("units")) args.units = "classes";
       if (required.includes("factor")) args.factor = 1;
       if (required.includes("layers")) args.layers = ["relu"];
@@ -219,7 +255,7 @@ async function initBuild() {
   $("#data").replaceChildren(...datasets.map((d) => el("option", { value: d }, d)));
   $("#data").addEventListener("change", () => { recheck(); });
   $("#data-path").addEventListener("change", () => { recheck(); });
-  $("#template").replaceChildren(el("option", { value: "" }, "(choose)"),
+  $("#template").replaceChildren(el("option", { value: "" }, "(your own layers)"),
     ...info.templates.map((t) => el("option", { value: t }, t)),
     ...info.models.map((m) => el("option", { value: m }, `${m} (named architecture)`)));
   $("#template").addEventListener("change", (e) => e.target.value && loadTemplate(e.target.value));
@@ -241,6 +277,7 @@ async function initBuild() {
       const model = await api("/api/model/parse", { text: await file.text(), data: $("#data").value });
       state.layers = fromSpec(model.layers);
       $("#model-name").value = model.name;
+      $("#template").value = "";  // the menu says what is loaded: the user's own file
       renderLayers(); recheck();
     } catch (err) { $("#build-error").hidden = false; $("#build-error").textContent = err.message; }
   });
@@ -274,6 +311,7 @@ function trainConfig() {
   const form = new FormData($("#train-form"));
   const config = { name: $("#model-name").value || "model", model: { name: $("#model-name").value || "model", layers: layerSpec() },
     data: { name: dataName() }, optimizer: {}, schedule: {} };
+  if (state.parent) config.parent = state.parent;
   for (const [key, raw] of form.entries()) {
     if (raw === "") continue;
     const value = key === "augment" ? raw : parseValue(raw);
@@ -334,7 +372,7 @@ function follow(runId) {
 function showVerdict(v, provisional) {
   const actions = v.prescriptions.map((p) => {
     const apply = prescriptionAction(p);
-    return el("li", {}, p, apply ? el("button", { onclick: apply, style: "margin-left:.5rem" }, "Apply and open in Build") : null);
+    return el("li", {}, p, apply ? el("button", { onclick: apply, style: "margin-left:.5rem" }, "Apply and show the change") : null);
   });
   $("#verdict").replaceChildren(el("div", { class: "box" },
     el("b", {}, `${provisional ? "So far" : "Diagnosis"}: ${v.regime}`), ` — ${v.headline}`,
@@ -343,31 +381,66 @@ function showVerdict(v, provisional) {
 
 function prescriptionAction(text) {  // the prescriptions the page knows how to apply to the model or the config
   const form = $("#train-form");
+  const why = "the doctor's prescription";
   const epochs = text.match(/--epochs (\d+)/);
-  if (epochs) return () => { form.elements.epochs.value = epochs[1]; show("build"); };
+  if (epochs) return () => prescribe(() => setForm({ epochs: epochs[1] }, why));
   const lower = text.match(/lower the learning rate (\d+)/);
-  if (lower) return () => { form.elements["optimizer.lr"].value = +form.elements["optimizer.lr"].value / +lower[1]; show("build"); };
-  if (/raise the learning rate/.test(text)) return () => { form.elements["optimizer.lr"].value = +form.elements["optimizer.lr"].value * 10; show("build"); };
-  if (/double the filters/.test(text)) return () => {
+  if (lower) return () => prescribe(() => setForm({ "optimizer.lr": +form.elements["optimizer.lr"].value / +lower[1] }, why));
+  if (/raise the learning rate/.test(text)) return () => prescribe(() => setForm({ "optimizer.lr": +form.elements["optimizer.lr"].value * 10 }, why));
+  if (/double the filters/.test(text)) return () => prescribe(() => changeLayers(() => {
     state.layers.forEach((l) => { if (l.kind === "conv" && Number.isInteger(l.args.filters)) l.args.filters *= 2; });
-    renderLayers(); recheck(); show("build");
-  };
-  if (/halve the heavy dropout/.test(text)) return () => {
+  }, "doubled the filters of every conv"));
+  if (/halve the heavy dropout/.test(text)) return () => prescribe(() => changeLayers(() => {
     state.layers.forEach((l) => { const r = l.args.rate; if (l.kind.endsWith("dropout") && (r ?? 0.5) >= 0.3) l.args.rate = (r ?? 0.5) / 2; });
-    renderLayers(); recheck(); show("build");
-  };
-  if (/add data augmentation/.test(text)) return () => { form.elements.augment.value = "auto"; show("build"); };
-  if (/add `batchnorm`/.test(text)) return () => {
+  }, "halved the heavy dropout"));
+  if (/add data augmentation/.test(text)) return () => prescribe(() => setForm({ augment: "auto" }, why));
+  if (/add `batchnorm`/.test(text)) return () => prescribe(() => changeLayers(() => {
     const out = [];
     state.layers.forEach((l) => { out.push(l); if (l.kind === "conv") out.push({ kind: "batchnorm", args: {} }); });
-    state.layers = out; renderLayers(); recheck(); show("build");
-  };
+    state.layers = out;
+  }, "added batchnorm after every conv"));
   return null;
+}
+
+// a prescription is for the run being watched: the next run records it as its parent (Runs shows it)
+function prescribe(apply) {
+  state.parent = state.run;
+  apply();
+}
+
+// set Train's fields and say so: each changed field highlighted, one line naming old and new values
+function setForm(values, why) {
+  const form = $("#train-form");
+  form.querySelectorAll("label.changed").forEach((l) => l.classList.remove("changed"));  // the note says only these
+  const said = Object.entries(values).map(([name, value]) => {
+    const input = form.elements[name], old = input.value;
+    input.value = value;
+    input.closest("label").classList.add("changed");
+    return `${name} ${old || "(unset)"} → ${input.value}`;
+  });
+  $("#train-change").textContent = `Changed by ${why}: ${said.join(", ")}.` +
+    (state.parent ? ` The next run records ${state.parent} as its parent.` : "");
+  show("train");
+}
+
+// edit the layer list in the page and show what the edit touched (highlighted in the list and the diagram)
+function changeLayers(edit, what) {
+  const before = new Map(state.layers.map((l) => [l, JSON.stringify(l)]));
+  edit();
+  const changed = state.layers.flatMap((l, i) => (before.get(l) === JSON.stringify(l) ? [] : [String(i + 1)]));
+  renderLayers(changed);
+  $("#fix-note").textContent = `What changed: ${what} (layers ${changed.join(", ") || "none"}).` +
+    (state.parent ? ` The next run records ${state.parent} as its parent.` : "");
+  recheck();
+  show("build");
 }
 
 $("#train-button").addEventListener("click", async () => {
   try {
     const started = await api("/api/runs", { config: trainConfig() });
+    state.parent = null;  // recorded in that run; the run after it starts afresh
+    document.querySelectorAll("#train-form label.changed").forEach((l) => l.classList.remove("changed"));
+    $("#train-change").textContent = "";
     follow(started.id);
   } catch (e) { $("#train-status").textContent = e.message; }
 });
@@ -395,7 +468,8 @@ function paintRuns() {
   $("#runs-table tbody").replaceChildren(...rows.map((r) => el("tr", { "data-id": r.id },
     el("td", {}, el("input", { type: "checkbox", value: r.id })),
     ...RUN_COLUMNS.map((c) => {
-      if (c === "id") return el("td", {}, r.status === "finished" ? el("a", { href: `/api/runs/${encodeURIComponent(r.id)}/report`, target: "_blank" }, r.id) : r.id);
+      if (c === "id") return el("td", {}, r.status === "finished" ? el("a", { href: `/api/runs/${encodeURIComponent(r.id)}/report`, target: "_blank" }, r.id) : r.id,
+        r.parent ? el("div", { class: "parent" }, `from ${r.parent}`) : null);
       if (c === "tags") return el("td", {}, ...(r.tags || []).map((t) => el("span", { class: "tag" }, t)));
       if (c === "status") return el("td", { class: `status ${r.status}` }, r.status,
         r.message && r.status !== "finished" ? el("div", { class: "run-message" }, r.message) : null,
@@ -420,7 +494,9 @@ $("#tag-button").addEventListener("click", async () => {
   loadRuns();
 });
 $("#compare-button").addEventListener("click", async () => {
-  const ids = selectedRuns();
+  // oldest first: the first run is the baseline each later run's model is compared against
+  const created = Object.fromEntries(runsView.rows.map((r) => [r.id, r.created_at ?? ""]));
+  const ids = selectedRuns().reverse().sort((a, b) => (created[a] > created[b] ? 1 : created[a] < created[b] ? -1 : 0));
   if (!ids.length) return;
   const c = await api("/api/compare", { ids });
   const epochs = Math.max(...Object.values(c.metrics).map((m) => m.length), 1);
@@ -433,11 +509,26 @@ $("#compare-button").addEventListener("click", async () => {
   });
   $("#chart-compare").replaceChildren();
   new uPlot({ title: "val/test accuracy by epoch", width: 620, height: 300, scales: { x: { time: false } }, series }, data, $("#chart-compare"));
-  const keys = Object.keys(c.differ);
+  // the model is compared layer by layer below, not as one long JSON string
+  const keys = Object.keys(c.differ).filter((k) => !(k === "model" && Object.keys(c.model_diff || {}).length));
   $("#compare-diff").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "config key that differs"), ...ids.map((i) => el("th", {}, i)))),
     el("tbody", {}, ...(keys.length ? keys : ["(none)"]).map((k) => el("tr", {}, el("td", {}, k),
-      ...ids.map((i) => el("td", {}, c.differ[k] ? JSON.stringify(c.differ[k][i]) : "")))))));
+      ...ids.map((i) => el("td", {}, c.differ[k] ? JSON.stringify(c.differ[k][i]) : "")))))),
+    ...Object.entries(c.model_diff || {}).map(([id, rows]) => modelDiffTable(ids[0], id, rows)));
 });
+
+// one run's model against the first's: a row per layer, added/removed/changed ones coloured
+function modelDiffTable(first, id, rows) {
+  const value = (v) => (typeof v === "object" && v !== null ? JSON.stringify(v) : String(v));
+  const what = (r) => (r.op === "changed" ? Object.entries(r.changes).map(([k, [a, b]]) => `${k}: ${value(a)} → ${value(b)}`).join("; ")
+    : r.op === "same" ? "" : r.op);
+  const differ = rows.filter((r) => r.op !== "same").length;
+  return el("table", { class: "model-diff" },
+    el("caption", {}, `model of ${id} against ${first}: ${differ ? `${differ} layer(s) differ` : "the same layers"}`),
+    el("thead", {}, el("tr", {}, el("th", {}, `# in ${first}`), el("th", {}, `# in ${id}`), el("th", {}, "layer"), el("th", {}, "what changed"))),
+    el("tbody", {}, ...rows.map((r) => el("tr", { class: `diff-${r.op}` },
+      el("td", {}, r.a ?? ""), el("td", {}, r.b ?? ""), el("td", {}, r.kind), el("td", {}, what(r))))));
+}
 
 // ------------------------------------------------------------------ See
 const canvas = $("#canvas"), ctx = canvas.getContext("2d");
@@ -506,10 +597,56 @@ setInterval(() => {
       runsView.rows.some((r) => ["running", "queued"].includes(r.status))) loadRuns();
 }, 2000);
 
-// ------------------------------------------------------------------ start
+// ------------------------------------------------------------------ Start
+// the first view: a data set, a starting network, a one-minute run, a look inside; each step sets what the
+// later pages use (Build's data and layers, Train's settings), so every page after it starts somewhere
+const DATA_NAMES = { mnist: "Digits (MNIST)", "fashion-mnist": "Fashion-MNIST (clothes)", cifar10: "CIFAR-10 (photos)",
+  cifar100: "CIFAR-100 (photos, 100 classes)" };
+const NETWORK_ABOUT = { "course-net": "conv-relu-maxpool twice, flatten, dense: small, trains in a minute on a CPU",
+  "keras-cifar10": "the classic Keras CIFAR-10 model: six convs with batchnorm and dropout, a dense head" };
+
+function initStart() {
+  const info = state.info;
+  const names = [...info.present, ...info.datasets.filter((d) => !info.present.includes(d))];
+  $("#start-data").replaceChildren(...names.map((d) => el("button", { "data-data": d, onclick: () => pickData(d) },
+    DATA_NAMES[d] || d, el("small", {}, info.present.includes(d) ? "on this machine" : "downloaded on first use"))));
+  markData();
+  $("#start-folder").addEventListener("change", () => { $("#data-path").value = $("#start-folder").value.trim(); markData(); recheck(); });
+  $("#start-network").replaceChildren(...[...$("#template").options].filter((o) => o.value).map((o) => el("option", { value: o.value }, o.textContent)));
+  $("#start-network").value = $("#template").value;
+  aboutNetwork();
+  $("#start-network").addEventListener("change", (e) => { loadTemplate(e.target.value); aboutNetwork(); });
+  $("#start-build").addEventListener("click", () => show("build"));
+  $("#start-train").addEventListener("click", () => { quickRun(); $("#train-button").click(); });
+  $("#start-train-settings").addEventListener("click", quickRun);
+  $("#start-see").addEventListener("click", () => show("see"));
+  $("#start-runs").addEventListener("click", () => show("runs"));
+}
+
+function pickData(name) {  // Build's data menu lists what is on this machine; a set picked here joins it
+  if (![...$("#data").options].some((o) => o.value === name)) $("#data").append(el("option", { value: name }, name));
+  $("#data").value = name;
+  $("#data-path").value = $("#start-folder").value = "";
+  markData();
+  recheck();
+}
+
+function markData() {
+  document.querySelectorAll("#start-data button").forEach((b) => b.classList.toggle("chosen", b.dataset.data === dataName()));
+}
+
+function aboutNetwork() {
+  const name = $("#start-network").value;
+  $("#start-network-about").textContent = NETWORK_ABOUT[name] || (state.info.models.includes(name) ? "a named architecture, written out as layers" : "");
+}
+
+// 2 epochs on 10,000 images: about a minute for course-net on a 2-core CPU, long enough for a curve
+const quickRun = () => setForm({ epochs: 2, "data.limit": 10000 }, "Start's one-minute run");
+
 (async () => {
   state.info = await api("/api/info");
   $("#status-line").textContent = `cnnlab ${state.info.version}`;
   await initBuild();
   await loadTemplate("course-net");
+  initStart();
 })();
