@@ -136,7 +136,8 @@ def new_run_dir(name: str, run_dir: str | None, runs_root: str | None, overwrite
             if not overwrite:
                 raise UserError(f"{path}: the run directory already exists; choose another --run-dir, "
                                 "or pass --overwrite to replace it (or `cnnlab resume` it)")
-            for file in ("metrics.csv", "checkpoint.pt", "model.safetensors", "result.json", "curves.png", STOP_FILE):
+            # STOP first: a stop asked once the old result is gone is for this run, and is kept
+            for file in (STOP_FILE, "metrics.csv", "checkpoint.pt", "model.safetensors", "result.json", "curves.png"):
                 (path / file).unlink(missing_ok=True)
         path.mkdir(parents=True, exist_ok=True)
         return path

@@ -254,8 +254,10 @@ class Job:
                 return Run(self.dir)
             if not (self.dir / "data.json").exists() or not (self.dir / "summary.txt").exists():
                 session.write_start_files(self.dir)  # killed while writing them
+            # a stop asked of an earlier attempt goes first: one asked once the run shows as running (its old
+            # result gone) is this attempt's, and is kept
+            (self.dir / STOP_FILE).unlink(missing_ok=True)
             (self.dir / "result.json").unlink(missing_ok=True)
-        (self.dir / STOP_FILE).unlink(missing_ok=True)  # a stop asked of an earlier attempt
         trainer = session.trainer
         trainer.callbacks += [CheckpointWriter(self.dir), _EventBridge(self)]
         trainer.should_stop = self._should_stop
