@@ -1,6 +1,6 @@
 """What the network sees: one image through a trained run, every top-level layer's activations as small
-grayscale PNGs (a thumbnail per channel), each conv channel's filter, and the top-k classes. The web
-page's See view draws these (overview first, the channel large on click)."""
+grayscale PNGs (a thumbnail for every channel), each conv channel's filter, and the top-k classes. The web
+page's See view draws these as a node-link picture (cnnlab/viz/evidence.py answers a click on a unit)."""
 from __future__ import annotations
 
 import base64
@@ -14,7 +14,8 @@ from torch import nn
 from ..rundir import Run
 from ..train.trained import TrainedModel
 
-MAX_CHANNELS = 16     # thumbnails per layer in the overview: enough to see what a layer does
+MAX_CHANNELS = 1024   # thumbnails per layer: every channel of any model cnnlab ships (512 at most); each
+                      # costs ~0.1 ms and ~300 bytes, so all of them stay cheap (see tests/test_see.py)
 THUMB = 48            # thumbnail side in pixels (the page scales them up with nearest-neighbour)
 
 
@@ -54,15 +55,25 @@ def see(run: Run | TrainedModel, image: torch.Tensor, top_k: int = 5) -> dict:
     position = {id(m): k for k, m in enumerate(top_level)}
     for module, activation in captured:
         layer_info = infos[position[id(module)]]
-        entry = {"index": layer_info.index, "layer": layer_info.desc, "shape": list(activation.shape)}
-        if activation.dim() == 3:
+        entry = {"index": layer_info.index, "kind": layer_info.kind, "layer": layer_info.desc,
+                 "shape": list(activation.shape)}
+        if layer_info.kind == "flatten" and len(layer_info.in_shape) == 3:
+            # a flattened map: its units shown as the maps they were, so a dense unit's inputs read as templates
+            entry["map_shape"] = list(layer_info.in_shape)
+            entry["channels"] = [_png(c.numpy()) for c in activation.view(*layer_info.in_shape)[:MAX_CHANNELS]]
+            entry["more"] = max(0, layer_info.in_shape[0] - MAX_CHANNELS)
+            entry["filters"] = None
+        elif activation.dim() == 3:
+            entry["map_shape"] = list(activation.shape)
             entry["channels"] = [_png(c.numpy()) for c in activation[:MAX_CHANNELS]]
             entry["more"] = max(0, activation.shape[0] - MAX_CHANNELS)
             entry["filters"] = _filters(layer_info.module)
-        else:  # a vector: one bar of values, as a 1-row image
+        if activation.dim() != 3:  # a vector: one bar of values, as a 1-row image
             entry["vector"] = _png(activation[None, :256].numpy(), None)
             entry["values"] = [round(float(v), 4) for v in activation[:256]]
         layers.append(entry)
     return {"input": _png(image.float().mean(0).numpy() if image.shape[0] == 1 else image.float().mean(0).numpy()),
-            "top": [{"class": trained.classes[i], "p": round(float(v), 4)} for v, i in zip(values, indices)],
+            "top": [{"class": trained.classes[i], "index": int(i), "p": round(float(v), 4)}
+                    for v, i in zip(values, indices)],
+            "classes": trained.classes,
             "layers": layers}
