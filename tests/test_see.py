@@ -174,3 +174,105 @@ def test_the_routes(trained_run, digits):
         assert bad.status_code == 400 and "no top-level layer '99'" in bad.json()["detail"]
         bad = client.post(f"/api/runs/{run_id}/see/evidence", json={"test_index": 0, "class_index": 10})
         assert bad.status_code == 400 and "10 classes" in bad.json()["detail"]
+
+
+# ------------------------------------------------------------------ in a real browser
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def server(trained_run):
+    uvicorn = pytest.importorskip("uvicorn")
+    from cnnlab.serve.app import create_app
+    app = create_app(trained_run.dir.parent, start_worker=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def draw_seven(page) -> None:
+    """A 7 on the canvas: the bar, then the stem, in one stroke."""
+    box = page.locator("#canvas").bounding_box()
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + 70, y0 + 60)
+    page.mouse.down()
+    for i in range(1, 15):
+        page.mouse.move(x0 + 70 + i * 10, y0 + 60)
+    for i in range(1, 18):
+        page.mouse.move(x0 + 210 - i * 5, y0 + 60 + i * 11)
+    page.mouse.up()
+
+
+def test_see_as_a_student_uses_it(server, tmp_path):
+    if _chromium() is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server)
+        page.click("nav button[data-page=see]")
+        page.wait_for_selector("#see-run option", state="attached")
+        # draw: the top 5 and every layer's units, painted within a second of the last stroke
+        draw_seven(page)
+        page.wait_for_selector("#page-see[data-paint-ms]")
+        painted = [int(page.get_attribute("#page-see", "data-paint-ms"))]
+        assert page.locator("#topk .bar").count() == 5
+        assert page.locator("#activations .act-row").count() == 9  # the input and 8 layers
+        assert page.locator('.act-row[data-layer="4"] .unit').count() == 16  # every channel, no "+N more"
+        page.screenshot(path=str(shots / "see.png"), full_page=True)
+        # a unit: its receptive field on the input, links from the units that feed it, the filter's weights
+        page.locator('.act-row[data-layer="4"] .unit').nth(3).click()
+        page.wait_for_selector("#detail .feed img.weights")
+        assert page.locator("#see-input ~ .rf").count() == 1
+        assert page.locator("#links line").count() == 8 and page.locator(".act-row .unit.feeder").count() == 8
+        assert "fed by layer 3" in page.inner_text("#detail") and "sees input rows" in page.inner_text("#detail")
+        page.screenshot(path=str(shots / "see-unit.png"), full_page=True)
+        # a class unit: its 16 channel templates, the links reaching back to the flattened maps
+        page.locator('.act-row[data-layer="8"] .unit').nth(7).click()
+        page.wait_for_function("document.querySelector('#detail h3').innerText.includes('layer 8')")
+        assert page.locator("#links line").count() == 16
+        # columns fold past `see.fold` units and open on request
+        page.evaluate("see.fold = 4; paintNet(see.seen)")
+        page.click('.act-row[data-layer="4"] button.expand')
+        assert page.locator('.act-row[data-layer="4"] .unit').count() == 16
+        # which pixels made it say its top class
+        page.click("#topk .bar:first-child button[data-kind=gradcam]")
+        page.wait_for_selector("#evidence img.overlay.gradcam")
+        assert "Grad-CAM for" in page.inner_text("#evidence")
+        page.screenshot(path=str(shots / "see-gradcam.png"), full_page=True)
+        page.click("#topk .bar:nth-child(2) button[data-kind=saliency]")
+        page.wait_for_selector("#evidence img.overlay.saliency")
+        # Clear leaves nothing stale
+        page.click("#clear-canvas")
+        for part in ("#topk", "#activations", "#detail", "#evidence"):
+            assert page.inner_html(part) == "", part
+        # a second drawing, then a failed upload: its error, and nothing of the drawing
+        draw_seven(page)
+        page.wait_for_selector("#page-see[data-paint-ms]")
+        painted.append(int(page.get_attribute("#page-see", "data-paint-ms")))
+        bad = tmp_path / "not-an-image.png"
+        bad.write_bytes(b"not an image")
+        page.set_input_files("#upload-image", str(bad))
+        page.wait_for_function("document.querySelector('#topk').innerText.includes('cannot decode')")
+        assert page.locator("#activations .act-row").count() == 0 and page.inner_html("#evidence") == ""
+        browser.close()
+    assert not errors, errors
+    print(f"stroke to painted: {painted} ms")
+    assert max(painted) < 1000, painted
