@@ -153,7 +153,7 @@ def png_of(image: torch.Tensor, size: int = 280) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_the_routes(trained_run, digits):
+def test_the_routes(trained_run, digits, monkeypatch):
     from fastapi.testclient import TestClient
     from cnnlab.serve.app import create_app
     seven = png_of(digit_images(digits)[7][1])
@@ -170,6 +170,12 @@ def test_the_routes(trained_run, digits):
                                json={"image": seven, "class_index": top["index"]}).json()
         assert evidence["class"] == top["class"] and evidence["gradcam"].startswith("data:image/png")
         assert evidence["saliency"].startswith("data:image/png") and evidence["gradcam_layer"] == "5 relu"
+        # a wide layer's first answer carries AT_ONCE channels; the rest come with the layer asked for by name
+        monkeypatch.setattr("cnnlab.viz.activations.AT_ONCE", 4)
+        seen = client.post(f"/api/runs/{run_id}/see", json={"image": seven}).json()
+        assert [(len(layer["channels"]), layer["more"]) for layer in seen["layers"][3:7]] == [(4, 12)] * 4
+        full = client.post(f"/api/runs/{run_id}/see/layer", json={"image": seven, "layer": "4"}).json()
+        assert full["index"] == "4" and len(full["channels"]) == len(full["filters"]) == 16 and full["more"] == 0
         bad = client.post(f"/api/runs/{run_id}/see/unit", json={"image": seven, "layer": "99", "channel": 0})
         assert bad.status_code == 400 and "no top-level layer '99'" in bad.json()["detail"]
         bad = client.post(f"/api/runs/{run_id}/see/evidence", json={"test_index": 0, "class_index": 10})

@@ -56,6 +56,16 @@ def see(run: Run, image: str | None = None, test_index: int | None = None, top_k
         return look(trained, _image(cache, run, trained, image, test_index), top_k)
 
 
+def layer(run: Run, layer: str, image: str | None = None, test_index: int | None = None,
+          cache: SeeCache | None = None) -> dict:
+    """One layer's entry as `see` gives it, with all of its channels (the first answer carries 32 a layer)."""
+    from ..viz.activations import see as look
+    cache = cache or SeeCache(1)
+    with cache.lock:
+        trained = cache.model(run)
+        return look(trained, _image(cache, run, trained, image, test_index), layer=layer)
+
+
 def unit(run: Run, layer: str, channel: int, y: int | None = None, x: int | None = None, image: str | None = None,
          test_index: int | None = None, cache: SeeCache | None = None) -> dict:
     """One unit of top-level layer `layer` for the image: its value, receptive field on the input, and the

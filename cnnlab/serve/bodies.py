@@ -46,6 +46,10 @@ class SeeRequest(Body):
     top_k: int = Field(5, ge=1, le=100)
 
 
+class LayerRequest(SeeRequest):
+    layer: str = Field(max_length=50, description="a top-level layer's index, as See lists them: '1', '2', ...")
+
+
 class UnitRequest(SeeRequest):
     layer: str = Field(max_length=50, description="a top-level layer's index, as See lists them: '1', '2', ...")
     channel: int = Field(ge=0, le=1_000_000, description="its channel (a vector layer: its unit)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ...app import runs as app_runs, see as app_see
-from ..bodies import EvidenceRequest, SeeRequest, UnitRequest
+from ..bodies import EvidenceRequest, LayerRequest, SeeRequest, UnitRequest
 from ..state import heavy, state
 
 router = APIRouter(prefix="/api/runs")
@@ -16,6 +16,13 @@ async def see_image(run_id: str, body: SeeRequest, request: Request) -> dict:
     s = state(request)
     run = app_runs.run_in(s.runs_root, run_id)
     return await heavy(request, app_see.see, run, body.image, body.test_index, body.top_k, s.see)
+
+
+@router.post("/{run_id}/see/layer")
+async def see_layer(run_id: str, body: LayerRequest, request: Request) -> dict:
+    s = state(request)
+    run = app_runs.run_in(s.runs_root, run_id)
+    return await heavy(request, app_see.layer, run, body.layer, body.image, body.test_index, s.see)
 
 
 @router.post("/{run_id}/see/unit")

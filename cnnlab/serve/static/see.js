@@ -93,11 +93,16 @@ function unitNode(layer, channel, child) {
   return child;
 }
 
+function barWidth(v, values) {  // the largest value the longest bar (logits are often all negative)
+  const lo = Math.min(...values, 0), hi = Math.max(...values);
+  return hi > lo ? 4 + 96 * (v - lo) / (hi - lo) : 4;
+}
+
 function paintNet(seen) {
   const input = el("div", { class: "act-row", "data-layer": "input" }, el("div", { class: "name" }, "input"),
     el("div", { class: "rf-wrap" }, el("img", { id: "see-input", src: seen.input, title: "the input the network sees" })));
   const columns = seen.layers.map((layer, k) => {
-    const count = layer.channels ? layer.channels.length : layer.values.length;
+    const count = layer.channels ? layer.channels.length + (layer.more || 0) : layer.values.length;
     const open = see.expanded.has(layer.index) || count <= see.fold;
     const shown = open ? count : see.fold;
     const last = k === seen.layers.length - 1;
@@ -105,17 +110,29 @@ function paintNet(seen) {
       ? layer.channels.slice(0, shown).map((src, c) => unitNode(layer.index, c, el("img", { src, title: `channel ${c}` })))
       : layer.values.slice(0, shown).map((v, c) => unitNode(layer.index, c, el("div", { class: "vunit", title: `unit ${c}: ${v}` },
         el("span", {}, last && seen.classes[c] !== undefined ? seen.classes[c] : String(c)),
-        el("i", { style: `width:${Math.min(100, Math.abs(v) / Math.max(...layer.values.map(Math.abs), 1e-9) * 100)}%`, class: v < 0 ? "neg" : "" }))));
+        el("i", { style: `width:${barWidth(v, layer.values)}%`, class: v < 0 ? "neg" : "" }))));
     return el("div", { class: "act-row", "data-layer": layer.index },
       el("div", { class: "name", title: layer.layer }, `${layer.index} ${layer.layer}`),
       el("div", { class: "name" }, (layer.map_shape || layer.shape).join("x")),
       el("div", { class: "units" }, ...units),
-      count > shown ? el("button", { class: "expand", onclick: () => { see.expanded.add(layer.index); paintNet(see.seen); if (see.unit) drawUnit(see.unit); } },
-        `all ${count}`) : null);
+      count > shown ? el("button", { class: "expand", onclick: () => openLayer(layer.index) }, `all ${count}`) : null);
   });
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.id = "links";
   $("#activations").replaceChildren(input, ...columns, svg);
+}
+
+async function openLayer(index) {  // every channel of a column: the first answer carries 32 a layer
+  const k = see.seen.layers.findIndex((l) => l.index === index);
+  if (k >= 0 && see.seen.layers[k].more) {
+    const seq = see.seq;
+    const full = await api(`/api/runs/${encodeURIComponent(see.run)}/see/layer`, { ...see.body, layer: index });
+    if (seq !== see.seq) return;
+    see.seen.layers[k] = full;
+  }
+  see.expanded.add(index);
+  paintNet(see.seen);
+  if (see.unit) drawUnit(see.unit);
 }
 
 // ------------------------------------------------------------------ a unit: its field, what feeds it
@@ -135,12 +152,11 @@ function nodeOf(layer, channel) {
   return document.querySelector(`#activations .unit[data-layer="${layer}"][data-channel="${channel}"]`);
 }
 
-function drawUnit(unit) {
+async function drawUnit(unit) {
   // the feeding units must be on screen: open their column if one is folded away
   const hidden = unit.feeding.some((f) => unit.previous !== "input" && !nodeOf(unit.previous, f.channel));
-  if (hidden || !nodeOf(unit.layer, unit.channel)) {
-    see.expanded.add(unit.previous); see.expanded.add(unit.layer); paintNet(see.seen);
-  }
+  if (hidden && !see.expanded.has(unit.previous)) { await openLayer(unit.previous); return; }  // which draws it again
+  if (!nodeOf(unit.layer, unit.channel) && !see.expanded.has(unit.layer)) { await openLayer(unit.layer); return; }
   document.querySelectorAll("#activations .selected, #activations .feeder").forEach((n) => n.classList.remove("selected", "feeder"));
   const target = nodeOf(unit.layer, unit.channel);
   target.classList.add("selected");
