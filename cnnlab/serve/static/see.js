@@ -205,7 +205,9 @@ function paintDetail(unit, box) {
     g.weights_png ? el("img", { class: "weights", src: g.weights_png, title: "the filter's weights for this input (red +, blue -)\n" +
       (g.weights || []).map((row) => row.map((v) => v.toFixed(2)).join(" ")).join("\n") }) : el("span", {}, g.weights ? g.weights[0][0].toFixed(3) : ""),
     el("span", { class: g.contribution >= 0 ? "pos" : "neg" }, `${unit.previous === "input" ? "input" : `ch ${g.channel}`}: ${g.contribution >= 0 ? "+" : ""}${g.contribution.toFixed(3)}`)));
-  $("#detail").replaceChildren(el("h3", {}, `layer ${unit.layer}, ${layer.channels ? "channel" : "unit"} ${unit.channel}${where}`),
+  const last = see.seen.layers[see.seen.layers.length - 1] === layer;
+  const named = last && see.seen.classes[unit.channel] !== undefined ? ` (class ${see.seen.classes[unit.channel]})` : "";
+  $("#detail").replaceChildren(el("h3", {}, `layer ${unit.layer}, ${layer.channels ? "channel" : "unit"} ${unit.channel}${named}${where}`),
     el("div", { class: "name" }, `${unit.desc} · value ${unit.value.toFixed(3)}`),
     el("div", { class: "pair" },
       el("figure", {}, el("div", { class: "rf-wrap" }, el("img", { class: "map", src: see.seen.input }), box()),
