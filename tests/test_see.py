@@ -68,6 +68,11 @@ def test_receptive_fields_with_stride_dilation_and_padding():
     # reads rows 2..4
     net = infos([{"maxpool": {"size": 3, "stride": 2, "padding": "same"}}])
     assert box(receptive_field(net, "1", 1, 1)) == (2, 2, 4, 4, 3, 3)
+    # an odd 'same' total pads after, not before: 3x3 stride 2 on 28 -> 14, padding (14-1)*2+3-28 = 1, all of it
+    # at the bottom/right; unit (1, 1) reads rows 2..4, and the last unit (13, 13) rows 26..28, clipped to 27
+    net = infos([{"conv": {"filters": 4, "kernel": 3, "stride": 2, "padding": "same"}}])
+    assert box(receptive_field(net, "1", 1, 1)) == (2, 2, 4, 4, 3, 3)
+    assert box(receptive_field(net, "1", 13, 13)) == (26, 26, 27, 27, 3, 3)
     # a residual block of two 3x3 convs: the body sees 5x5, the identity 1x1; the box is their union
     net = infos([{"residual": {"layers": [{"conv": {"filters": 1, "padding": "same"}},
                                           {"conv": {"filters": 1, "padding": "same"}}]}}])
@@ -133,6 +138,25 @@ def test_what_feeds_a_unit_adds_up_to_its_value(model, digits):
     assert [f["channel"] for f in pool["feeding"]] == [2] and pool["feeding"][0]["contribution"] == pool["value"]
     with pytest.raises(cnnlab.UserError, match="channel: layer 4 has 16"):
         unit(model, seven, "4", channel=16)
+
+
+def test_contributions_through_strides_odd_padding_and_dilation(trained_run, digits):
+    """A conv whose 'same' padding is odd (padded after) and a dilated one: what feeds a unit still adds up."""
+    from cnnlab.device import choose_placement
+    from cnnlab.train import TrainedModel
+    torch.manual_seed(0)
+    layers = [{"conv": {"filters": 4, "kernel": 3, "stride": 2, "padding": "same", "activation": "relu"}},
+              {"conv": {"filters": 6, "kernel": 3, "dilation": 2, "padding": "same"}}, "flatten", {"dense": 10}]
+    net = cnnlab.build_model({"layers": layers}, (1, 28, 28), 10).eval()
+    info = trained_run.data_info
+    model = TrainedModel(net, trained_run.config, info["classes"], (1, 28, 28), info["mean"], info["std"],
+                         choose_placement("cpu", "fp32", False))
+    seven = digit_images(digits)[7][1]
+    for layer, channel, y, x in (("1", 2, 13, 13), ("1", 1, 0, 0), ("2", 5, 6, 6), ("2", 0, 0, 13)):
+        got = unit(model, seven, layer, channel, y, x)
+        conv = next(m for m in net.infos[int(layer) - 1].module.modules() if isinstance(m, torch.nn.Conv2d))
+        pre = sum(f["contribution"] for f in got["feeding"]) + float(conv.bias[channel].detach())
+        assert (max(pre, 0.0) if layer == "1" else pre) == pytest.approx(got["value"], abs=1e-3), (layer, y, x)
 
 
 def test_saliency_and_grad_cam_light_the_stroke(model, digits):

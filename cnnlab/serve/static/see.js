@@ -227,9 +227,11 @@ async function showEvidence(classIndex, kind) {
   try {
     const ev = await api(`/api/runs/${encodeURIComponent(see.run)}/see/evidence`, { ...see.body, class_index: classIndex });
     if (seq !== see.seq) return;
-    const caption = kind === "saliency" ? `saliency for ${ev.class}: the pixels whose change moves its score most`
+    const shown = kind === "gradcam" && !ev.gradcam ? "saliency" : kind;  // a model without conv layers
+    const caption = shown === "saliency" ? `saliency for ${ev.class}: the pixels whose change moves its score most` +
+      (shown !== kind ? " (Grad-CAM needs a conv layer; this model has none)" : "")
       : `Grad-CAM for ${ev.class}: where layer ${ev.gradcam_layer} saw it`;
-    box.replaceChildren(el("img", { class: `overlay ${kind}`, src: ev[kind] || ev.saliency, alt: caption }),
+    box.replaceChildren(el("img", { class: `overlay ${shown}`, src: ev[shown], alt: caption }),
       el("div", { class: "name" }, caption));
   } catch (e) { if (seq === see.seq) box.textContent = e.message; }
 }
