@@ -111,7 +111,7 @@ function paintNet(seen) {
       : layer.values.slice(0, shown).map((v, c) => unitNode(layer.index, c, el("div", { class: "vunit", title: `unit ${c}: ${v}` },
         el("span", {}, last && seen.classes[c] !== undefined ? seen.classes[c] : String(c)),
         el("i", { style: `width:${barWidth(v, layer.values)}%`, class: v < 0 ? "neg" : "" }))));
-    return el("div", { class: "act-row", "data-layer": layer.index },
+    return el("div", { class: layer.channels ? "act-row" : "act-row vector", "data-layer": layer.index },
       el("div", { class: "name", title: layer.layer }, `${layer.index} ${layer.layer}`),
       el("div", { class: "name" }, (layer.map_shape || layer.shape).join("x")),
       el("div", { class: "units" }, ...units),
@@ -213,7 +213,7 @@ function paintDetail(unit, box) {
       el("figure", {}, el("div", { class: "rf-wrap" }, el("img", { class: "map", src: see.seen.input }), box()),
         el("figcaption", {}, `sees input rows ${f.top}–${f.bottom}, columns ${f.left}–${f.right} (field ${f.height}x${f.width})`)),
       map ? el("figure", {}, el("div", { class: "rf-wrap" }, map, mark), el("figcaption", {}, "its map")) : null),
-    el("div", { class: "name" }, unit.feeding.length ? `fed by layer ${unit.previous}, strongest first (weight x input, summed):` :
+    el("div", { class: "name" }, unit.feeding.length ? `fed by ${unit.previous === "input" ? "the input" : `layer ${unit.previous}`}, strongest first (weight x input, summed):` :
       "a block of several paths: no single filter feeds it"),
     el("div", { class: "feeding" }, ...feeders));
 }
