@@ -1,5 +1,7 @@
 """Inside a trained network: an image — drawn, uploaded or from the test set — through every layer of a
-finished run, with the models and test sets kept loaded so that each stroke on the page costs one pass."""
+finished run, with the models and test sets kept loaded so that each stroke on the page costs one pass;
+then, on a click, one unit (its receptive field and what feeds it) or a class's evidence (saliency and
+Grad-CAM: which pixels made it say 7)."""
 from __future__ import annotations
 
 import base64
@@ -47,18 +49,51 @@ class SeeCache:
 def see(run: Run, image: str | None = None, test_index: int | None = None, top_k: int = 5,
         cache: SeeCache | None = None) -> dict:
     """The top-k classes and every layer's maps for a drawn or uploaded image (a data: URL) or a test image."""
-    import torch
     from ..viz.activations import see as look
     cache = cache or SeeCache(1)
     with cache.lock:
         trained = cache.model(run)
-        if image is not None:
-            x = torch.from_numpy(decode_upload(image, trained.input_shape))
-        elif test_index is not None:
-            x = cache.test_image(run, test_index)
-        else:
-            raise UserError("send image (a data: URL) or test_index")
-        return look(trained, x, top_k)
+        return look(trained, _image(cache, run, trained, image, test_index), top_k)
+
+
+def layer(run: Run, layer: str, image: str | None = None, test_index: int | None = None,
+          cache: SeeCache | None = None) -> dict:
+    """One layer's entry as `see` gives it, with all of its channels (the first answer carries 32 a layer)."""
+    from ..viz.activations import see as look
+    cache = cache or SeeCache(1)
+    with cache.lock:
+        trained = cache.model(run)
+        return look(trained, _image(cache, run, trained, image, test_index), layer=layer)
+
+
+def unit(run: Run, layer: str, channel: int, y: int | None = None, x: int | None = None, image: str | None = None,
+         test_index: int | None = None, cache: SeeCache | None = None) -> dict:
+    """One unit of top-level layer `layer` for the image: its value, receptive field on the input, and the
+    previous layer's channels that feed it, strongest first, with the filter's weights."""
+    from ..viz.evidence import unit as look_at_unit
+    cache = cache or SeeCache(1)
+    with cache.lock:
+        trained = cache.model(run)
+        return look_at_unit(trained, _image(cache, run, trained, image, test_index), layer, channel, y, x)
+
+
+def evidence(run: Run, class_index: int, image: str | None = None, test_index: int | None = None,
+             cache: SeeCache | None = None) -> dict:
+    """Which pixels speak for class `class_index`: saliency and Grad-CAM overlays on the image."""
+    from ..viz.evidence import class_evidence
+    cache = cache or SeeCache(1)
+    with cache.lock:
+        trained = cache.model(run)
+        return class_evidence(trained, _image(cache, run, trained, image, test_index), class_index)
+
+
+def _image(cache: SeeCache, run: Run, trained, image: str | None, test_index: int | None):
+    import torch
+    if image is not None:
+        return torch.from_numpy(decode_upload(image, trained.input_shape))
+    if test_index is not None:
+        return cache.test_image(run, test_index)
+    raise UserError("send image (a data: URL) or test_index")
 
 
 def decode_upload(data_url: str, input_shape) -> "np.ndarray":  # noqa: F821

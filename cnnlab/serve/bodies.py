@@ -51,3 +51,18 @@ class SeeRequest(Body):
     image: str | None = Field(None, description="a data: URL (PNG/JPEG)")
     test_index: int | None = Field(None, ge=0, le=10_000_000)
     top_k: int = Field(5, ge=1, le=100)
+
+
+class LayerRequest(SeeRequest):
+    layer: str = Field(max_length=50, description="a top-level layer's index, as See lists them: '1', '2', ...")
+
+
+class UnitRequest(SeeRequest):
+    layer: str = Field(max_length=50, description="a top-level layer's index, as See lists them: '1', '2', ...")
+    channel: int = Field(ge=0, le=1_000_000, description="its channel (a vector layer: its unit)")
+    y: int | None = Field(None, ge=0, le=100_000, description="row in the layer's map; none: the strongest")
+    x: int | None = Field(None, ge=0, le=100_000)
+
+
+class EvidenceRequest(SeeRequest):
+    class_index: int = Field(ge=0, le=1_000_000, description="the class whose evidence to show")

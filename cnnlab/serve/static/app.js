@@ -530,66 +530,7 @@ function modelDiffTable(first, id, rows) {
       el("td", {}, r.a ?? ""), el("td", {}, r.b ?? ""), el("td", {}, r.kind), el("td", {}, what(r))))));
 }
 
-// ------------------------------------------------------------------ See
-const canvas = $("#canvas"), ctx = canvas.getContext("2d");
-function clearCanvas() { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height); }
-clearCanvas();
-let drawing = false, last = null, seeTimer = null;
-canvas.addEventListener("pointerdown", (e) => { drawing = true; last = [e.offsetX, e.offsetY]; stroke(e); });
-canvas.addEventListener("pointermove", (e) => { if (drawing) stroke(e); });
-window.addEventListener("pointerup", () => { if (drawing) { drawing = false; seeCanvas(); } });
-function stroke(e) {
-  ctx.strokeStyle = "#fff"; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.lineWidth = +$("#brush").value;
-  ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(e.offsetX, e.offsetY); ctx.stroke();
-  last = [e.offsetX, e.offsetY];
-  clearTimeout(seeTimer); seeTimer = setTimeout(seeCanvas, 150);  // probabilities update as you draw
-}
-$("#clear-canvas").addEventListener("click", () => { clearCanvas(); });
-$("#upload-image").addEventListener("change", (e) => {
-  const file = e.target.files[0];
-  if (!file) return;
-  const reader = new FileReader();
-  reader.onload = () => seeImage({ image: reader.result });
-  reader.readAsDataURL(file);
-});
-$("#show-test").addEventListener("click", () => seeImage({ test_index: +$("#test-index").value }));
-const seeCanvas = () => seeImage({ image: canvas.toDataURL("image/png") });
-
-async function loadSeeRuns() {
-  const rows = (await api("/api/runs")).filter((r) => r.status === "finished");
-  const current = $("#see-run").value;
-  $("#see-run").replaceChildren(...rows.map((r) => el("option", { value: r.id }, `${r.id} (${r.data}, ${(r.final_acc ?? 0).toFixed(3)})`)));
-  if (current) $("#see-run").value = current;
-}
-
-async function seeImage(body) {
-  const run = $("#see-run").value;
-  if (!run) { $("#topk").textContent = "Train a model first (or pick a finished run)."; return; }
-  try {
-    const seen = await api(`/api/runs/${encodeURIComponent(run)}/see`, body);
-    $("#topk").replaceChildren(...seen.top.map((t) => el("div", { class: "bar" }, el("span", {}, t.class),
-      el("div", { class: "fill", style: `width:${Math.max(2, t.p * 100)}%` }), el("span", {}, t.p.toFixed(3)))));
-    const rows = seen.layers.map((layer, k) => el("div", { class: "act-row" },
-      el("div", { class: "name" }, `${layer.index} ${layer.layer} → ${layer.shape.join("x")}`),
-      layer.channels ? el("div", {}, ...layer.channels.map((src, c) => el("img", { src, title: `channel ${c}`,
-        onclick: (e) => detail(seen, k, c, e.target) })), layer.more ? el("span", { class: "name" }, ` +${layer.more} more`) : null)
-        : el("img", { class: "vector", src: layer.vector, title: layer.values.slice(0, 10).join(", ") })));
-    $("#activations").replaceChildren(el("div", { class: "act-row" }, el("div", { class: "name" }, "input"),
-      el("img", { src: seen.input })), ...rows);
-  } catch (e) { $("#topk").textContent = e.message; }
-}
-
-function detail(seen, k, c, img) {
-  document.querySelectorAll(".act-row img.selected").forEach((i) => i.classList.remove("selected"));
-  img.classList.add("selected");
-  const layer = seen.layers[k];
-  const previous = k > 0 ? seen.layers[k - 1] : null;
-  $("#detail").replaceChildren(el("h3", {}, `layer ${layer.index}, channel ${c}`), el("div", { class: "name" }, layer.layer),
-    el("img", { src: layer.channels[c] }),
-    layer.filters && layer.filters[c] ? el("div", { class: "small" }, el("div", {}, "its filter (mean over input channels)"), el("img", { src: layer.filters[c] })) : null,
-    el("div", { class: "small" }, el("div", {}, "its input"),
-      ...(previous && previous.channels ? previous.channels : [seen.input]).map((src) => el("img", { src }))));
-}
+// ------------------------------------------------------------------ See: static/see.js (the node-link view)
 
 // the Runs view follows runs as they go (CLI runs included: the store is their common ground)
 setInterval(() => {
