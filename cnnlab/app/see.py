@@ -50,20 +50,14 @@ def see(run: Run, image: str | None = None, test_index: int | None = None, top_k
         cache: SeeCache | None = None) -> dict:
     """The top-k classes and every layer's maps for a drawn or uploaded image (a data: URL) or a test image."""
     from ..viz.activations import see as look
-    cache = cache or SeeCache(1)
-    with cache.lock:
-        trained = cache.model(run)
-        return look(trained, _image(cache, run, trained, image, test_index), top_k)
+    return _looking(run, image, test_index, cache, lambda trained, x: look(trained, x, top_k))
 
 
 def layer(run: Run, layer: str, image: str | None = None, test_index: int | None = None,
           cache: SeeCache | None = None) -> dict:
     """One layer's entry as `see` gives it, with all of its channels (the first answer carries 32 a layer)."""
     from ..viz.activations import see as look
-    cache = cache or SeeCache(1)
-    with cache.lock:
-        trained = cache.model(run)
-        return look(trained, _image(cache, run, trained, image, test_index), layer=layer)
+    return _looking(run, image, test_index, cache, lambda trained, x: look(trained, x, layer=layer))
 
 
 def unit(run: Run, layer: str, channel: int, y: int | None = None, x: int | None = None, image: str | None = None,
@@ -71,20 +65,23 @@ def unit(run: Run, layer: str, channel: int, y: int | None = None, x: int | None
     """One unit of top-level layer `layer` for the image: its value, receptive field on the input, and the
     previous layer's channels that feed it, strongest first, with the filter's weights."""
     from ..viz.evidence import unit as look_at_unit
-    cache = cache or SeeCache(1)
-    with cache.lock:
-        trained = cache.model(run)
-        return look_at_unit(trained, _image(cache, run, trained, image, test_index), layer, channel, y, x)
+    return _looking(run, image, test_index, cache,
+                    lambda trained, picture: look_at_unit(trained, picture, layer, channel, y, x))
 
 
 def evidence(run: Run, class_index: int, image: str | None = None, test_index: int | None = None,
              cache: SeeCache | None = None) -> dict:
     """Which pixels speak for class `class_index`: saliency and Grad-CAM overlays on the image."""
     from ..viz.evidence import class_evidence
+    return _looking(run, image, test_index, cache, lambda trained, x: class_evidence(trained, x, class_index))
+
+
+def _looking(run: Run, image: str | None, test_index: int | None, cache: SeeCache | None, look):
+    """`look(trained model, uint8 image)` for the run's loaded model and the image sent (or test image)."""
     cache = cache or SeeCache(1)
     with cache.lock:
         trained = cache.model(run)
-        return class_evidence(trained, _image(cache, run, trained, image, test_index), class_index)
+        return look(trained, _image(cache, run, trained, image, test_index))
 
 
 def _image(cache: SeeCache, run: Run, trained, image: str | None, test_index: int | None):
