@@ -211,3 +211,13 @@ def test_cifar100_layout(tmp_path):
         pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
     ds = load_dataset("cifar100", tmp_path / "d")
     assert ds.num_classes == 100 and ds.classes[7] == "c7" and ds.train_x.shape == (300, 3, 32, 32)
+
+
+def test_image_folders_in_the_data_folder_are_offered(tmp_path, image_folder, data_dir):
+    """The Start page offers the image folders it finds beside the built-in sets (the digit sample), not the
+    built-in sets' own folders."""
+    from cnnlab.app.datasets import folders
+    found = folders(str(image_folder.parent))
+    assert {"name": "pets", "path": str(image_folder.resolve()), "classes": 3} in found
+    assert folders(str(data_dir)) == []  # cifar-10-batches-py and mnist are the built-in sets' folders
+    assert folders(None) == [] and folders(str(tmp_path / "nowhere")) == []

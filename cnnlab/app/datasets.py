@@ -52,6 +52,26 @@ def present(data_dir: str | None) -> list[str]:
     return found
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def folders(data_dir: str | None) -> list[dict]:
+    """The image folders inside the data folder (`mnist-sample/`: real digits to draw on), offered beside the
+    built-in sets: {name, path, classes} for each sub-folder laid out as <class>/ or train/<class>/ of images."""
+    if not data_dir or not Path(data_dir).is_dir():
+        return []
+    official = {source.subdir for source in SOURCES.values()}
+    found = []
+    for folder in sorted(Path(data_dir).iterdir()):
+        if not folder.is_dir() or folder.name in official:
+            continue
+        layout = folder / "train" if (folder / "train").is_dir() else folder
+        classes = sorted(c for c in layout.iterdir() if c.is_dir())
+        if len(classes) >= 2 and any(f.suffix.lower() in IMAGE_SUFFIXES for f in classes[0].iterdir()):
+            found.append({"name": folder.name, "path": str(folder.resolve()), "classes": len(classes)})
+    return found
+
+
 @dataclass
 class DataInfo:
     name: str

@@ -24,6 +24,7 @@ router = APIRouter(prefix="/api")
 async def info(request: Request) -> dict:
     s = state(request)
     return {"version": __version__, "datasets": datasets.names(), "present": datasets.present(s.data_dir),
+            "folders": datasets.folders(s.data_dir),
             "models": [m["name"] for m in models.models()], "templates": models.templates(),
             "layer_schema": layer_schema(), "config_defaults": config_defaults()}
 

@@ -542,15 +542,19 @@ setInterval(() => {
 // the first view: a data set, a starting network, a one-minute run, a look inside; each step sets what the
 // later pages use (Build's data and layers, Train's settings), so every page after it starts somewhere
 const DATA_NAMES = { mnist: "Digits (MNIST)", "fashion-mnist": "Fashion-MNIST (clothes)", cifar10: "CIFAR-10 (photos)",
-  cifar100: "CIFAR-100 (photos, 100 classes)" };
+  cifar100: "CIFAR-100 (photos, 100 classes)", "mnist-sample": "Digit sample (real MNIST digits)" };
 const NETWORK_ABOUT = { "course-net": "conv-relu-maxpool twice, flatten, dense: small, trains in a minute on a CPU",
   "keras-cifar10": "the classic Keras CIFAR-10 model: six convs with batchnorm and dropout, a dense head" };
 
 function initStart() {
   const info = state.info;
   const names = [...info.present, ...info.datasets.filter((d) => !info.present.includes(d))];
-  $("#start-data").replaceChildren(...names.map((d) => el("button", { "data-data": d, onclick: () => pickData(d) },
-    DATA_NAMES[d] || d, el("small", {}, info.present.includes(d) ? "on this machine" : "downloaded on first use"))));
+  $("#start-data").replaceChildren(
+    // image folders in the server's data folder first: the digit sample trains in seconds and is drawn on in See
+    ...(info.folders || []).map((f) => el("button", { "data-data": f.path, onclick: () => pickFolder(f.path) },
+      DATA_NAMES[f.name] || f.name, el("small", {}, `a folder on this machine, ${f.classes} classes`))),
+    ...names.map((d) => el("button", { "data-data": d, onclick: () => pickData(d) },
+      DATA_NAMES[d] || d, el("small", {}, info.present.includes(d) ? "on this machine" : "downloaded on first use"))));
   markData();
   $("#start-folder").addEventListener("change", () => { $("#data-path").value = $("#start-folder").value.trim(); markData(); recheck(); });
   $("#start-network").replaceChildren(...[...$("#template").options].filter((o) => o.value).map((o) => el("option", { value: o.value }, o.textContent)));
@@ -568,6 +572,12 @@ function pickData(name) {  // Build's data menu lists what is on this machine; a
   if (![...$("#data").options].some((o) => o.value === name)) $("#data").append(el("option", { value: name }, name));
   $("#data").value = name;
   $("#data-path").value = $("#start-folder").value = "";
+  markData();
+  recheck();
+}
+
+function pickFolder(path) {
+  $("#data-path").value = $("#start-folder").value = path;
   markData();
   recheck();
 }
