@@ -230,6 +230,29 @@ def server(tmp_path, runs_root):
     thread.join(10)
 
 
+def test_a_client_that_hangs_up_stops_the_optimisation(server):
+    httpx = pytest.importorskip("httpx")
+    # 500 steps at 64 px: over a minute here, were it not stopped
+    body = {"content": png(64, 64), "style_name": "dots", "size": 64, "steps": 500, "every": 1}
+    with httpx.Client(base_url=server, timeout=30) as http:
+        with http.stream("POST", "/api/style/gatys", json=body) as response:
+            assert response.status_code == 200
+            first = next(response.iter_lines())
+            assert first == "event: step"
+            busy = http.post("/api/style/gatys", json=body)  # while it runs, a second is refused
+            assert busy.status_code == 503 and "already running" in busy.json()["detail"]
+        # hung up after a step or so of 500: the optimisation stops, and the server takes the next one
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with http.stream("POST", "/api/style/gatys", json={**body, "steps": 2}) as again:
+                if again.status_code == 200:
+                    assert "event: done" in again.read().decode()
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the optimisation went on after its client hung up")
+
+
 def test_the_style_view_as_a_student_uses_it(server, runs_root, tmp_path):
     if _chromium() is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")

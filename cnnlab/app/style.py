@@ -94,8 +94,11 @@ def apply_net(net_file: str, photos: list[str], out_dir: str | Path = ".", size:
 # What the web page (and a script) does with in-memory images: Gatys from uploads or a bundled style, the
 # image sent back as it forms; the fast style nets in <runs folder>/styles/ listed and chained on a photo.
 
-PAGE_SIZE, PAGE_STEPS, PAGE_EVERY = 128, 60, 5   # a page run: 60 Adam steps at 128 px take ~10 s on a CPU
-MAX_PAGE_SIZE, MAX_PAGE_STEPS = 256, 500         # 500 steps at 256 px: ~2.5 min on the 2-core CPU
+# a page run: 60 Adam steps at 128 px, 13 images sent, took 54 s on the shared 2-core CPU (another job beside it)
+PAGE_SIZE, PAGE_STEPS, PAGE_EVERY = 128, 60, 5
+# the bounds keep one request finite, not short: 500 steps at 256 px is ~30x the default's work; closing the
+# page stops it, and only one runs at a time (cnnlab/serve/routes/style.py)
+MAX_PAGE_SIZE, MAX_PAGE_STEPS = 256, 500
 MAX_CHAIN = 8                                    # nets one after another in one request
 BUNDLED = ("stripes", "cells", "dots")
 NET_NAME = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

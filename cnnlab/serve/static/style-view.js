@@ -45,7 +45,8 @@ async function loadStyle() {
   }
   const rows = (await api("/api/runs")).filter((r) => r.status === "finished");
   const current = $("#style-run").value;
-  $("#style-run").replaceChildren(...rows.map((r) => el("option", { value: r.id }, `${r.id} (${r.data})`)));
+  $("#style-run").replaceChildren(...(rows.length ? rows.map((r) => el("option", { value: r.id }, `${r.id} (${r.data})`))
+    : [el("option", { value: "" }, "(no finished runs)")]));
   if (current) $("#style-run").value = current;
   loadStyleNets();
 }
