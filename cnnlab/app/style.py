@@ -194,14 +194,17 @@ def decode_image(data: str, size: int, what: str = "image"):
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def test_image(runs_root: str | Path, run_id: str | None, index: int | None, size: int):
-    """Test image `index` of a finished run's data set, as (3, H, W) in [0, 1], its longer side `size`."""
+def test_image(runs_root: str | Path, run_id: str | None, index: int | None, size: int, cache=None):
+    """Test image `index` of a finished run's data set, as (3, H, W) in [0, 1], its longer side `size`.
+    `cache`: a server's SeeCache (cnnlab/app/see.py), so a data set is loaded once, not per request."""
     import torch.nn.functional as F
     from .runs import run_in
     from .see import SeeCache
     if run_id is None or index is None:
         raise UserError("send image (a data: URL), or run and test_index")
-    picture = SeeCache(1).test_image(run_in(Path(runs_root), run_id), index).float() / 255
+    cache = cache or SeeCache(1)
+    with cache.lock:
+        picture = cache.test_image(run_in(Path(runs_root), run_id), index).float() / 255
     picture = picture.expand(3, -1, -1) if picture.shape[0] == 1 else picture[:3]
     h, w = picture.shape[-2:]
     scale = size / max(h, w)
@@ -211,7 +214,7 @@ def test_image(runs_root: str | Path, run_id: str | None, index: int | None, siz
 
 def gatys_inputs(runs_root: str | Path, content: str | None = None, run: str | None = None,
                  test_index: int | None = None, style: str | None = None, style_name: str | None = None,
-                 size: int = PAGE_SIZE, steps: int = PAGE_STEPS, every: int = PAGE_EVERY):
+                 size: int = PAGE_SIZE, steps: int = PAGE_STEPS, every: int = PAGE_EVERY, cache=None):
     """The page's Gatys inputs checked and decoded before any work starts, so a bad request is an answer (400,
     404, 413), not a failed stream: (content, style) as (3, H, W) tensors in [0, 1]."""
     _bounded(size, steps, every)
@@ -220,7 +223,7 @@ def gatys_inputs(runs_root: str | Path, content: str | None = None, run: str | N
     if content is None and (run is None or test_index is None):
         raise UserError("send content (a data: URL), or run and test_index")
     picture = decode_image(content, size, "content") if content is not None else \
-        test_image(runs_root, run, test_index, size)
+        test_image(runs_root, run, test_index, size, cache)
     return picture, decode_image(style, size, "style") if style is not None else bundled_style(style_name, size)
 
 
@@ -299,12 +302,18 @@ def _net_path(runs_root: str | Path, name: str) -> Path:
     return path
 
 
-def apply_nets(runs_root: str | Path, image, nets: list[str], size: int = 256) -> dict:
+def content_preview(runs_root: str | Path, run: str | None, test_index: int | None, size: int = PAGE_SIZE,
+                    cache=None) -> dict:
+    """A finished run's test image as the page shows it before styling it: {image (a PNG data: URL)}."""
+    return {"image": data_url(test_image(runs_root, run, test_index, size, cache))}
+
+
+def apply_nets(runs_root: str | Path, image, nets: list[str], size: int = 256, cache=None) -> dict:
     """A photo (a data: URL or a (3, H, W) tensor) through the named nets of <runs folder>/styles/ in order,
     each taking the one before's output (the same net twice is allowed): {input, stages: [{net, image, ms}]}."""
     from ..style.fast import apply_style_net, load_style_net
     if isinstance(image, dict):  # {run, test_index}: a finished run's test image
-        image = test_image(runs_root, image.get("run"), image.get("test_index"), size)
+        image = test_image(runs_root, image.get("run"), image.get("test_index"), size, cache)
     if not nets:
         raise UserError("nets: name at least one style net (GET /api/style/nets lists them)")
     if len(nets) > MAX_CHAIN:

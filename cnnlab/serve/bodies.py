@@ -88,3 +88,9 @@ class ApplyStyleRequest(Body):
     test_index: int | None = Field(None, ge=0, le=10_000_000)
     nets: list[str] = Field(min_length=1, max_length=8, description="style nets in order (GET /api/style/nets)")
     size: int = Field(256, ge=16, le=256, description="the longer side, px")
+
+
+class ContentRequest(Body):
+    run: str = Field(max_length=200, description="a finished run")
+    test_index: int = Field(ge=0, le=10_000_000, description="which of its test images")
+    size: int = Field(128, ge=16, le=256, description="the longer side, px")

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from ...app import style as app_style
 from ...errors import UserError
-from ..bodies import ApplyStyleRequest, GatysRequest
+from ..bodies import ApplyStyleRequest, ContentRequest, GatysRequest
 from ..state import heavy, state
 
 router = APIRouter(prefix="/api/style")
@@ -39,7 +39,15 @@ async def nets(request: Request) -> list[dict]:
 @router.post("/apply")
 async def apply(body: ApplyStyleRequest, request: Request) -> dict:
     image = body.image if body.image is not None else {"run": body.run, "test_index": body.test_index}
-    return await heavy(request, app_style.apply_nets, state(request).runs_root, image, body.nets, body.size)
+    s = state(request)
+    return await heavy(request, app_style.apply_nets, s.runs_root, image, body.nets, body.size, s.see)
+
+
+@router.post("/content")
+async def content(body: ContentRequest, request: Request) -> dict:
+    """A finished run's test image, to show as the content before styling it."""
+    s = state(request)
+    return await heavy(request, app_style.content_preview, s.runs_root, body.run, body.test_index, body.size, s.see)
 
 
 @router.post("/gatys")
@@ -47,8 +55,10 @@ async def gatys(body: GatysRequest, request: Request) -> StreamingResponse:
     """text/event-stream: a `step` event ({step, steps, style, content, total, image, seconds}) for the first
     step, every `every`-th and the last; then `done`, or `failed` with the reason. Closing the page stops it."""
     # inputs are checked and decoded before the stream starts: a bad upload is a 400/413 answer, not an event
-    content, style = await heavy(request, app_style.gatys_inputs, state(request).runs_root, body.content, body.run,
-                                 body.test_index, body.style, body.style_name, body.size, body.steps, body.every)
+    s = state(request)
+    content, style = await heavy(request, app_style.gatys_inputs, s.runs_root, body.content, body.run,
+                                 body.test_index, body.style, body.style_name, body.size, body.steps, body.every,
+                                 s.see)
     lock = _gatys_lock(request)
     if not lock.acquire(blocking=False):
         raise HTTPException(503, "busy: a style transfer is already running on this server; "

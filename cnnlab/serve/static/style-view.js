@@ -32,9 +32,11 @@ readUpload($("#style-style-upload"), (url) => setStyle(url, null));
 $("#style-use-test").addEventListener("click", async () => {
   const source = { run: $("#style-run").value, test_index: +$("#style-test-index").value };
   if (!source.run) { $("#style-progress").textContent = "no finished run to take a test image from"; return; }
-  setContent(source);
-  $("#style-content").removeAttribute("src");
-  $("#style-progress").textContent = `content: test image ${source.test_index} of ${source.run}`;
+  try {
+    $("#style-content").src = (await api("/api/style/content", source)).image;
+    setContent(source);
+    $("#style-progress").textContent = `content: test image ${source.test_index} of ${source.run}`;
+  } catch (e) { $("#style-progress").textContent = `cannot use it: ${e.message}`; }
 });
 
 async function loadStyle() {
