@@ -66,3 +66,31 @@ class UnitRequest(SeeRequest):
 
 class EvidenceRequest(SeeRequest):
     class_index: int = Field(ge=0, le=1_000_000, description="the class whose evidence to show")
+
+
+class GatysRequest(Body):
+    # uploads have no max_length: over the limit is answered 413 with the limit (the body limit bounds them)
+    content: str | None = Field(None, description="the photo, a data: URL (PNG/JPEG)")
+    run: str | None = Field(None, max_length=200, description="or a finished run whose test image to use")
+    test_index: int | None = Field(None, ge=0, le=10_000_000)
+    style: str | None = Field(None, description="the style image, a data: URL")
+    style_name: str | None = Field(None, max_length=50, description="or a bundled style (GET /api/style/styles)")
+    size: int = Field(128, ge=16, le=256, description="the longer side, px")
+    steps: int = Field(60, ge=1, le=500, description="Adam steps")
+    every: int = Field(5, ge=1, le=500, description="send the image every so many steps")
+    style_weight: float = Field(10.0, ge=0, le=1e6)
+    content_weight: float = Field(1.0, ge=0, le=1e6)
+
+
+class ApplyStyleRequest(Body):
+    image: str | None = Field(None, description="the photo, a data: URL (PNG/JPEG)")
+    run: str | None = Field(None, max_length=200, description="or a finished run whose test image to use")
+    test_index: int | None = Field(None, ge=0, le=10_000_000)
+    nets: list[str] = Field(min_length=1, max_length=8, description="style nets in order (GET /api/style/nets)")
+    size: int = Field(256, ge=16, le=256, description="the longer side, px")
+
+
+class ContentRequest(Body):
+    run: str = Field(max_length=200, description="a finished run")
+    test_index: int = Field(ge=0, le=10_000_000, description="which of its test images")
+    size: int = Field(128, ge=16, le=256, description="the longer side, px")
