@@ -1,0 +1,139 @@
+"""The course assignment, done in the browser as a student would (issue 23), at small scale: start from the
+digit sample on the Start page, build the course's network, remove a conv-relu-pool triple and change a
+conv's outputs, fix what lint finds with one click, train on real digits, draw a 7 and look inside (the top
+5, a unit's receptive field and the units feeding it, Grad-CAM), and paint a photo in a style. Screenshots go
+to $CNNLAB_SCREENSHOTS (docs/screenshots/ holds the README's)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED
+
+SAMPLE = SHARED / "mnist-sample"
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def course_server(tmp_path):
+    """`cnnlab serve` over a data folder holding a slice of the real digit sample (60 training and 10 test
+    images a class, in the sample's own layout)."""
+    if not SAMPLE.is_dir():
+        pytest.skip(f"{SAMPLE} is missing (the shared data sets' digit sample)")
+    uvicorn = pytest.importorskip("uvicorn")
+    from cnnlab.serve.app import create_app
+    data = tmp_path / "data"
+    for split, count in (("train", 60), ("test", 10)):
+        for digit in range(10):
+            target = data / "mnist-sample" / split / str(digit)
+            target.mkdir(parents=True)
+            for image in sorted((SAMPLE / split / str(digit)).glob("*.png"))[:count]:
+                shutil.copy(image, target / image.name)
+    app = create_app(tmp_path / "runs", str(data), worker_threads=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+    app.state.cnnlab.worker.close()
+
+
+def draw_seven(page) -> None:
+    box = page.locator("#canvas").bounding_box()
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + 70, y0 + 60)
+    page.mouse.down()
+    for i in range(1, 15):
+        page.mouse.move(x0 + 70 + i * 10, y0 + 60)
+    for i in range(1, 18):
+        page.mouse.move(x0 + 210 - i * 5, y0 + 60 + i * 11)
+    page.mouse.up()
+
+
+def test_the_assignment_in_the_browser(course_server, tmp_path):
+    if _chromium() is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(course_server)
+        # Start: the digit sample is offered first; the course's network
+        sample = page.locator("#start-data button", has_text="Digit sample")
+        sample.wait_for()
+        sample.click()
+        page.select_option("#start-network", "course-net")
+        page.click("#start-build")
+        page.wait_for_function("document.querySelectorAll('#diagram .block').length === 8")
+        # Build: remove one conv-relu-maxpool triple, give the first conv 5 outputs
+        for _ in range(3):
+            page.click("#layers li:nth-child(4) button.remove")
+        page.fill("#layers li:nth-child(1) input[data-arg=filters]", "5")
+        page.press("#layers li:nth-child(1) input[data-arg=filters]", "Enter")
+        page.wait_for_function("document.querySelectorAll('#diagram .block').length === 5 && "
+                               "document.querySelector('#layers li:nth-child(1) .shape').innerText === '5x28x28'")
+        # a softmax before the loss: lint says so, one click fixes it
+        page.click("#palette button[data-kind=softmax]")
+        page.click(".finding[data-rule=softmax-output] button.fix")
+        page.wait_for_function("document.querySelectorAll('#layers li').length === 5 && "
+                               "!document.querySelector('.finding[data-rule=softmax-output]')")
+        page.screenshot(path=str(shots / "assignment-build.png"), full_page=True)
+        # Train on the digits: accuracy and examples per second
+        page.click("nav button[data-page=train]")
+        page.fill("input[name=epochs]", "2")
+        page.fill("input[name=batch_size]", "32")
+        page.fill("input[name='data.limit']", "")
+        page.click("#train-button")
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('test accuracy')",
+                               timeout=120_000)
+        assert ": finished · test accuracy" in page.inner_text("#train-status")
+        page.screenshot(path=str(shots / "assignment-train.png"), full_page=True)
+        # See: draw a 7, the top 5, a unit's receptive field and feeding units, Grad-CAM
+        page.click("nav button[data-page=see]")
+        page.wait_for_selector("#see-run option", state="attached")
+        draw_seven(page)
+        page.wait_for_selector("#page-see[data-paint-ms]")
+        assert int(page.get_attribute("#page-see", "data-paint-ms")) < 1000
+        assert page.locator("#topk .bar").count() == 5
+        page.locator('.act-row[data-layer="1"] .unit').nth(2).click()
+        page.wait_for_selector("#see-input ~ .rf")
+        page.click("#topk .bar:first-child button[data-kind=gradcam]")
+        page.wait_for_selector("#evidence img.overlay.gradcam")
+        page.screenshot(path=str(shots / "assignment-see.png"), full_page=True)
+        # Style: a few Gatys steps on a drawn photo with a bundled style
+        photo = tmp_path / "photo.png"
+        from PIL import Image
+        Image.effect_mandelbrot((96, 72), (-2, -1.2, 1, 1.2), 64).convert("RGB").save(photo)
+        page.click("nav button[data-page=style]")
+        page.wait_for_selector("#style-bundled button[data-style=cells]")
+        page.set_input_files("#style-content-upload", str(photo))
+        page.wait_for_function("document.querySelector('#style-content').src.startsWith('data:')")
+        page.click("#style-bundled button[data-style=cells]")
+        page.fill("#style-steps", "10")
+        page.fill("#style-size", "48")
+        page.click("#style-run-gatys")
+        page.wait_for_function("document.querySelector('#style-progress').innerText.includes('done')", timeout=60_000)
+        page.screenshot(path=str(shots / "assignment-style.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
