@@ -230,7 +230,8 @@ async function showEvidence(classIndex, kind) {
     const shown = kind === "gradcam" && !ev.gradcam ? "saliency" : kind;  // a model without conv layers
     const caption = shown === "saliency" ? `saliency for ${ev.class}: the pixels whose change moves its score most` +
       (shown !== kind ? " (Grad-CAM needs a conv layer; this model has none)" : "")
-      : `Grad-CAM for ${ev.class}: where layer ${ev.gradcam_layer} saw it`;
+      : `Grad-CAM for ${ev.class}: where layer ${ev.gradcam_layer} saw it (each position weighted by its own ` +
+        "positive gradient, as LayerCAM does: the channel-averaged weights of the original come out empty on nets this small)";
     box.replaceChildren(el("img", { class: `overlay ${shown}`, src: ev[shown], alt: caption }),
       el("div", { class: "name" }, caption));
   } catch (e) { if (seq === see.seq) box.textContent = e.message; }
