@@ -5,22 +5,15 @@ conv's outputs, fix what lint finds with one click, train on real digits, draw a
 to $CNNLAB_SCREENSHOTS (docs/screenshots/ holds the README's)."""
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import threading
-import time
-from pathlib import Path
 
 import pytest
+
+from browser import browser_page, draw_seven, serving
 
 from conftest import SHARED
 
 SAMPLE = SHARED / "mnist-sample"
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture
@@ -29,7 +22,6 @@ def course_server(tmp_path):
     images a class, in the sample's own layout)."""
     if not SAMPLE.is_dir():
         pytest.skip(f"{SAMPLE} is missing (the shared data sets' digit sample)")
-    uvicorn = pytest.importorskip("uvicorn")
     from cnnlab.serve.app import create_app
     data = tmp_path / "data"
     for split, count in (("train", 60), ("test", 10)):
@@ -39,45 +31,13 @@ def course_server(tmp_path):
             for image in sorted((SAMPLE / split / str(digit)).glob("*.png"))[:count]:
                 shutil.copy(image, target / image.name)
     app = create_app(tmp_path / "runs", str(data), worker_threads=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield url
     app.state.cnnlab.worker.close()
 
 
-def draw_seven(page) -> None:
-    box = page.locator("#canvas").bounding_box()
-    x0, y0 = box["x"], box["y"]
-    page.mouse.move(x0 + 70, y0 + 60)
-    page.mouse.down()
-    for i in range(1, 15):
-        page.mouse.move(x0 + 70 + i * 10, y0 + 60)
-    for i in range(1, 18):
-        page.mouse.move(x0 + 210 - i * 5, y0 + 60 + i * 11)
-    page.mouse.up()
-
-
 def test_the_assignment_in_the_browser(course_server, tmp_path):
-    if _chromium() is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
-    shots = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page(tmp_path, 1400, 1000) as (page, errors, shots):
         page.goto(course_server)
         # Start: the digit sample is offered first; the course's network
         sample = page.locator("#start-data button", has_text="Digit sample")
@@ -135,5 +95,4 @@ def test_the_assignment_in_the_browser(course_server, tmp_path):
         page.click("#style-run-gatys")
         page.wait_for_function("document.querySelector('#style-progress').innerText.includes('done')", timeout=60_000)
         page.screenshot(path=str(shots / "assignment-style.png"), full_page=True)
-        browser.close()
     assert not errors, errors

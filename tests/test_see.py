@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from browser import browser_page, draw_seven, serving
 import torch
 
 import cnnlab
@@ -208,54 +206,16 @@ def test_the_routes(trained_run, digits, monkeypatch):
 
 # ------------------------------------------------------------------ in a real browser
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture
 def server(trained_run):
-    uvicorn = pytest.importorskip("uvicorn")
     from cnnlab.serve.app import create_app
     app = create_app(trained_run.dir.parent, start_worker=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-
-
-def draw_seven(page) -> None:
-    """A 7 on the canvas: the bar, then the stem, in one stroke."""
-    box = page.locator("#canvas").bounding_box()
-    x0, y0 = box["x"], box["y"]
-    page.mouse.move(x0 + 70, y0 + 60)
-    page.mouse.down()
-    for i in range(1, 15):
-        page.mouse.move(x0 + 70 + i * 10, y0 + 60)
-    for i in range(1, 18):
-        page.mouse.move(x0 + 210 - i * 5, y0 + 60 + i * 11)
-    page.mouse.up()
+    with serving(app) as url:
+        yield url
 
 
 def test_see_as_a_student_uses_it(server, tmp_path):
-    if _chromium() is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
-    shots = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page(tmp_path, 1400, 1000) as (page, errors, shots):
         page.goto(server)
         page.click("nav button[data-page=see]")
         page.wait_for_selector("#see-run option", state="attached")
@@ -302,7 +262,6 @@ def test_see_as_a_student_uses_it(server, tmp_path):
         page.set_input_files("#upload-image", str(bad))
         page.wait_for_function("document.querySelector('#topk').innerText.includes('cannot decode')")
         assert page.locator("#activations .act-row").count() == 0 and page.inner_html("#evidence") == ""
-        browser.close()
     assert not errors, errors
     print(f"stroke to painted: {painted} ms")
     assert max(painted) < 1000, painted

@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from browser import browser_page, serving
 import torch
 
 fastapi = pytest.importorskip("fastapi", reason="fastapi is missing: pip install -e .")
@@ -216,44 +215,18 @@ def test_the_api_survives_fuzzing_from_its_openapi_schema(runs_root, data_dir, t
 
 # ------------------------------------------------------------------ in a real browser
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture
 def server(tmp_path, runs_root):
-    uvicorn = pytest.importorskip("uvicorn")
     from conftest import write_idx
     data = tmp_path / "data"
     write_idx(data / "fashion-mnist", n_train=600, n_test=100)
     app = create_app(runs_root, str(data), worker_threads=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield url
 
 
 def test_the_pages_as_a_student_uses_them(server, tmp_path):
-    if _chromium() is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
-    shots = Path(__import__("os").environ.get("CNNLAB_SCREENSHOTS", tmp_path))
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page(tmp_path, 1400, 900) as (page, errors, shots):
         page.goto(server)
         page.click("nav button[data-page=build]")  # the first view is Start (tests/test_serve_pictures.py)
         page.wait_for_selector("#total-params")
@@ -328,5 +301,4 @@ def test_the_pages_as_a_student_uses_them(server, tmp_path):
         page.locator(".act-row img").nth(2).click()
         page.wait_for_selector("#detail img")
         page.screenshot(path=str(shots / "see.png"), full_page=True)
-        browser.close()
     assert not errors, errors

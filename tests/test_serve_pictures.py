@@ -4,14 +4,10 @@ lint fix applied with one click, a prescription that shows what it changed, and 
 Screenshots go to $CNNLAB_SCREENSHOTS (start.png, build.png, build-bad.png, compare.png)."""
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
-from pathlib import Path
 
 import pytest
+
+from browser import browser_page, serving
 
 pytest.importorskip("fastapi", reason="fastapi is missing: pip install -e .")
 
@@ -26,7 +22,6 @@ COURSE_NET = [{"conv": {"filters": 8, "padding": "same"}}, "relu", {"maxpool": 2
 def server(tmp_path, runs_root):
     """The app on a free port, with tiny Fashion-MNIST and MNIST sets and two recorded runs: the course's
     network ending in a softmax ("with-softmax"), and the same without it, derived from the first ("fixed")."""
-    uvicorn = pytest.importorskip("uvicorn")
     from conftest import write_idx
     data = tmp_path / "data"
     write_idx(data / "fashion-mnist", n_train=600, n_test=100)
@@ -37,36 +32,12 @@ def server(tmp_path, runs_root):
         cnnlab.train({**common, "model": model, "parent": parent}, run_dir=runs_root / name, quiet=True,
                      store=runs_root / "cnnlab.db")
     app = create_app(runs_root, str(data), start_worker=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    with serving(app) as url:
+        yield url
 
 
 def test_start_build_as_a_picture_fix_and_compare(server, tmp_path):
-    if _chromium() is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
-    shots = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page(tmp_path, 1400, 900) as (page, errors, shots):
         page.goto(server)
         # the first view: the steps, each explained, on one screen; the network menu says what is loaded
         page.wait_for_selector("#start-data button[data-data=mnist]")
@@ -134,5 +105,4 @@ def test_start_build_as_a_picture_fix_and_compare(server, tmp_path):
         assert "1 layer(s) differ" in page.inner_text("table.model-diff caption") and len(order) == 2
         assert '{\\"layers' not in page.inner_text("#compare-diff")  # no JSON of the model
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
-        browser.close()
     assert not errors, errors

@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import shutil
-import socket
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from browser import browser_page, serving
 import torch
 
 from cnnlab.app import style as app_style
@@ -210,27 +209,12 @@ def test_a_finished_runs_test_image_is_a_content(client, runs_root, data_dir):
 
 # ------------------------------------------------------------------ in a real browser
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture
 def server(tmp_path, runs_root):
-    uvicorn = pytest.importorskip("uvicorn")
     from cnnlab.serve.app import create_app
     app = create_app(runs_root, str(tmp_path / "data"), start_worker=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield url
 
 
 def test_a_client_that_hangs_up_stops_the_optimisation(server):
@@ -257,21 +241,11 @@ def test_a_client_that_hangs_up_stops_the_optimisation(server):
 
 
 def test_the_style_view_as_a_student_uses_it(server, runs_root, tmp_path):
-    if _chromium() is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
-    shots = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
     tiny_net(runs_root, "mosaic", 1)
     tiny_net(runs_root, "waves", 2)
     photo = tmp_path / "photo.png"
     photo.write_bytes(base64.b64decode(png(96, 72).split(",", 1)[1]))
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page(tmp_path, 1400, 1100) as (page, errors, shots):
         page.goto(server)
         page.click("nav button[data-page=style]")
         page.wait_for_selector("#style-bundled button[data-style=stripes]")
@@ -296,4 +270,3 @@ def test_the_style_view_as_a_student_uses_it(server, runs_root, tmp_path):
         assert captions[0] == "photo" and [c.split(" (")[0] for c in captions[1:]] == ["1. mosaic", "2. mosaic", "3. waves"]
         page.screenshot(path=str(shots / "style.png"), full_page=True)
         assert errors == []
-        browser.close()
