@@ -4,15 +4,12 @@ then, on a click, one unit (its receptive field and what feeds it) or a class's 
 Grad-CAM: which pixels made it say 7)."""
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import threading
 
-from ..errors import TooLarge, UserError
+from ..errors import UserError
 from ..rundir import Run
-from ..schema.limits import MAX_PIXELS, MAX_UPLOAD_BYTES
 from .runs import final_weights
+from .uploads import open_upload
 
 
 class SeeCache:
@@ -94,33 +91,11 @@ def _image(cache: SeeCache, run: Run, trained, image: str | None, test_index: in
 
 
 def decode_upload(data_url: str, input_shape) -> "np.ndarray":  # noqa: F821
-    """A data: URL image -> uint8 (C, H, W) of the model's input size. Over the size limit is TooLarge; what
-    does not decode (or decodes to more than MAX_PIXELS: a decompression bomb stops at the header) is a
-    UserError, never a crash."""
+    """A data: URL image -> uint8 (C, H, W) of the model's input size (cnnlab/app/uploads.py: its limits)."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
-    payload = data_url.split(",", 1)[1] if data_url.startswith("data:") else data_url
-    if len(payload) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
-        raise TooLarge(f"image: over the upload limit of {MAX_UPLOAD_BYTES / 2 ** 20:.0f} MB")
-    try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise UserError("image: not base64 data") from None
-    if len(raw) > MAX_UPLOAD_BYTES:
-        raise TooLarge(f"image: {len(raw) / 2 ** 20:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 2 ** 20:.0f} MB")
+    from PIL import Image
     channels, h, w = input_shape
-    try:
-        with Image.open(io.BytesIO(raw)) as img:  # reads the header only: the size is checked before decoding
-            if img.width * img.height > MAX_PIXELS:
-                raise UserError(f"image: {img.width}x{img.height} is more than {MAX_PIXELS:,} pixels")
-            img = img.convert("RGBA")
-            background = Image.new("RGBA", img.size, (255, 255, 255, 255) if channels == 3 else (0, 0, 0, 255))
-            img = Image.alpha_composite(background, img).convert("L" if channels == 1 else "RGB")
-            img = img.resize((w, h), Image.BILINEAR)
-            array = np.array(img, dtype=np.uint8)  # a copy torch may write to
-    except UserError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
-            SyntaxError, ValueError) as exc:
-        raise UserError(f"image: cannot decode it ({type(exc).__name__}); send a PNG or JPEG") from None
+    img = open_upload(data_url, "image", "L" if channels == 1 else "RGB",
+                      (255, 255, 255, 255) if channels == 3 else (0, 0, 0, 255))
+    array = np.array(img.resize((w, h), Image.BILINEAR), dtype=np.uint8)  # a copy torch may write to
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()

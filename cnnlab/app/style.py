@@ -155,43 +155,15 @@ def data_url(image) -> str:
 
 
 def decode_image(data: str, size: int, what: str = "image"):
-    """A data: URL upload -> (3, H, W) in [0, 1], its longer side `size`. The limits of See's uploads
-    (cnnlab/app/see.py): over MAX_UPLOAD_BYTES is TooLarge; more than MAX_PIXELS is refused from the header,
-    before decoding; what does not decode is a UserError naming `what`. PIL's globals are left alone."""
-    import base64
-    import binascii
-    import io
+    """A data: URL upload -> (3, H, W) in [0, 1], its longer side `size` (cnnlab/app/uploads.py: its limits)."""
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
-    from ..errors import TooLarge
-    from ..schema.limits import MAX_PIXELS, MAX_UPLOAD_BYTES
-    if not isinstance(data, str):
-        raise UserError(f"{what}: send a data: URL (PNG or JPEG)")
-    payload = data.split(",", 1)[1] if data.startswith("data:") else data
-    if len(payload) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
-        raise TooLarge(f"{what}: over the upload limit of {MAX_UPLOAD_BYTES / 2 ** 20:.0f} MB")
-    try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise UserError(f"{what}: not base64 data") from None
-    if len(raw) > MAX_UPLOAD_BYTES:
-        raise TooLarge(f"{what}: {len(raw) / 2 ** 20:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 2 ** 20:.0f} MB")
-    try:
-        with Image.open(io.BytesIO(raw)) as img:  # the header only: the size is checked before decoding
-            if img.width * img.height > MAX_PIXELS:
-                raise UserError(f"{what}: {img.width}x{img.height} is more than {MAX_PIXELS:,} pixels")
-            img = img.convert("RGBA")
-            img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img).convert("RGB")
-            scale = size / max(img.size)
-            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
-            array = np.asarray(img, dtype=np.float32) / 255
-    except UserError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
-            SyntaxError, ValueError) as exc:
-        raise UserError(f"{what}: cannot decode it ({type(exc).__name__}); send a PNG or JPEG") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    from PIL import Image
+    from .uploads import open_upload
+    img = open_upload(data, what)
+    scale = size / max(img.size)
+    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
 
 
 def test_image(runs_root: str | Path, run_id: str | None, index: int | None, size: int, cache=None):
