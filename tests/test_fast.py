@@ -162,7 +162,7 @@ def test_a_run_s_final_tta_reuses_the_last_epoch_s_plain_view(data_dir, tmp_path
     given = []
     views = engine._views
     monkeypatch.setattr(engine, "_views", lambda *a: given.append((bool(a[2]), a[4] is not None)) or views(*a))
-    job = Job(None, ["model=tutorial", "epochs=1", "batch_size=32", "eval_batch_size=200", "tta=true",
+    job = Job(None, ["model=tutorial", "epochs=1", "batch_size=32", "eval_batch_size=200", "tta=true", "augment.flip=horizontal",
                      f"data.dir={data_dir}"], run_dir=tmp_path / "r", store=False)
     result = job.run().result
     # the epoch-end evaluation computed the plain view; the final flip TTA reused it, computing the mirror only

@@ -21,10 +21,12 @@ def cli(*args):
 
 @pytest.fixture
 def cifar_run(data_dir, tmp_path, capsys):
-    """Two epochs on the tiny CIFAR-10 set: natural images, so training flips and the test set gets flip TTA."""
+    """Two epochs on the tiny CIFAR-10 set with the data set's augmentation asked for (a run this short has
+    none by default): natural images, so training flips and the test set gets flip TTA."""
     run = tmp_path / "run"
     assert cli("train", "--data", "cifar10", "--data-dir", data_dir, "--set", "model=tutorial", "--set",
-               "batch_size=32", "--set", "eval_batch_size=100", "--epochs", 2, "--run-dir", run) == 0
+               "batch_size=32", "--set", "eval_batch_size=100", "--set", "augment.flip=horizontal", "--epochs", 2,
+               "--run-dir", run) == 0
     capsys.readouterr()
     return run
 

@@ -117,6 +117,7 @@ def samples(name: str, out: str | Path | None = None, augment=None, data_dir: st
     import torch
     from .. import config as config_mod
     from ..train.augment import Augmenter
+    from ..train.session import augmentation
     from ..viz.grid import image_grid
     ds = load_dataset(name, data_dir, root=root)
     gen = torch.Generator().manual_seed(seed)
@@ -127,10 +128,10 @@ def samples(name: str, out: str | Path | None = None, augment=None, data_dir: st
     if augment is not None:
         given = augment if isinstance(augment, dict) and augment else "auto" if augment in ({}, None) else augment
         source = given if isinstance(given, str) and Path(given).exists() else \
-            {"augment": given, "data": {"name": ds.name if ds.name in SOURCES else "imagefolder"}}
+            {"augment": given, "data": {"name": ds.name, "dir": data_dir} if ds.name in SOURCES else
+             {"name": "imagefolder", "root": str(root or name)}}
         cfg, _ = config_mod.resolve(source)
-        settings = config_mod.augment_settings(cfg, ds.name if ds.name in config_mod.AUGMENT_DEFAULTS
-                                               else "imagefolder")
+        settings = augmentation(cfg)  # as a run of this config would: an image folder's flips by its content
         augmenter = Augmenter(settings, [0.0] * ds.input_shape[0], [1.0] * ds.input_shape[0], torch.device("cpu"))
         images = augmenter.augment(images, gen)
         title += ", augmented: " + ", ".join(f"{k}={v}" for k, v in settings.model_dump().items()

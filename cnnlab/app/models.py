@@ -12,7 +12,7 @@ from ..diagnose.check import check_model
 from ..diagnose.lint import Finding, lint, lint_spec, render as render_lint
 from ..errors import NotFound, UserError
 from ..models import build_model, list_models, model_spec, resolve_spec
-from ..models.layers import LAYERS, normalise_entry
+from ..models.layers import normalise_entry, written_args
 from ..models.summary import Summary, render as render_summary, summarize
 from ..models.templates import TEMPLATES
 from ..yamlio import load_yaml, parse_yaml
@@ -120,7 +120,7 @@ def _apply_step(items: list[dict], step: dict) -> str:
         items.insert(n + (step["where"] == "after"), {"entry": step["entry"], "at": None, "changed": True})
         return f"added {_kind(step['entry'])} {step['where']} layer {step['layer']} ({kind})"
     # set: the entry written out as {kind: {args}}, the key set (or dropped: back to its default)
-    kind, args = _written_args(items[n]["entry"])
+    kind, args = written_args(items[n]["entry"])
     if step["value"] is None:
         args.pop(step["key"], None)
         what = f"dropped {step['key']} from layer {step['layer']} ({kind})"
@@ -130,18 +130,6 @@ def _apply_step(items: list[dict], step: dict) -> str:
         what = f"set {step['key']}: {value} on layer {step['layer']} ({kind})"
     items[n].update(entry={kind: args} if args else kind, changed=True)
     return what
-
-
-def _written_args(entry) -> tuple[str, dict]:
-    """`conv`, `{conv: 32}` or `{conv: {filters: 32}}` -> ('conv', the arguments as written)."""
-    if isinstance(entry, str):
-        return entry, {}
-    (kind, value), = entry.items()
-    if value is None:
-        return kind, {}
-    if isinstance(value, dict):
-        return kind, dict(value)
-    return kind, {LAYERS[kind].main: value}
 
 
 def refuse_code(model, where: str = "model") -> None:

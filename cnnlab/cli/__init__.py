@@ -9,6 +9,7 @@ from ..errors import UserError
 from .models import (cmd_recipes, cmd_data_info, cmd_data_show, cmd_export, cmd_import, cmd_lint, cmd_models, cmd_schema,
                      cmd_summary)
 from .runs import cmd_doctor, cmd_eval, cmd_lr_find, cmd_predict, cmd_resume, cmd_sanity, cmd_stop, cmd_train
+from .rescue import cmd_rescue
 from .serve import cmd_serve
 from .style import cmd_style
 from .sweep import cmd_sweep
@@ -120,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", choices=["float", "uint8"], default="float",
                    help="what the exported model takes: float images in [0, 1] (default) or uint8 0..255")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("rescue", help="take a stuck model (config, model file, run, Keras or PyTorch source) and "
+                       "let the doctor fix, try and keep what helps within a compute budget")
+    p.add_argument("model", help="a training config, a model file, a run directory, a named architecture, or a "
+                   "Keras/PyTorch source (file.py, file.py:Class, package.module:Class)")
+    p.add_argument("--data", help="data set (default: the config's, else cifar10)")
+    p.add_argument("--budget", default="15", help="compute for the search and the final run: epochs of the "
+                   "training set (15, the default) or PFLOP (0.2pflop)")
+    p.add_argument("--change-architecture", action="store_true",
+                   help="also try batchnorm, padding and wider convs (each listed); the layers are kept otherwise")
+    p.add_argument("--name", help="the rescue's folder under RUNS/rescues/ (default MODEL-DATA); the same name "
+                   "continues a stopped rescue")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs-root", help="where runs go (default runs/)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_rescue)
 
     p = sub.add_parser("sweep", help="hyperparameter sweep with Optuna (or `cnnlab sweep report NAME`)")
     p.add_argument("target", help="a sweep file (SWEEP.yaml), or `report`")

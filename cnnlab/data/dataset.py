@@ -17,6 +17,7 @@ from ..errors import UserError, unknown
 from . import readers
 from .catalog import DATASET_NAMES, SOURCES, Source
 from .download import DownloadFailed, download_source
+from .mirror import MirrorTest, mirror_test
 
 
 @dataclass
@@ -142,20 +143,46 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split
                         None if val_y is None else t(val_y))
 
 
-_shapes: dict[tuple, tuple[tuple, int]] = {}  # an image folder is read once per process for its shape
-_shapes_lock = threading.Lock()
+@dataclass(frozen=True)
+class FolderFacts:
+    """What training on an image folder needs to know before it starts, read once per process."""
+    input_shape: tuple
+    num_classes: int
+    train_images: int
+    mirror: MirrorTest          # whether flips keep labels (cnnlab.data.mirror)
+
+
+_facts: dict[tuple, FolderFacts] = {}  # an image folder is read once per process (the last 32 remembered)
+_facts_lock = threading.Lock()
+
+
+def folder_facts(name: str, data_dir=None, root=None, image_size=None) -> FolderFacts:
+    key = (name, str(data_dir), str(root), str(image_size))
+    with _facts_lock:
+        if key not in _facts:
+            ds = load_dataset(name, data_dir, root=root, image_size=image_size)
+            if len(_facts) >= 32:
+                _facts.pop(next(iter(_facts)))
+            _facts[key] = FolderFacts(ds.input_shape, ds.num_classes, len(ds.train_x),
+                                      mirror_test(ds.train_x, ds.train_y))
+        return _facts[key]
 
 
 def input_spec(name: str, data_dir=None, root=None, image_size=None) -> tuple[tuple, int]:
     """(input shape, class count) of a data set: known without reading for the built-in sets; an image folder
-    is read (once per process, the last 32 remembered) to find its image size and classes."""
+    is read (once per process) to find its image size and classes."""
     if name in SOURCES:
         return SOURCES[name].input_shape, SOURCES[name].num_classes
-    key = (name, str(data_dir), str(root), str(image_size))
-    with _shapes_lock:
-        if key not in _shapes:
-            ds = load_dataset(name, data_dir, root=root, image_size=image_size)
-            if len(_shapes) >= 32:
-                _shapes.pop(next(iter(_shapes)))
-            _shapes[key] = (ds.input_shape, ds.num_classes)
-        return _shapes[key]
+    facts = folder_facts(name, data_dir, root, image_size)
+    return facts.input_shape, facts.num_classes
+
+
+def train_images(data) -> int:
+    """How many images a run on `data` (a DataConfig) trains on: the official count for a built-in set, the
+    folder's count for an image folder, less the validation split, at most `limit`."""
+    total = SOURCES[data.name].train_images if data.name in SOURCES else \
+        folder_facts(data.name, data.dir, data.root, data.image_size).train_images
+    kept = total - round(total * (data.val_split or 0))
+    if data.subset:
+        kept = round(kept * data.subset)
+    return min(kept, data.limit) if data.limit else kept

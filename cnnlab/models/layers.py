@@ -76,6 +76,19 @@ def activation_module(name: str | None, where: str, slope: float = 0.01, alpha: 
 
 # ------------------------------------------------------------------ parsing one entry
 
+def written_args(entry) -> tuple[str, dict]:
+    """`conv`, `{conv: 32}` or `{conv: {filters: 32}}` -> ('conv', the arguments as written, unchecked): what an
+    edit changes, so the model keeps the form its author gave it."""
+    if isinstance(entry, str):
+        return entry, {}
+    (kind, value), = entry.items()
+    if value is None:
+        return kind, {}
+    if isinstance(value, dict):
+        return kind, dict(value)
+    return kind, {LAYERS[kind].main: value}
+
+
 def normalise_entry(entry, where: str) -> tuple[str, dict]:
     """`conv`, `{conv: 32}` or `{conv: {filters: 32}}` -> ('conv', {all arguments, checked, with defaults})."""
     if isinstance(entry, str):

@@ -50,6 +50,8 @@ class DataConfig(Section):
     val_split: Fraction | None = 0.0      # fraction of training images held out (stratified, seeded) for validation
     download: bool = True
     limit: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # use only the first N training images
+    # train on this fraction of the training images, the same share of every class (seeded): quick trials
+    subset: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 def _betas(v):
@@ -156,13 +158,15 @@ class TrainConfig(Section):
     model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
         {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})] = "tutorial"
     data: DataConfig = DataConfig()
-    augment: Literal["auto", "none"] | AugmentConfig | None = "auto"  # auto: the data set's defaults
+    # auto: the data set's defaults, or none in a run of fewer than 5 epochs (cnnlab/config.py)
+    augment: Literal["auto", "none"] | AugmentConfig | None = "auto"
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     loss: LossConfig = LossConfig()
     grad_clip: Annotated[float, Field(gt=0, le=1e6)] | None = None    # max global gradient norm
     epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
-    batch_size: Count = 128
+    # left out: 128, or smaller (down to 32) where the run would make fewer than 1,000 steps (cnnlab/config.py)
+    batch_size: Count | None = None
     eval_batch_size: Count = 1000
     # forward/backward each batch in pieces of this many images, summing their gradients into one step
     # (BatchNorm then normalises each piece: "ghost" batch norm); auto: pieces on a CPU, the whole batch on a GPU

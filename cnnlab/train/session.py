@@ -11,14 +11,14 @@ from pathlib import Path
 import torch
 
 from .. import config as config_mod
-from ..data import ImageDataset, load_dataset
+from ..data import SOURCES, ImageDataset, folder_facts, load_dataset, stratified_split, train_images
 from ..device import available_memory, choose_placement, should_compile
 from ..errors import UserError
 from ..fsutil import atomic_path, write_text
 from ..models import build_model, resolve_spec
 from ..models.summary import render, summarize
 from ..rundir import write_metrics
-from ..schema.config import TrainConfig
+from ..schema.config import AugmentConfig, TrainConfig
 from ..yamlio import Located
 from .augment import Augmenter
 from . import distributed
@@ -49,9 +49,39 @@ def prepare(config=None, overrides: list | None = None) -> tuple[TrainConfig, Lo
         spec = located.sub(("model",))  # written inline in the config file
     else:
         spec = Located(model, "model")
+    return cfg.model_copy(update={"model": model, "name": cfg.name or _default_name(model),
+                                  "augment": augmentation(cfg), "batch_size": _batch_size(cfg)}), spec
+
+
+def augmentation(cfg: TrainConfig):
+    """A built-in set's augmentation comes from its table; an image folder's flips from its content
+    (cnnlab.data.mirror), read only where the table's flip would be used."""
     name = cfg.data.name
-    augment = config_mod.augment_settings(cfg, name if name in config_mod.AUGMENT_DEFAULTS else "imagefolder")
-    return cfg.model_copy(update={"model": model, "name": cfg.name or _default_name(model), "augment": augment}), spec
+    kind = name if name in config_mod.AUGMENT_DEFAULTS else "imagefolder"
+    choice = cfg.augment
+    table_flip = kind == "imagefolder" and (
+        (choice == "auto" and cfg.epochs >= config_mod.SHORT_RUN_EPOCHS)
+        or (isinstance(choice, AugmentConfig) and choice.flip is None))
+    facts = _folder(cfg) if table_flip else None
+    return config_mod.augment_settings(cfg, kind, facts.mirror.keeps_labels if facts else True)
+
+
+def _batch_size(cfg: TrainConfig) -> int:
+    if cfg.batch_size:
+        return cfg.batch_size
+    if cfg.data.name not in SOURCES and _folder(cfg) is None:
+        return config_mod.LARGEST_AUTO_BATCH
+    return config_mod.auto_batch_size(train_images(cfg.data), cfg.epochs)
+
+
+def _folder(cfg: TrainConfig):
+    """An image folder's facts, or None where it cannot be read: the run then fails on it as it starts, with
+    its reason recorded where the user looks for runs (Runs, the store), not only in this caller's reply."""
+    d = cfg.data
+    try:
+        return folder_facts(d.name, d.dir, d.root, d.image_size)
+    except UserError:
+        return None
 
 
 def prepare_config(config=None, overrides: list | None = None) -> TrainConfig:
@@ -61,6 +91,9 @@ def prepare_config(config=None, overrides: list | None = None) -> TrainConfig:
 def prepare_data(cfg: TrainConfig) -> ImageDataset:
     d = cfg.data
     dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download)
+    if d.subset and d.subset < 1:
+        _, kept = stratified_split(dataset.train_y.numpy(), d.subset, cfg.seed)
+        dataset.train_x, dataset.train_y = dataset.train_x[kept], dataset.train_y[kept]
     if d.limit:
         dataset.train_x, dataset.train_y = dataset.train_x[:d.limit], dataset.train_y[:d.limit]
     return dataset

@@ -94,6 +94,29 @@ document.body.setAttribute('data-images-ok',imgs.filter(function(i){return i.nat
 </script>"""
 
 
+def _rescue_section(run: Run) -> str:
+    """The final run of `cnnlab rescue` carries its journal (rescue.json): what each change gave."""
+    path = run.dir / "rescue.json"
+    if not path.exists():
+        return ""
+    import json
+    e = html.escape
+    data = json.loads(path.read_text())
+    per_epoch = data["train_images"]
+    rows = []
+    for s in data["steps"]:
+        val = f"test {s['test_acc']:.4f}" if s.get("test_acc") is not None else \
+            (f"{s['val_acc']:.4f}" if s.get("val_acc") is not None else "")
+        rows.append(f"<tr><td>{e(s['name'])}</td><td>{e(s['label'])}</td><td>{'yes' if s['architecture'] else 'no'}"
+                    f"</td><td>{val}</td><td>{e(s.get('verdict') or '')}</td><td>{'yes' if s.get('kept') else 'no'}</td>"
+                    f"<td>{s['images'] / per_epoch:.2f}</td></tr>")
+    return (f"<section id='rescue'><h2>Rescue: what each change gave</h2><p>cnnlab rescue {e(data['name'])}, "
+            f"budget {e(data['budget'])}: each change tried as a run branched from the best so far, judged on a "
+            "validation split; kept only when it helped.</p><table><tr><th>step</th><th>change</th>"
+            "<th>architecture</th><th>validation accuracy</th><th>doctor</th><th>kept</th><th>cost (epochs)</th></tr>"
+            f"{''.join(rows)}</table></section>")
+
+
 def render_html(run: Run, figs: dict) -> str:
     from ..diagnose.facts import diagnose_run
     from ..diagnose.lint import lint
@@ -121,6 +144,7 @@ def render_html(run: Run, figs: dict) -> str:
 <section id="summary"><h2>Model summary and lint</h2><pre>{e(summary)}</pre>{lint_html}</section>
 <section id="curves"><h2>Curves</h2>{_img(figs['curves'], 'loss and accuracy curves')}</section>
 <section id="diagnosis"><h2>Diagnosis</h2><pre class="prose">{e(verdict.render())}</pre></section>
+{_rescue_section(run)}
 <section id="confusion"><h2>Confusion matrix</h2>{_img(figs['confusion'], 'confusion matrix')}</section>
 <section id="per-class"><h2>Per-class accuracy, precision and recall</h2>
 <table><tr><th>class</th><th>test images</th><th>accuracy (recall)</th><th>precision</th></tr>{per_class}</table></section>

@@ -1,0 +1,149 @@
+"""`cnnlab rescue MODEL --data NAME --budget 15`: bring a stuck model in any form and let the doctor act.
+
+MODEL is a training config (the user's own settings come with it), a model file, a finished run, a named
+architecture, or a Keras / PyTorch source as `cnnlab import` reads it. Lint's mechanical fixes go first,
+each shown as a diff; then cnnlab.rescue.loop searches within the budget and trains the final model.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from ..rescue.budget import Meter, parse_budget
+from ..rescue.loop import Journal, Rescue, Step, render_table
+from ..yamlio import load_yaml
+from .datasets import config_input
+from .models import apply_fix, import_model, lint_model
+
+SOURCE_SUFFIXES = (".py", ".json", ".keras", ".h5")
+
+
+@dataclass
+class Rescued:
+    folder: Path
+    final: Step
+    table: str
+    fixes: list[str]
+
+
+def load_start(model: str, runs_root: Path) -> tuple[dict, str]:
+    """(the config to start from, a name for the rescue) for any form MODEL takes."""
+    path = Path(model)
+    if path.is_dir() and (path / "config.yaml").exists():  # a finished run: its config, settings and all
+        config = load_yaml(path / "config.yaml").data
+        for key in ("name", "parent"):
+            config.pop(key, None)
+        return config, path.name
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        data = load_yaml(path).data
+        if isinstance(data, dict) and "layers" not in data and "model" in data:
+            config = dict(data)  # a training config: the user's settings are the starting point
+            if isinstance(config["model"], str) and config["model"].endswith((".yaml", ".yml")):
+                model_path = (path.parent / config["model"])
+                config["model"] = load_yaml(model_path if model_path.exists() else config["model"]).data
+            config.pop("name", None)
+            return config, path.stem
+        return {"model": data}, path.stem
+    if path.suffix in SOURCE_SUFFIXES or re.fullmatch(r"[\w./-]+:\w+", model):
+        return {"model": {"source": model}}, re.sub(r"[^A-Za-z0-9]+", "-", path.stem.split(":")[0]).strip("-")
+    return {"model": model}, model  # a named architecture
+
+
+def _imported(source: str, folder: Path, data: str, data_dir, root) -> tuple[dict, list[str]]:
+    report = import_model(source, str(folder / "imported.yaml"), data, data_dir, root, overwrite=True)
+    return load_yaml(report.out).data, report.notes
+
+
+def _lint_fixes(model, data: str, data_dir) -> tuple[object, list[str]]:
+    """Every mechanical lint fix applied, one after another; each as a unified diff of the layer list."""
+    diffs = []
+    for _ in range(50):  # each fix removes its finding; 50 is far beyond any real model's findings
+        if not isinstance(model, dict) or not isinstance(model.get("layers"), list):
+            return model, diffs
+        report = lint_model(model, data, data_dir)
+        finding = next((f for f in report.findings if f.edit), None)
+        if finding is None:
+            return model, diffs
+        fixed = apply_fix(model, finding.rule, finding.layers, data, data_dir)
+        before = yaml.safe_dump(model["layers"], sort_keys=False, default_flow_style=None).splitlines()
+        after = yaml.safe_dump(fixed["layers"], sort_keys=False, default_flow_style=None).splitlines()
+        diff = "\n".join(difflib.unified_diff(before, after, "layers (as given)", "layers (fixed)", lineterm="", n=1))
+        diffs.append(f"lint fix [{finding.rule}]: {fixed['description']}\n{diff}")
+        model = {**model, "layers": fixed["layers"]}
+    return model, diffs
+
+
+def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str | None = None,
+           data_dir: str | None = None, root: str | None = None, allow_architecture: bool = False, seed: int = 0,
+           runs_root: str | None = None, store: bool = True, log=print, final_listeners=()) -> Rescued:
+    import torch
+    from ..data import load_dataset
+    from ..models import build_model
+    from ..models.summary import summarize
+    from ..train.session import prepare_config
+    from .job import Job
+    runs_root = Path(runs_root or "runs")
+    config, stem = load_start(model, runs_root)
+    config = json.loads(json.dumps(config))
+    data_section = config.setdefault("data", {}) if isinstance(config.get("data"), dict) else \
+        config.setdefault("data", {"name": config.get("data") or "cifar10"})
+    if data:
+        data_section["name"] = data
+    data_section.setdefault("name", "cifar10")
+    if data_dir:
+        data_section["dir"] = data_dir
+    if root:
+        data_section["root"] = root
+    for key in ("val_split", "subset", "limit"):  # the rescue chooses its own splits
+        data_section.pop(key, None)
+    data = data_section["name"]
+    name = name or f"{stem}-{Path(data).name}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,60}", name):
+        raise UserError(f"--name {name}: letters, digits, '.', '_' or '-' (at most 61)")
+    folder = runs_root / "rescues" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    if isinstance(config["model"], dict) and "source" in config["model"]:
+        config["model"], notes = _imported(config["model"]["source"], folder, data, data_section.get("dir"),
+                                           data_section.get("root"))
+    for note in notes:
+        log(f"note: {note}")
+    config["model"], fixes = _lint_fixes(config["model"], data, data_section.get("dir"))
+    for fix in fixes:
+        log(fix)
+    budget_ = parse_budget(budget)
+    cfg = prepare_config(config)  # every error in the config or model now, before anything trains
+    shape, classes = config_input(cfg)
+    with torch.device("meta"):
+        macs = summarize(build_model(cfg.model, shape, classes)).macs
+    d = cfg.data
+    full = load_dataset(d.name, d.dir, None, 0, d.root, d.image_size, d.download)  # the images there really are
+    meter = Meter(len(full.train_x), 6 * macs)
+    store_path = runs_root / "cnnlab.db" if store else None
+    loop = Rescue(config, budget_, folder, meter, Job, name=name, allow_architecture=allow_architecture, seed=seed,
+                  store=store_path, log=log, final_listeners=final_listeners)
+    if fixes and "lint" not in {s.name for s in loop.journal.steps}:
+        loop.journal.steps.insert(0, Step("lint", "; ".join(f.splitlines()[0].removeprefix("lint fix ") for f in fixes),
+                                          True, None, None, kept=True))
+    final = loop.run(lambda c: prepare_config(c).batch_size)
+    table = loop.table()
+    from ..fsutil import write_text
+    write_text(folder / "rescue.md", f"# rescue {name}\n\n{table}\n")
+    return Rescued(folder, final, table, fixes)
+
+
+def rescue_table(run_dir: str | Path) -> str | None:
+    """The rescue table a final run carries (rescue.json beside its metrics), or None."""
+    path = Path(run_dir) / "rescue.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    journal = Journal(data["budget"], data["final_epochs"], [Step(**s) for s in data["steps"]])
+    meter = Meter(data["train_images"], data["flop_per_image"])
+    return render_table(journal, meter, parse_budget(data["budget"]))
