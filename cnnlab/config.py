@@ -118,6 +118,11 @@ def resolve(config=None, overrides: list[str | Override] | None = None) -> tuple
         # a model file given where a config goes: train that model with the defaults (Keras's model.fit)
         model = located.source if Path(located.source).is_file() else located.data
         located = Located({"model": model}, located.source)
+    model = located.data.get("model")
+    if isinstance(model, str) and model.endswith((".yaml", ".yml")) and Path(located.source).is_file():
+        beside = Path(located.source).parent / model  # a model file named in a config is found beside it first
+        if beside.is_file() and not Path(model).is_file():
+            located.data = {**located.data, "model": str(beside)}
     changes = [o if isinstance(o, Override) else parse_override(o) for o in overrides or []]
     recipe, label = located.data.get("recipe"), located.where(("recipe",))
     for change in changes:  # the last recipe named wins

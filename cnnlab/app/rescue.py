@@ -44,9 +44,15 @@ def load_start(model: str, runs_root: Path) -> tuple[dict, str]:
         data = load_yaml(path).data
         if isinstance(data, dict) and "layers" not in data and "model" in data:
             config = dict(data)  # a training config: the user's settings are the starting point
-            if isinstance(config["model"], str) and config["model"].endswith((".yaml", ".yml")):
-                model_path = (path.parent / config["model"])
-                config["model"] = load_yaml(model_path if model_path.exists() else config["model"]).data
+            given = config["model"]
+            if isinstance(given, str) and (given.endswith(SOURCE_SUFFIXES + (".yaml", ".yml")) or ":" in given):
+                file, _, cls = given.partition(":")
+                local = path.parent / file  # a file named in a config is found beside the config
+                file = str(local) if local.exists() else file
+                if given.endswith((".yaml", ".yml")):
+                    config["model"] = load_yaml(file).data
+                else:
+                    config["model"] = {"source": f"{file}:{cls}" if cls else file}
             config.pop("name", None)
             return config, path.stem
         return {"model": data}, path.stem

@@ -1,0 +1,1 @@
+"""Rescue: take a stuck model and let the doctor act — fix, try, keep what helps — within a compute budget."""
