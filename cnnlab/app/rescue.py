@@ -35,7 +35,10 @@ class Rescued:
 def load_start(model: str, runs_root: Path) -> tuple[dict, str]:
     """(the config to start from, a name for the rescue) for any form MODEL takes."""
     path = Path(model)
-    if path.is_dir() and (path / "config.yaml").exists():  # a finished run: its config, settings and all
+    if path.is_dir() and not (path / "config.yaml").exists():
+        raise UserError(f"{model}: a folder, but not a run (no config.yaml); MODEL is a run, a config, a model "
+                        "file, a named architecture or a Keras/PyTorch source")
+    if path.is_dir():  # a run: its config, settings and all
         config = load_yaml(path / "config.yaml").data
         for key in ("name", "parent"):
             config.pop(key, None)
@@ -109,7 +112,7 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
     for key in ("val_split", "subset", "limit"):  # the rescue chooses its own splits
         data_section.pop(key, None)
     data = data_section["name"]
-    name = name or f"{stem}-{Path(data).name}"
+    name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{Path(data).name}").strip("-.")[:61]
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,60}", name):
         raise UserError(f"--name {name}: letters, digits, '.', '_' or '-' (at most 61)")
     folder = runs_root / "rescues" / name

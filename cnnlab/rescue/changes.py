@@ -76,6 +76,8 @@ def _cnnlab_settings(config: dict) -> dict | None:
             _setting(config, "loss.label_smoothing") > 0:
         return None
     defaults = TrainConfig().model_dump()
+    if (config.get("batch_size") or 128) < 32:
+        config.pop("batch_size")  # a batch of a few images makes every step noisy (and slow): cnnlab's default
     config["optimizer"] = {"name": "sgd", "lr": defaults["optimizer"]["lr"], "momentum": 0.9, "nesterov": True,
                            "weight_decay": defaults["optimizer"]["weight_decay"]}
     config["schedule"] = {"name": "onecycle"}
@@ -185,7 +187,7 @@ def _pad_same(config: dict) -> dict | None:
 
 CHANGES = {c.name: c for c in [
     Change("sgd-onecycle", "cnnlab's training settings: SGD with Nesterov momentum, one-cycle schedule, "
-           "label smoothing 0.1, weight decay 5e-4", False, _cnnlab_settings),
+           "label smoothing 0.1, weight decay 5e-4 (and batch 128 for one below 32)", False, _cnnlab_settings),
     Change("lr-x3", "learning rate x3", False, _scale_lr(3)),
     Change("lr-div3", "learning rate /3", False, _scale_lr(1 / 3)),
     Change("augment", "augmentation: the data set's (crop; flips where they keep labels)", False, _augment),

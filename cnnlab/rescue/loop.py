@@ -83,7 +83,7 @@ class Rescue:
                             "that budget, or choose another --name")
         self.journal = old or Journal(str(budget), self.final)
         self._done = {s.name: s for s in self.journal.steps}
-        self.batch_size: int | None = None
+        self.prepare_batch: Callable[[dict], int] = lambda config: config.get("batch_size") or 128
 
     # ------------------------------------------------------------ bookkeeping
     def spent_epochs(self) -> float:
@@ -110,7 +110,8 @@ class Rescue:
         config["name"] = run_name
         config["epochs"] = self.final
         config["seed"] = self.seed
-        config["batch_size"] = self.batch_size
+        # the batch the final run of this config trains with: a learning rate found in a trial means the same there
+        config["batch_size"] = self.prepare_batch({**config, "epochs": self.final})
         put(config, "data.val_split", VAL_SPLIT)
         if self.final > 1:
             put(config, "data.subset", round(1 / self.final, 4))
@@ -151,9 +152,9 @@ class Rescue:
 
     # ------------------------------------------------------------ the loop
     def run(self, prepare_batch: Callable[[dict], int]) -> Step:
-        """Search within the budget, then train the final model. `prepare_batch(config)`: the batch size the
-        final run resolves to (trials use it too, so a learning rate found in a trial means the same)."""
-        self.batch_size = prepare_batch({**self.config, "epochs": self.final})
+        """Search within the budget, then train the final model. `prepare_batch(config)`: the batch size a
+        config resolves to in the final run (its trials use it too)."""
+        self.prepare_batch = prepare_batch
         self.log(f"rescue {self.name}: budget {self.budget} = {self.total_epochs:.1f} epochs of "
                  f"{self.meter.train_images:,} images ({self.meter.pflop(self.total_epochs * self.meter.train_images):.3g} "
                  f"PFLOP); final run {self.final} epochs, the rest for trials of {self.final} epochs on "
