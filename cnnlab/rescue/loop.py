@@ -246,8 +246,9 @@ class Rescue:
         spec = SweepSpec(name=f"{self.name}-lr", base=base, objective="val_acc", sampler="tpe", pruner="median",
                          trials=trials, seed=self.seed,
                          space={"optimizer.lr": Param(type="float", low=low, high=high, log=True)})
+        import torch
         return run_sweep(spec, self.folder, self.job, None, 1, Path(self.store) if self.store else None,
-                         log=lambda text: self.log(f"    lr {text}"))
+                         log=lambda text: self.log(f"    lr {text}"), threads=torch.get_num_threads())
 
     def _final(self, best: Step, best_config: dict) -> Step:
         if "final" in self._done and self._done["final"].test_acc is not None:

@@ -224,14 +224,15 @@ def _work_in_process(args) -> None:
 
 
 def run_sweep(spec: SweepSpec, runs_root: Path, job, url: str | None = None, workers: int = 1,
-              store_path: Path | None = None, log=print) -> object:
+              store_path: Path | None = None, log=print, threads: int | None = None) -> object:
     """Run the sweep with `workers` local processes sharing the study, each trial a run of `job` (the Job
-    class, handed down by the application layer: a trial is an ordinary run); returns the study."""
+    class, handed down by the application layer: a trial is an ordinary run); returns the study. `threads`:
+    torch threads per worker (default: the cores shared out)."""
     cores = os.cpu_count() or 1
     if workers > cores:
         log(f"warning: {workers} workers on {cores} cores: they compete for the cores, and the sweep takes longer "
             f"in total than with {cores}")
-    threads = max(1, cores // workers)
+    threads = threads or max(1, cores // workers)
     base = base_config(spec)
     first = {k: (p.choices[0] if p.type == "categorical" else (int(p.low) if p.type == "int" else p.low))
              for k, p in spec.space.items()}
