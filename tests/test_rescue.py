@@ -82,6 +82,10 @@ def test_a_rescue_fixes_lint_branches_trials_keeps_what_helps_and_trains_the_fin
     from cnnlab.track.store import Store
     rows = {r["id"]: r for r in Store(runs / "cnnlab.db").runs()}
     assert any("rescue:stuck-cifar10" in (r.get("tags") or []) for r in rows.values())
+    # the same name with other arguments is refused, not mixed into this rescue's journal
+    assert main(["rescue", str(config), "--data", "cifar10", "--data-dir", str(data_dir), "--budget", "6",
+                 "--runs-root", str(runs), "--seed", "1"]) == 2
+    assert "was started with other arguments" in capsys.readouterr().err
     assert main(["report", steps["final"]["run"]]) == 0
     assert "Rescue: what each change gave" in (Path(steps["final"]["run"]) / "report.html").read_text()
 

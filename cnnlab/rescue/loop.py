@@ -78,9 +78,14 @@ class Rescue:
         self.final = final_epochs(self.total_epochs)
         self.path = folder / "rescue.json"
         old = Journal.load(self.path)
-        if old is not None and (old.budget != str(budget) or old.final_epochs != self.final):
-            raise UserError(f"{self.path}: this rescue was started with --budget {old.budget}; run it again with "
-                            "that budget, or choose another --name")
+        if old is not None:
+            started = json.loads(self.path.read_text())
+            same = (old.budget == str(budget) and old.final_epochs == self.final and started.get("seed") == seed
+                    and started.get("allow_architecture") == allow_architecture and started.get("config") == config)
+            if not same:
+                raise UserError(f"{self.path}: rescue {name} was started with other arguments (budget {old.budget}, "
+                                f"seed {started.get('seed')}); run it again with those to continue, or choose "
+                                "another --name")
         self.journal = old or Journal(str(budget), self.final)
         self._done = {s.name: s for s in self.journal.steps}
         self.prepare_batch: Callable[[dict], int] = lambda config: config.get("batch_size") or 128
