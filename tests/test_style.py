@@ -1,6 +1,7 @@
-"""Style transfer on small images, checked the way a user would judge it: the style loss falls, a style weight
-of 0 gives back the content image, a seed gives the same picture, a wrong weights file names its layer, and the
-fast network paints a batch exactly as it paints each image."""
+"""Style transfer on small images, checked the way a user would judge it: the style loss falls, the picture takes
+the style's texture (by Gabor statistics the loss network never sees), a style weight of 0 gives back the
+content image's layout, a seed gives the same picture, a wrong weights file names its layer, and the fast
+network paints a batch exactly as it paints each image."""
 from __future__ import annotations
 
 import sys
@@ -16,9 +17,11 @@ from cnnlab.errors import UserError
 from cnnlab.style.fast import StyleNet, apply_style_net, load_style_net, save_style_net
 from cnnlab.style.gatys import gram, stylise
 from cnnlab.style.lossnet import VGG, RandomLoss, RunLoss, load_vgg
+from cnnlab.style.texture import texture_distance, texture_movement
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from style_gallery import content_image, mosaic_image, waves_image  # noqa: E402
+from style_texture import RandomLossV1  # noqa: E402 — main's network before it carried texture
 
 STYLE_DROP = 5.0  # the style loss falls at least this many times in 40 Adam steps (48 px, random filters)
 
@@ -44,12 +47,40 @@ def test_the_style_loss_falls(images):
     assert result.history[0]["style"] / result.history[-1]["style"] >= STYLE_DROP
 
 
-def test_style_weight_zero_gives_back_the_content_image(images):
+def test_style_weight_zero_gives_back_the_content_images_layout(images):
+    # the random network reads content at 1/4 resolution (the fine texture is the style's): seen at that
+    # resolution, a start from noise (0.067 away) comes back to the content image
     content, style = images
+    low = lambda x: torch.nn.functional.avg_pool2d(x[None], 4)  # noqa: E731
     result = stylise(RandomLoss(), content, style, steps=40, style_weight=0, init="noise", optimizer="lbfgs")
-    assert ((result.image - content) ** 2).mean() < 0.01  # from noise (0.15 away) to the content image
+    assert ((low(result.image) - low(content)) ** 2).mean() < 0.01  # 0.005 here
     slower = stylise(RandomLoss(), content, style, steps=150, style_weight=0, init="noise", optimizer="adam")
-    assert ((slower.image - content) ** 2).mean() < 0.02  # Adam gets there too, in more steps
+    assert ((low(slower.image) - low(content)) ** 2).mean() < 0.015  # Adam gets there too (0.008)
+
+
+def test_the_gabor_texture_measure():
+    from cnnlab.app.style import bundled_style
+    stripes, dots = bundled_style("stripes", 64), bundled_style("dots", 64)
+    assert texture_distance(stripes, stripes) == 0
+    moved = torch.roll(stripes, 7, dims=2)  # the same texture elsewhere: Grams do not care where
+    assert texture_distance(moved, stripes, (4, 8)) < 0.1 < 0.5 < texture_distance(dots, stripes, (4, 8))
+    assert texture_distance(stripes * 0.5 + 0.3, stripes * 0.5) == pytest.approx(0, abs=1e-5)  # blind to flat colour
+    assert texture_movement(dots, stripes, stripes, (4, 8)) == 1 and texture_movement(dots, dots, stripes) == 0
+
+
+TEXTURE_MOVED = 0.15  # Gabor texture movement toward stripes in 60 steps at 96 px: 0.27 here, main's network 0.035
+
+
+def test_the_picture_takes_the_styles_texture():
+    from cnnlab.app.style import bundled_style
+    content, stripes = tensor(content_image(96)), bundled_style("stripes", 96)
+
+    def moved(net, style_weight=10.0):
+        out = stylise(net, content, stripes, steps=60, style_weight=style_weight).image
+        return texture_movement(content, out, stripes, wavelengths=(8, 16))
+    assert moved(RandomLoss()) > TEXTURE_MOVED
+    assert moved(RandomLossV1()) < TEXTURE_MOVED / 2  # main's network took the palette only: 0.035
+    assert abs(moved(RandomLoss(), style_weight=0)) < TEXTURE_MOVED / 2  # no style, no texture: 0.002
 
 
 def test_a_seed_gives_the_same_picture(images):

@@ -38,13 +38,15 @@ def targets(net: LossNet, content: torch.Tensor | None, style: torch.Tensor) -> 
     with torch.no_grad():
         style_maps = net(style)
         content_map = net(content)[net.content] if content is not None else None
-    return StyleTargets(content_map, {k: gram(style_maps[k]) for k in net.style})
+    # a multi-scale network leaves out levels too small to pool: the style layers are those the style image has
+    return StyleTargets(content_map, {k: gram(style_maps[k]) for k in net.style if k in style_maps})
 
 
 def losses(net: LossNet, image: torch.Tensor, t: StyleTargets, style_weight: float, content_weight: float,
            tv_weight: float) -> dict[str, torch.Tensor]:
     maps = net(image)
-    style = sum(F.mse_loss(gram(maps[k]), t.grams[k].expand(len(image), -1, -1)) for k in net.style) / len(net.style)
+    names = [k for k in t.grams if k in maps]
+    style = sum(net.style_loss(gram(maps[k]), t.grams[k].expand(len(image), -1, -1)) for k in names) / len(names)
     content = F.mse_loss(maps[net.content], t.content) if t.content is not None else image.new_zeros(())
     tv = total_variation(image)
     return {"style": style, "content": content, "tv": tv,
@@ -59,10 +61,12 @@ class Transfer:
 
 def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int = 300, style_weight: float = 10.0,
             content_weight: float = 1.0, tv_weight: float = 1e-3, optimizer: str = "adam", seed: int = 0,
-            init: str = "content", on_step: Callable[[int, dict, torch.Tensor], None] | None = None) -> Transfer:
+            init: str = "content", lr: float | None = None,
+            on_step: Callable[[int, dict, torch.Tensor], None] | None = None) -> Transfer:
     """Optimise an image (from the content image, or noise with `init='noise'`) for `steps` steps.
 
-    `content`, `style`: (3, H, W) in [0, 1]. Deterministic for a seed on the CPU."""
+    `content`, `style`: (3, H, W) in [0, 1]. `lr`: Adam's step in logit space, by default the loss network's
+    own (`net.lr`). Deterministic for a seed on the CPU."""
     torch.manual_seed(seed)
     t = targets(net, content[None], style[None])
     if init == "noise":
@@ -70,12 +74,17 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
     else:
         start = content[None].clone()
     # optimise in logit space: the image stays in (0, 1) without clamping, which L-BFGS dislikes
-    param = torch.logit(start.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
+    param = torch.logit(start.clamp(1e-3, 1 - 1e-3))
+    if init != "noise" and net.start_noise:
+        # a flat patch gets the same gradient at every pixel and so stays flat: texture cannot start there
+        # unless something breaks the symmetry
+        param += net.start_noise * torch.randn(param.shape, generator=torch.Generator().manual_seed(seed))
+    param.requires_grad_(True)
     history: list[dict] = []
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS([param], lr=1, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
     elif optimizer == "adam":
-        opt = torch.optim.Adam([param], lr=0.05)
+        opt = torch.optim.Adam([param], lr=lr or net.lr)
     else:
         raise UserError(f"optimizer '{optimizer}' is not valid; valid: lbfgs, adam")
     for step in range(1, steps + 1):

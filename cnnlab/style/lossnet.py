@@ -29,6 +29,12 @@ class LossNet(nn.Module):
     """features(x) -> {name: map} for images in [0, 1]; `content` names one layer, `style` several."""
     content: str
     style: list[str]
+    lr = 0.05  # Adam's step in logit space (cnnlab/style/gatys.py): what suits VGG's features
+    start_noise = 0.0  # std of the noise added (in logit space) to a start from the content image
+
+    def style_loss(self, g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """How far Gram matrix `g` is from the style's: the mean squared difference (Gatys et al.)."""
+        return F.mse_loss(g, target)
 
     def __init__(self, mean, std):
         super().__init__()
@@ -138,32 +144,68 @@ class RunLoss(LossNet):
 
 
 class RandomLoss(LossNet):
-    """Random filters at several scales (after Ustyuzhaninov et al. 2017): 64 unit-norm 5x5 filters on the
-    image at full, half, quarter and eighth resolution, each followed by ReLU. Scales come from pooling the
-    image rather than from large kernels: 23x23 filters at full size cost ~30x more for the same reach.
-    Content is read at full resolution (sharp edges), style at every scale."""
+    """Random filters on a five-level image pyramid (after Ustyuzhaninov, Brendel, Gatys & Bethge 2017): at
+    full, 1/2, 1/4, 1/8 and 1/16 resolution (binomial blur and subsample; a level under 8 px is skipped), 96
+    zero-mean unit-norm random filters per level, 3x3 to 7x7, each followed by ReLU. Scales come from the
+    pyramid rather than from large kernels: 23x23 filters at full size cost ~30x more for the same reach.
 
-    def __init__(self, seed: int = 0, filters: int = 64, kernel: int = 5, scales=(1, 2, 4, 8)):
+    What makes it carry texture, not only palette (bench/style_texture.py, docs/style/texture.md: Gabor texture
+    movement 0.44-0.67 on four styles, main's network -0.07-0.16, at the page's defaults):
+    - content is read at 1/4 resolution with each map's mean removed, so it pins the layout (where the house
+      and hills are) but leaves the fine texture, and each feature's overall strength, to the style;
+    - each level's Gram matrices are compared relative to the target's size (`style_loss`), so the fine
+      levels, whose Grams are small, count as much as the coarse ones;
+    - the start is the content image plus noise (`start_noise`), which gives texture somewhere to grow, and
+      Adam takes larger steps (`lr`) than for VGG, so 60 steps go far enough."""
+    STYLE_GAIN = 0.3    # times the default style weight 10: the house stays and the texture comes; 0.05 kept
+    #                     more of the house but less texture (movement 0.42-0.56 against 0.44-0.67)
+    CONTENT_LEVEL = 2   # 1/4 resolution: 32x32 for the page's 128 px
+    lr = 0.3            # Adam, in logit space: 0.15 reached movement 0.38-0.64, 0.3 0.44-0.69 in 60 steps
+    start_noise = 3.0   # logit-space std; 1.0 left flat patches flat (movement 0.13-0.43), 4.0 lost the layout
+
+    def __init__(self, seed: int = 0, filters: int | tuple = 96, kernels=(3, 5, 7, 5, 3), levels: int = 5,
+                 min_side: int = 8):
         super().__init__((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
         gen = torch.Generator().manual_seed(seed)
-        self.scales = scales
+        self.min_side = min_side
         self.convs = nn.ModuleList()
-        for _ in scales:
-            conv = nn.Conv2d(3, filters, kernel, padding=kernel // 2, padding_mode="reflect", bias=False)
+        widths = (filters,) * levels if isinstance(filters, int) else tuple(filters)
+        for level in range(levels):
+            kernel = kernels[level % len(kernels)]
+            conv = nn.Conv2d(3, widths[level], kernel, padding=kernel // 2, padding_mode="reflect", bias=False)
             weight = torch.randn(conv.weight.shape, generator=gen)
+            weight = weight - weight.mean(dim=(1, 2, 3), keepdim=True)  # zero-mean: edges, not brightness
             conv.weight.data = weight / weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
             self.convs.append(conv)
-        self.style = [f"scale{s}" for s in scales]
-        self.content = self.style[0]
+        self.style = [f"level{i}" for i in range(levels)]
+        self.content = "content"
         self.requires_grad_(False).eval()
 
     def forward(self, x):
         x = self.prepare(x)
         out = {}
-        for name, factor, conv in zip(self.style, self.scales, self.convs):
-            xs = F.avg_pool2d(x, factor) if factor > 1 and min(x.shape[-2:]) >= factor * 4 else x
-            out[name] = F.relu(conv(xs))
+        for name, conv in zip(self.style, self.convs):
+            if min(x.shape[-2:]) < self.min_side:
+                break
+            out[name] = F.relu(conv(x))
+            x = _half(x)
+        kept = [k for k in self.style if k in out]
+        level = out[kept[min(self.CONTENT_LEVEL, len(kept) - 1)]]
+        out["content"] = level - level.mean(dim=(2, 3), keepdim=True)
         return out
+
+    def style_loss(self, g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.STYLE_GAIN * F.mse_loss(g, target) / target.pow(2).mean().clamp_min(1e-12)
+
+
+def _half(x: torch.Tensor) -> torch.Tensor:
+    """Half the resolution with a binomial [1 4 6 4 1]/16 blur first: an average pool's gradient paints the
+    image in 2x2, 4x4 ... 16x16 blocks, which the optimiser then keeps."""
+    c = x.shape[1]
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
+    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, 5).expand(c, 1, 1, 5), stride=(1, 2), groups=c)
+    return F.conv2d(x, k.view(1, 1, 5, 1).expand(c, 1, 5, 1), stride=(2, 1), groups=c)
 
 
 def loss_network(spec: str | None, seed: int = 0) -> LossNet:
