@@ -120,7 +120,8 @@ def resolve(config=None, overrides: list[str | Override] | None = None) -> tuple
         located = Located({"model": model}, located.source)
     model = located.data.get("model")
     if isinstance(model, str) and model.endswith((".yaml", ".yml")) and Path(located.source).is_file():
-        beside = Path(located.source).parent / model  # a model file named in a config is found beside it first
+        # a model file named in a config: from the working directory, as always, else beside the config
+        beside = Path(located.source).parent / model
         if beside.is_file() and not Path(model).is_file():
             located.data = {**located.data, "model": str(beside)}
     changes = [o if isinstance(o, Override) else parse_override(o) for o in overrides or []]

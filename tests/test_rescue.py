@@ -15,6 +15,7 @@ from cnnlab.cli import main
 from cnnlab.errors import UserError
 from cnnlab.rescue.budget import Meter, parse_budget, final_epochs
 from cnnlab.rescue.changes import CHANGES, candidates
+from cnnlab.rundir import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +35,8 @@ def test_budgets_read_as_epochs_or_pflop_and_bad_ones_are_refused():
     meter = Meter(50_000, 6e9)  # 0.3 PFLOP an epoch
     assert meter.in_epochs(parse_budget("0.3pflop")) == pytest.approx(1.0)
     assert final_epochs(15) == 8
-    with pytest.raises(UserError, match="at least 3 epochs"):
-        final_epochs(1)
+    with pytest.raises(UserError, match="at least 2 epochs"):
+        final_epochs(1.8)
 
 
 def test_changes_edit_the_layer_list_as_written_and_architecture_needs_the_flag():
@@ -81,7 +82,10 @@ def test_a_rescue_fixes_lint_branches_trials_keeps_what_helps_and_trains_the_fin
     # the store links the runs and tags them; the final run's report carries the table
     from cnnlab.track.store import Store
     rows = {r["id"]: r for r in Store(runs / "cnnlab.db").runs()}
-    assert any("rescue:stuck-cifar10" in (r.get("tags") or []) for r in rows.values())
+    final_row = rows[Path(steps["final"]["run"]).name]
+    assert {"rescue:stuck-cifar10", "final"} <= set(final_row["tags"])
+    assert all("rescue:stuck-cifar10" in rows[Path(s["run"]).name]["tags"] for s in journal["steps"] if s["run"]
+               and s["name"] != "lr-search")
     # the same name with other arguments is refused, not mixed into this rescue's journal
     assert main(["rescue", str(config), "--data", "cifar10", "--data-dir", str(data_dir), "--budget", "6",
                  "--runs-root", str(runs), "--seed", "1"]) == 2
@@ -90,20 +94,38 @@ def test_a_rescue_fixes_lint_branches_trials_keeps_what_helps_and_trains_the_fin
     assert "Rescue: what each change gave" in (Path(steps["final"]["run"]) / "report.html").read_text()
 
 
-def test_a_killed_rescue_continues_where_it_stopped(tmp_path, data_dir):
-    runs = tmp_path / "runs"
+def _rescue(tmp_path, data_dir, name, fault=None):
     argv = [sys.executable, "-m", "cnnlab", "rescue", str(ROOT / "examples" / "keras-fragment.py"), "--data",
-            "cifar10", "--data-dir", str(data_dir), "--budget", "6", "--runs-root", str(runs), "--name", "frag"]
-    env = {**os.environ, "CNNLAB_FAULT": "epoch-end:5"}  # SIGKILL at the end of the 5th epoch it trains
-    killed = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+            "cifar10", "--data-dir", str(data_dir), "--budget", "6", "--runs-root", str(tmp_path / "runs"),
+            "--name", name]
+    env = {**os.environ, **({"CNNLAB_FAULT": fault} if fault else {})}  # SIGKILL at that point, the nth time
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+    journal = tmp_path / "runs" / "rescues" / name / "rescue.json"
+    return done, json.loads(journal.read_text()) if journal.exists() else None
+
+
+def _decisions(journal: dict) -> list:
+    return [(s["name"], s["kept"], s["val_acc"], s["parent"] and s["parent"].split("-", 1)[1]) for s in journal["steps"]]
+
+
+@pytest.mark.parametrize("kill_at", ["search", "final"])
+def test_a_killed_rescue_continues_and_decides_as_an_unkilled_one(tmp_path, data_dir, kill_at):
+    """Killed in the search or in the final run and started again: the same steps, decisions and final parent
+    as a rescue never killed (a Keras `model.add` fragment imported on the way)."""
+    whole, reference = _rescue(tmp_path, data_dir, "whole")
+    assert whole.returncode == 0, whole.stderr
+    folder = tmp_path / "runs" / "rescues" / "whole"
+    searched = sum(len(Run(m.parent).metrics) for m in folder.glob("*/metrics.csv") if not m.parent.name.endswith("final"))
+    nth = 5 if kill_at == "search" else searched + 2  # the final run's second epoch
+    killed, before = _rescue(tmp_path, data_dir, "frag", f"epoch-end:{nth}")
     assert killed.returncode == -9, killed.stderr
-    before = json.loads((runs / "rescues" / "frag" / "rescue.json").read_text())["steps"]
-    assert before and "final" not in {s["name"] for s in before}
-    again = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert "final" not in {s["name"] for s in before["steps"]}
+    assert (tmp_path / "runs" / "rescues" / "frag" / "frag-final").exists() == (kill_at == "final")
+    again, after = _rescue(tmp_path, data_dir, "frag")
     assert again.returncode == 0, again.stderr
-    after = json.loads((runs / "rescues" / "frag" / "rescue.json").read_text())["steps"]
-    assert after[:len(before)] == before and after[-1]["name"] == "final"
+    assert after["steps"][:len(before["steps"])] == before["steps"]
+    assert _decisions(after) == _decisions(reference)
     log = again.stdout.split("What each change gave")[0].splitlines()
     assert not any(line.lstrip().startswith("baseline ") for line in log)  # what was done is not done again
-    # the budget holds but for the epoch a kill cut short in the learning-rate search (its trial starts over)
-    assert sum(s["images"] for s in after) / 100 <= 6 + 0.9
+    # the budget holds but for an epoch a kill cut short in the learning-rate search (its trial starts over)
+    assert sum(s["images"] for s in after["steps"]) / after["train_images"] <= 6 + 0.9

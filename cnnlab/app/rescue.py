@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 from ..errors import UserError
+from ..fsutil import write_text
 from ..rescue.budget import Meter, parse_budget
-from ..rescue.loop import Journal, Rescue, Step, render_table
+from ..rescue.loop import Rescue, Step
 from ..yamlio import load_yaml
 from .datasets import config_input
 from .models import apply_fix, import_model, lint_model
@@ -29,10 +30,9 @@ class Rescued:
     folder: Path
     final: Step
     table: str
-    fixes: list[str]
 
 
-def load_start(model: str, runs_root: Path) -> tuple[dict, str]:
+def load_start(model: str) -> tuple[dict, str]:
     """(the config to start from, a name for the rescue) for any form MODEL takes."""
     path = Path(model)
     if path.is_dir() and not (path / "config.yaml").exists():
@@ -50,8 +50,8 @@ def load_start(model: str, runs_root: Path) -> tuple[dict, str]:
             given = config["model"]
             if isinstance(given, str) and (given.endswith(SOURCE_SUFFIXES + (".yaml", ".yml")) or ":" in given):
                 file, _, cls = given.partition(":")
-                local = path.parent / file  # a file named in a config is found beside the config
-                file = str(local) if local.exists() else file
+                beside = path.parent / file  # as `cnnlab train` finds it: from here, else beside the config
+                file = file if Path(file).exists() or not beside.exists() else str(beside)
                 if given.endswith((".yaml", ".yml")):
                     config["model"] = load_yaml(file).data
                 else:
@@ -98,10 +98,11 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
     from ..train.session import prepare_config
     from .job import Job
     runs_root = Path(runs_root or "runs")
-    config, stem = load_start(model, runs_root)
+    config, stem = load_start(model)
     config = json.loads(json.dumps(config))
-    data_section = config.setdefault("data", {}) if isinstance(config.get("data"), dict) else \
-        config.setdefault("data", {"name": config.get("data") or "cifar10"})
+    if not isinstance(config.get("data"), dict):  # `data: mnist` (a name), or `data:` left empty
+        config["data"] = {"name": config.get("data") or "cifar10"}
+    data_section = config["data"]
     if data:
         data_section["name"] = data
     data_section.setdefault("name", "cifar10")
@@ -137,22 +138,10 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
     store_path = runs_root / "cnnlab.db" if store else None
     loop = Rescue(config, budget_, folder, meter, Job, name=name, allow_architecture=allow_architecture, seed=seed,
                   store=store_path, log=log, final_listeners=final_listeners)
-    if fixes and "lint" not in {s.name for s in loop.journal.steps}:
-        loop.journal.steps.insert(0, Step("lint", "; ".join(f.splitlines()[0].removeprefix("lint fix ") for f in fixes),
-                                          True, None, None, kept=True))
-    final = loop.run(lambda c: prepare_config(c).batch_size)
+    if fixes:
+        loop.add_step(Step("lint", "; ".join(f.splitlines()[0].removeprefix("lint fix ") for f in fixes), True,
+                           None, None, kept=True))
+    final = loop.run()
     table = loop.table()
-    from ..fsutil import write_text
     write_text(folder / "rescue.md", f"# rescue {name}\n\n{table}\n")
-    return Rescued(folder, final, table, fixes)
-
-
-def rescue_table(run_dir: str | Path) -> str | None:
-    """The rescue table a final run carries (rescue.json beside its metrics), or None."""
-    path = Path(run_dir) / "rescue.json"
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text())
-    journal = Journal(data["budget"], data["final_epochs"], [Step(**s) for s in data["steps"]])
-    meter = Meter(data["train_images"], data["flop_per_image"])
-    return render_table(journal, meter, parse_budget(data["budget"]))
+    return Rescued(folder, final, table)

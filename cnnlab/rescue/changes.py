@@ -44,7 +44,7 @@ def put(config: dict, dotted: str, value) -> dict:
     return config
 
 
-def _setting(config: dict, dotted: str):
+def setting(config: dict, dotted: str):
     """The value a run would use: written, else the schema's default."""
     value = get(config, dotted)
     return value if value is not None else get(TrainConfig().model_dump(), dotted)
@@ -72,8 +72,8 @@ def _edit_layers(config: dict, step: Callable[[list], list | None]) -> dict | No
 def _cnnlab_settings(config: dict) -> dict | None:
     """SGD with Nesterov momentum and a one-cycle schedule, label smoothing, weight decay: what cnnlab's own
     defaults are, for a model trained with something else."""
-    if (_setting(config, "optimizer.name"), _setting(config, "schedule.name")) == ("sgd", "onecycle") and \
-            _setting(config, "loss.label_smoothing") > 0:
+    if (setting(config, "optimizer.name"), setting(config, "schedule.name")) == ("sgd", "onecycle") and \
+            setting(config, "loss.label_smoothing") > 0:
         return None
     defaults = TrainConfig().model_dump()
     if (config.get("batch_size") or 128) < 32:
@@ -86,7 +86,7 @@ def _cnnlab_settings(config: dict) -> dict | None:
 
 def _scale_lr(factor: float):
     def edit(config):
-        return put(config, "optimizer.lr", float(f"{_setting(config, 'optimizer.lr') * factor:.3g}"))
+        return put(config, "optimizer.lr", float(f"{setting(config, 'optimizer.lr') * factor:.3g}"))
     return edit
 
 
@@ -111,14 +111,14 @@ def _cutout(config: dict) -> dict | None:
 
 def _scale_weight_decay(factor: float):
     def edit(config):
-        now = _setting(config, "optimizer.weight_decay")
+        now = setting(config, "optimizer.weight_decay")
         new = 5e-4 if now == 0 and factor > 1 else now * factor
         return None if new == now else put(config, "optimizer.weight_decay", float(f"{new:.3g}"))
     return edit
 
 
 def _label_smoothing(config: dict) -> dict | None:
-    return None if _setting(config, "loss.label_smoothing") > 0 else put(config, "loss.label_smoothing", 0.1)
+    return None if setting(config, "loss.label_smoothing") > 0 else put(config, "loss.label_smoothing", 0.1)
 
 
 def _grad_clip(config: dict) -> dict | None:
@@ -191,7 +191,7 @@ CHANGES = {c.name: c for c in [
     Change("lr-x3", "learning rate x3", False, _scale_lr(3)),
     Change("lr-div3", "learning rate /3", False, _scale_lr(1 / 3)),
     Change("augment", "augmentation: the data set's (crop; flips where they keep labels)", False, _augment),
-    Change("cutout", "augmentation: cutout 8", False, _cutout),
+    Change("cutout", "augmentation: cutout 8 (with the data set's crop and flip)", False, _cutout),
     Change("more-decay", "weight decay x3 (5e-4 where there was none)", False, _scale_weight_decay(3)),
     Change("less-decay", "weight decay /3", False, _scale_weight_decay(1 / 3)),
     Change("label-smoothing", "label smoothing 0.1", False, _label_smoothing),

@@ -62,19 +62,19 @@ def augmentation(cfg: TrainConfig):
     table_flip = kind == "imagefolder" and (
         (choice == "auto" and cfg.epochs >= config_mod.SHORT_RUN_EPOCHS)
         or (isinstance(choice, AugmentConfig) and choice.flip is None))
-    facts = _folder(cfg) if table_flip else None
+    facts = _folder_facts_or_none(cfg) if table_flip else None
     return config_mod.augment_settings(cfg, kind, facts.mirror.keeps_labels if facts else True)
 
 
 def _batch_size(cfg: TrainConfig) -> int:
     if cfg.batch_size:
         return cfg.batch_size
-    if cfg.data.name not in SOURCES and _folder(cfg) is None:
+    if cfg.data.name not in SOURCES and _folder_facts_or_none(cfg) is None:
         return config_mod.LARGEST_AUTO_BATCH
     return config_mod.auto_batch_size(train_images(cfg.data), cfg.epochs)
 
 
-def _folder(cfg: TrainConfig):
+def _folder_facts_or_none(cfg: TrainConfig):
     """An image folder's facts, or None where it cannot be read: the run then fails on it as it starts, with
     its reason recorded where the user looks for runs (Runs, the store), not only in this caller's reply."""
     d = cfg.data

@@ -110,7 +110,7 @@ def _rescue_section(run: Run) -> str:
         rows.append(f"<tr><td>{e(s['name'])}</td><td>{e(s['label'])}</td><td>{'yes' if s['architecture'] else 'no'}"
                     f"</td><td>{val}</td><td>{e(s.get('verdict') or '')}</td><td>{'yes' if s.get('kept') else 'no'}</td>"
                     f"<td>{s['images'] / per_epoch:.2f}</td></tr>")
-    return (f"<section id='rescue'><h2>Rescue: what each change gave</h2><p>cnnlab rescue {e(data['name'])}, "
+    return (f"<section id='rescue'><h2>Rescue: what each change gave</h2><p>cnnlab rescue {e(data['started']['name'])}, "
             f"budget {e(data['budget'])}: each change tried as a run branched from the best so far, judged on a "
             "validation split; kept only when it helped.</p><table><tr><th>step</th><th>change</th>"
             "<th>architecture</th><th>validation accuracy</th><th>doctor</th><th>kept</th><th>cost (epochs)</th></tr>"
