@@ -37,6 +37,7 @@ TRIAL_COST = 1 - VAL_SPLIT
 KEEP_MARGIN = 0.003
 # trials in the learning-rate search: Optuna's median rule prunes from the fourth on (3 startup trials)
 LR_TRIALS = 4
+NOT_LEARNING = ("chance", "diverged", "no-data")  # verdicts where a rate search has nothing to climb
 
 
 @dataclass
@@ -195,10 +196,15 @@ class Rescue:
         changed = first.apply(best_config)
         if changed is not None and self._room_for_trial():
             best, best_config = self._try(first, changed, best, best_config)
-        if self.search_lr and self._room_for_trial():
-            best, best_config = self._search_lr(best, best_config)
-        tried = {"sgd-onecycle"}
+        tried, searched = {"sgd-onecycle"}, not self.search_lr
         while self._room_for_trial():
+            # a learning rate is worth searching once the network learns; a net stuck at chance needs the
+            # doctor's other prescriptions first (a deep plain net: batchnorm), and the search after them
+            if not searched and best.verdict not in NOT_LEARNING:
+                best, best_config = self._search_lr(best, best_config)
+                searched = True
+                tried |= {"lr-x3", "lr-div3"}  # the search spanned 10x either way
+                continue
             for change in candidates(best.verdict or "unknown", self.allow_architecture, tried):
                 tried.add(change.name)
                 config = change.apply(best_config)
@@ -206,7 +212,10 @@ class Rescue:
                     best, best_config = self._try(change, config, best, best_config)
                     break
             else:
-                break
+                if searched:
+                    break
+                best, best_config = self._search_lr(best, best_config)  # nothing else left to try
+                searched = True
         return self._final(best, best_config)
 
     def _same_run(self, a: dict, b: dict) -> bool:
