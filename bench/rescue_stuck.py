@@ -38,10 +38,15 @@ def main() -> None:
     cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout.strip()
     OUT.mkdir(parents=True, exist_ok=True)
     for model in args.models.split(","):
-        config = ROOT / "examples" / "stuck" / f"{model}.yaml"
+        # MODEL+arch: the same stuck model rescued with --change-architecture (its start is MODEL's)
+        base, _, variant = model.partition("+")
+        config = ROOT / "examples" / "stuck" / f"{base}.yaml"
         path = OUT / f"{model}.json"
         record = json.loads(path.read_text()) if path.exists() else {"model": model, "rescued": {}}
-        if "start" not in record:
+        if variant and "start" not in record and (OUT / f"{base}.json").exists():
+            record["start"] = json.loads((OUT / f"{base}.json").read_text()).get("start")
+        flags = ["--change-architecture"] if variant == "arch" else FLAGS.get(base, [])
+        if "start" not in record or record["start"] is None:
             t0 = time.time()
             cnnlab("train", str(config), "--data-dir", args.data_dir, "--epochs", "15", "--seed", "0",
                    "--run-dir", f"{args.runs_root}/{model}-start", "--overwrite", "--quiet")
@@ -54,8 +59,8 @@ def main() -> None:
                 continue
             t0 = time.time()
             out = cnnlab("rescue", str(config), "--data-dir", args.data_dir, "--budget", "15", "--seed", seed,
-                         "--name", f"{model}-s{seed}", "--runs-root", args.runs_root, *FLAGS.get(model, []))
-            folder = Path(args.runs_root) / "rescues" / f"{model}-s{seed}"
+                         "--name", f"{model.replace('+', '-')}-s{seed}", "--runs-root", args.runs_root, *flags)
+            folder = Path(args.runs_root) / "rescues" / f"{model.replace('+', '-')}-s{seed}"
             journal = json.loads((folder / "rescue.json").read_text())
             final = next(s for s in journal["steps"] if s["name"] == "final")
             result = json.loads((Path(final["run"]) / "result.json").read_text())
