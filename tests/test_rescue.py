@@ -94,13 +94,13 @@ def test_a_rescue_fixes_lint_branches_trials_keeps_what_helps_and_trains_the_fin
     assert "Rescue: what each change gave" in (Path(steps["final"]["run"]) / "report.html").read_text()
 
 
-def _rescue(tmp_path, data_dir, name, fault=None):
+def _rescue(folder, data_dir, name, fault=None):
     argv = [sys.executable, "-m", "cnnlab", "rescue", str(ROOT / "examples" / "keras-fragment.py"), "--data",
-            "cifar10", "--data-dir", str(data_dir), "--budget", "6", "--runs-root", str(tmp_path / "runs"),
+            "cifar10", "--data-dir", str(data_dir), "--budget", "6", "--runs-root", str(folder / "runs"),
             "--name", name]
     env = {**os.environ, **({"CNNLAB_FAULT": fault} if fault else {})}  # SIGKILL at that point, the nth time
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
-    journal = tmp_path / "runs" / "rescues" / name / "rescue.json"
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=folder)
+    journal = folder / "runs" / "rescues" / name / "rescue.json"
     return done, json.loads(journal.read_text()) if journal.exists() else None
 
 
@@ -108,24 +108,29 @@ def _decisions(journal: dict) -> list:
     return [(s["name"], s["kept"], s["val_acc"], s["parent"] and s["parent"].split("-", 1)[1]) for s in journal["steps"]]
 
 
-@pytest.mark.parametrize("kill_at", ["search", "final"])
-def test_a_killed_rescue_continues_and_decides_as_an_unkilled_one(tmp_path, data_dir, kill_at):
-    """Killed in the search or in the final run and started again: the same steps, decisions and final parent
-    as a rescue never killed (a Keras `model.add` fragment imported on the way)."""
+@pytest.mark.parametrize("kill_in", ["baseline", "lr-search", "final"])
+def test_a_killed_rescue_continues_where_it_stopped(tmp_path, data_dir, kill_in):
+    """Killed in a trial, in the learning-rate search or in the final run, and started again: it finishes
+    within its budget without redoing what was done (a Keras `model.add` fragment imported on the way). Killed
+    outside the search it decides exactly as a rescue never killed; in the search, Optuna's sampler (which
+    draws from the trials so far) may suggest other rates after the restart."""
     whole, reference = _rescue(tmp_path, data_dir, "whole")
     assert whole.returncode == 0, whole.stderr
     folder = tmp_path / "runs" / "rescues" / "whole"
     searched = sum(len(Run(m.parent).metrics) for m in folder.glob("*/metrics.csv") if not m.parent.name.endswith("final"))
-    nth = 5 if kill_at == "search" else searched + 2  # the final run's second epoch
+    nth = {"baseline": 2, "lr-search": 5, "final": searched + 2}[kill_in]  # baseline: 3 epochs, final: 3
     killed, before = _rescue(tmp_path, data_dir, "frag", f"epoch-end:{nth}")
     assert killed.returncode == -9, killed.stderr
+    before = before or {"steps": []}  # killed in the first trial: nothing journalled yet
     assert "final" not in {s["name"] for s in before["steps"]}
-    assert (tmp_path / "runs" / "rescues" / "frag" / "frag-final").exists() == (kill_at == "final")
+    assert (tmp_path / "runs" / "rescues" / "frag" / "frag-final").exists() == (kill_in == "final")
     again, after = _rescue(tmp_path, data_dir, "frag")
     assert again.returncode == 0, again.stderr
-    assert after["steps"][:len(before["steps"])] == before["steps"]
-    assert _decisions(after) == _decisions(reference)
-    log = again.stdout.split("What each change gave")[0].splitlines()
-    assert not any(line.lstrip().startswith("baseline ") for line in log)  # what was done is not done again
+    assert after["steps"][:len(before["steps"])] == before["steps"] and after["steps"][-1]["name"] == "final"
+    if kill_in != "lr-search":
+        assert _decisions(after) == _decisions(reference)
+    if before["steps"]:
+        log = again.stdout.split("What each change gave")[0].splitlines()
+        assert not any(line.lstrip().startswith("baseline ") for line in log)  # what was done is not done again
     # the budget holds but for an epoch a kill cut short in the learning-rate search (its trial starts over)
     assert sum(s["images"] for s in after["steps"]) / after["train_images"] <= 6 + 0.9

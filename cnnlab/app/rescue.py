@@ -69,23 +69,32 @@ def _imported(source: str, folder: Path, data: str, data_dir, root) -> tuple[dic
     return load_yaml(report.out).data, report.notes
 
 
-def _lint_fixes(model, data: str, data_dir) -> tuple[object, list[str]]:
-    """Every mechanical lint fix applied, one after another; each as a unified diff of the layer list."""
-    diffs = []
+# lint fixes that correct what the loss or the optimizer sees and leave the network's structure as it is;
+# the others (global pooling for a flatten, a relu, batchnorm, wider or strided layers) change the
+# architecture and wait for --change-architecture
+CORRECTIONS = ("softmax-output", "squashed-output", "bias-before-batchnorm")
+
+
+def _lint_fixes(model, data: str, data_dir, allow_architecture: bool) -> tuple[object, list[str], list[str]]:
+    """Lint's mechanical fixes applied one after another, each as a unified diff of the layer list; and the
+    findings whose fix would change the architecture, left as written unless `allow_architecture`."""
+    diffs, left = [], []
     for _ in range(50):  # each fix removes its finding; 50 is far beyond any real model's findings
         if not isinstance(model, dict) or not isinstance(model.get("layers"), list):
-            return model, diffs
+            break
         report = lint_model(model, data, data_dir)
-        finding = next((f for f in report.findings if f.edit), None)
+        fixable = [f for f in report.findings if f.edit]
+        finding = next((f for f in fixable if allow_architecture or f.rule in CORRECTIONS), None)
+        left = [f"{f.rule} at layer {', '.join(f.layers)}" for f in fixable if f is not finding]
         if finding is None:
-            return model, diffs
+            break
         fixed = apply_fix(model, finding.rule, finding.layers, data, data_dir)
         before = yaml.safe_dump(model["layers"], sort_keys=False, default_flow_style=None).splitlines()
         after = yaml.safe_dump(fixed["layers"], sort_keys=False, default_flow_style=None).splitlines()
         diff = "\n".join(difflib.unified_diff(before, after, "layers (as given)", "layers (fixed)", lineterm="", n=1))
         diffs.append(f"lint fix [{finding.rule}]: {fixed['description']}\n{diff}")
         model = {**model, "layers": fixed["layers"]}
-    return model, diffs
+    return model, diffs, left
 
 
 def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str | None = None,
@@ -124,9 +133,12 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
                                            data_section.get("root"))
     for note in notes:
         log(f"note: {note}")
-    config["model"], fixes = _lint_fixes(config["model"], data, data_section.get("dir"))
+    config["model"], fixes, left = _lint_fixes(config["model"], data, data_section.get("dir"), allow_architecture)
     for fix in fixes:
         log(fix)
+    if left:
+        log(f"lint: left as written (fixes that change the architecture; --change-architecture applies them): "
+            f"{'; '.join(left)}")
     budget_ = parse_budget(budget)
     cfg = prepare_config(config)  # every error in the config or model now, before anything trains
     shape, classes = config_input(cfg)
