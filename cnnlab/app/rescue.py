@@ -151,8 +151,9 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
     loop = Rescue(config, budget_, folder, meter, Job, name=name, allow_architecture=allow_architecture, seed=seed,
                   store=store_path, log=log, final_listeners=final_listeners)
     if fixes:
-        loop.add_step(Step("lint", "; ".join(f.splitlines()[0].removeprefix("lint fix ") for f in fixes), True,
-                           None, None, kept=True))
+        rules = [f.split("]", 1)[0].removeprefix("lint fix [") for f in fixes]
+        loop.add_step(Step("lint", "; ".join(f.splitlines()[0].removeprefix("lint fix ") for f in fixes),
+                           any(r not in CORRECTIONS for r in rules), None, None, kept=True))
     final = loop.run()
     table = loop.table()
     write_text(folder / "rescue.md", f"# rescue {name}\n\n{table}\n")
