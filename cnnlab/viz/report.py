@@ -107,7 +107,7 @@ def _rescue_section(run: Run) -> str:
     for s in data["steps"]:
         val = f"test {s['test_acc']:.4f}" if s.get("test_acc") is not None else \
             (f"{s['val_acc']:.4f}" if s.get("val_acc") is not None else "")
-        rows.append(f"<tr><td>{e(s['name'])}</td><td>{e(s['label'])}</td><td>{'yes' if s['architecture'] else 'no'}"
+        rows.append(f"<tr><td>{e(s['name'])}</td><td style='text-align:left'>{e(s['label'])}</td><td>{'yes' if s['architecture'] else 'no'}"
                     f"</td><td>{val}</td><td>{e(s.get('verdict') or '')}</td><td>{'yes' if s.get('kept') else 'no'}</td>"
                     f"<td>{s['images'] / per_epoch:.2f}</td></tr>")
     return (f"<section id='rescue'><h2>Rescue: what each change gave</h2><p>cnnlab rescue {e(data['started']['name'])}, "
