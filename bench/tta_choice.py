@@ -11,7 +11,7 @@ import statistics
 import tempfile
 
 from cnnlab.train.engine import eval_batch_size, evaluate
-from cnnlab.train.job import Job
+from cnnlab.app.job import Job
 
 VIEWS = {"no TTA": False, "image + mirror": True, "6 views": "flip_translate"}
 
@@ -32,7 +32,7 @@ def main() -> None:
             overrides = [f"data.dir={args.data_dir}", f"data.val_split={args.val_split}", f"seed={seed}"]
             if args.limit:
                 overrides.append(f"data.limit={args.limit}")
-            job = Job(None, overrides, {"recipe": args.recipe}, run_dir=f"{tmp}/run", store=False)
+            job = Job({"recipe": args.recipe}, overrides, run_dir=f"{tmp}/run", store=False)
             job.run()
         s = job.session
         data = (s.model, s.data.val_x, s.data.val_y, s.augmenter, s.placement, eval_batch_size(s.cfg, s.placement))

@@ -5,24 +5,21 @@ from dataclasses import dataclass
 
 from ..config import resolve
 from ..data import SOURCES
-from ..models import build_model
-from ..models.summary import summarize
 from ..recipes import list_recipes, load_recipe, recipe_path
+from ..train.flops import training_flop
 
 def budget(name: str, overrides: list[str] | None = None) -> dict:
     """What a recipe costs (with `overrides`, `--set` texts such as "epochs=8"): MACs per image, training FLOPs
-    per image (2 per MAC forward, twice that backward) and in all (FLOP per image x training images x epochs),
-    computed from its network, not measured."""
-    import torch
+    per image at full size (2 per MAC forward, twice that backward) and in all, epoch by epoch (lower
+    resolution and data filtering make epochs cheaper: cnnlab/train/flops.py), computed from its network, not
+    measured."""
     cfg, _ = resolve({"recipe": name}, overrides)
-    data = cfg.data.name
-    source = SOURCES[data]
-    with torch.device("meta"):
-        macs = summarize(build_model(cfg.model, source.input_shape, source.num_classes)).macs
+    source = SOURCES[cfg.data.name]
     images = cfg.data.limit or source.train_images
-    flop = 6 * macs
-    return {"macs": macs, "flop_per_image": flop, "images": images, "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size, "pflop": flop * images * cfg.epochs / 1e15, "config": cfg}
+    flop = training_flop(cfg, source.input_shape, source.num_classes, images)
+    return {"macs": flop.macs, "flop_per_image": flop.flop_per_image, "images": images, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "pflop": flop.pflop, "epoch_pflop": [f / 1e15 for f in flop.epochs],
+            "config": cfg}
 
 
 @dataclass
@@ -38,7 +35,7 @@ class RecipeInfo:
         model = model if isinstance(model, str) else json.dumps(model)
         lines = [f"{self.name}: {self.description}",
                  f"    model {model}, {b['epochs']} epochs of batch {b['batch_size']}; "
-                 f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image, {b['pflop']:.3f} PFLOP in all"]
+                 f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image (full size), {b['pflop']:.3f} PFLOP in all"]
         lines += [f"    measured: {line}" for line in self.measured]
         lines.append(f"    cnnlab train --recipe {self.name}")
         return "\n".join(lines)

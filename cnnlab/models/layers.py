@@ -200,7 +200,7 @@ def _whiten(a, shape, ctx, where):
     _need_map(shape, where, desc)
     if shape[1] < k or shape[2] < k:
         raise LayerError(f"{where}: {desc}: input {shape[1]}x{shape[2]} is smaller than the kernel")
-    module = PatchWhitening(shape[0], k, float(a["eps"]), a["bias_epochs"])
+    module = PatchWhitening(shape[0], k, float(a["eps"]), a["bias_epochs"], a.get("bias_decay", False))
     out = (module.out_channels, shape[1] - k + 1, shape[2] - k + 1)
     ctx.claim(module.weight.numel(), where, desc)
     return [module], out, desc, out[0] * out[1] * out[2] * shape[0] * k * k

@@ -61,13 +61,16 @@ class AsymmetricPad(nn.Module):
 class PatchWhitening(nn.Conv2d):
     """A conv whose filters whiten the input's k x k patches: the eigenvectors of the training images' patch
     covariance, scaled by 1/sqrt(eigenvalue), and their negatives (so a following GELU keeps both signs).
-    Set once from data (`init_from_images`) and frozen; its bias trains for `bias_epochs` epochs (all if None).
+    Set once from data (`init_from_images`) and frozen; its bias trains for `bias_epochs` epochs (all if None),
+    with `bias_decay` at a rate falling linearly to zero over them (the optimizer reads `bias.decay_epochs`).
     Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU" (2024), after Page (2018)."""
 
-    def __init__(self, channels: int, kernel: int, eps: float, bias_epochs: int | None):
+    def __init__(self, channels: int, kernel: int, eps: float, bias_epochs: int | None, bias_decay: bool = False):
         super().__init__(channels, 2 * channels * kernel * kernel, kernel, bias=True)
-        self.eps, self.bias_epochs = eps, bias_epochs
+        self.eps, self.bias_epochs, self.bias_decay = eps, bias_epochs, bias_decay
         self.weight.requires_grad_(False)
+        if bias_decay and bias_epochs:
+            self.bias.decay_epochs = bias_epochs  # cnnlab/train/optim.py gives it a group of its own
 
     @torch.no_grad()
     def init_from_images(self, images: torch.Tensor) -> None:
@@ -85,4 +88,5 @@ class PatchWhitening(nn.Conv2d):
             self.bias.requires_grad_(epoch < self.bias_epochs)
 
     def extra_repr(self):
-        return super().extra_repr() + f", eps={self.eps}, bias_epochs={self.bias_epochs}"
+        return super().extra_repr() + f", eps={self.eps}, bias_epochs={self.bias_epochs}" + (
+            ", bias_decay=True" if self.bias_decay else "")

@@ -128,23 +128,38 @@ def allconv(input_shape, num_classes, width: float = 1.0):
 
 
 @register
-def airbench(input_shape, num_classes, width: float = 1.0, widths: list | None = None):
+def airbench(input_shape, num_classes, width: float = 1.0, widths: list | None = None, depth: int = 2,
+             whiten_bias_decay: bool = False):
     """The airbench94 net (Jordan 2024): patch whitening, three conv-pool-BN-GELU groups; recipe cifar10-fast."""
     # Written from the paper ("94% on CIFAR-10 in 3.29 seconds on a single GPU", arXiv:2404.00498): a frozen
     # 2x2 whitening conv whose bias trains 3 epochs, identity-initialised 3x3 convs, BatchNorm with a short
     # memory (momentum 0.6), no learned scale and tiny eps, max-pooled to 1x1 and a 1/width-scaled classifier.
+    # depth 3 is airbench96's group: a third conv, its two last convs around a residual connection.
+    # whiten_bias_decay: the whitening bias's rate falls to zero over its 3 epochs (airbench94_muon).
     if widths is None:
         widths = [64, 256, 256]
     if (not isinstance(widths, (list, tuple)) or len(widths) != 3
             or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in widths)):
         raise UserError(f"model 'airbench': widths must be three integers from 1 to 4096 (one per group), "
                         f"got {widths!r}")
+    if depth not in (2, 3):
+        raise UserError(f"model 'airbench': depth must be 2 (airbench94/95) or 3 (airbench96), got {depth!r}")
+    if not isinstance(whiten_bias_decay, bool):
+        raise UserError(f"model 'airbench': whiten_bias_decay must be true or false, got {whiten_bias_decay!r}")
     widths = [_w(w, width) for w in widths]
     bn = {"batchnorm": {"momentum": 0.6, "eps": 1e-12, "scale": False}}
     conv = lambda f: {"conv": {"filters": f, "kernel": 3, "padding": "same", "bias": False,  # noqa: E731
                                "init": "dirac"}}
-    layers = [{"whiten": {"kernel": 2, "bias_epochs": 3}}, "gelu"]
+    whiten = {"kernel": 2, "bias_epochs": 3}
+    if whiten_bias_decay:
+        whiten["bias_decay"] = True
+    layers = [{"whiten": whiten}, "gelu"]
     for filters in widths:
-        layers += [conv(filters), {"maxpool": 2}, bn, "gelu", conv(filters), bn, "gelu"]
+        layers += [conv(filters), {"maxpool": 2}, bn, "gelu"]
+        if depth == 2:
+            layers += [conv(filters), bn, "gelu"]
+        else:
+            layers.append({"residual": {"layers": [conv(filters), bn, "gelu", conv(filters), bn],
+                                        "activation": "gelu"}})
     return layers + ["global_maxpool", {"dense": {"units": num_classes, "bias": False, "init_std": 1.0}},
                      {"scale": round(1 / widths[-1], 8)}]

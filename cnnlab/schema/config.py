@@ -128,6 +128,33 @@ class AugmentConfig(Section):
     cutout: Annotated[int, Field(ge=0, le=4096)] | None = None       # zero a random square of this many pixels
 
 
+class AverageConfig(Section):
+    """Averaged weights (airbench94's lookahead; Polyak/EMA averaging): every `every` steps the average moves
+    toward the weights by (1 - d), d = decay x progress^ramp (0 at the start, `decay` at the end), BatchNorm's
+    running statistics with them. lookahead: the weights are then set to the average (Zhang et al. 2019);
+    ema: the average is kept apart and becomes the model's weights when training ends."""
+    mode: Literal["lookahead", "ema"] = "lookahead"
+    every: Annotated[int, Field(ge=1, le=1_000_000)] = 5
+    decay: Annotated[float, Field(ge=0, le=1)] = 0.774   # airbench94: 0.95 ** 5
+    ramp: Annotated[float, Field(ge=0, le=100)] = 3.0
+
+
+class ResolutionConfig(Section):
+    """Progressive resizing (fast.ai's DAWNBench entry): the first `epochs` epochs see the augmented batch
+    resized to `size` pixels (bilinear, antialiased), a fraction of the FLOPs; the rest full size."""
+    size: Annotated[int, Field(ge=4, le=4096)]
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+
+
+class SelectConfig(Section):
+    """Data filtering by loss (selective backprop, Jiang et al. 2019; airbench96_faster ranks with a proxy
+    network): a forward pass without gradients scores the whole batch, and only its `keep` share with the
+    highest loss is trained on. Costs a forward of every image (1/3 of a training step) to save the backward
+    of the rest; from epoch `after` on (earlier epochs train on every image)."""
+    keep: Annotated[float, Field(gt=0, le=1)]
+    after: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 0
+
+
 def _run_name(v):
     if v is None or (isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", v)):
         return v
@@ -188,6 +215,9 @@ class TrainConfig(Section):
     sync_batchnorm: bool = False              # data-parallel runs: BatchNorm statistics over all ranks' images
     tensorboard: bool = False                 # also log scalars to <run>/tensorboard
     eval_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 1  # epochs between evaluations; the last always is
+    average: AverageConfig | None = None         # lookahead / EMA of the weights
+    resolution: ResolutionConfig | None = None   # lower resolution in the first epochs
+    select: SelectConfig | None = None           # train on the hardest share of each batch
 
 
 def defaults() -> dict:

@@ -147,6 +147,9 @@ class Whiten(LayerArgs):
     kernel: Annotated[int, Field(ge=1, le=8)] = 2
     eps: Annotated[float, Field(gt=0, le=1)] = 5e-4
     bias_epochs: Annotated[int, Field(ge=0, le=100_000)] | None = None  # train the bias this many epochs only
+    # the bias's rate falls linearly to zero over those epochs (airbench94_muon) instead of following the
+    # main schedule until it is frozen
+    bias_decay: bool = False
 
 
 class Pool(LayerArgs):

@@ -19,7 +19,8 @@ from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
 from ..schema.config import TrainConfig
 from .augment import Augmenter
-from .optim import Plateau, apply_constraints, lr_factor, make_optimizer
+from .averaging import WeightAverage
+from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimizer
 
 
 class Diverged(UserError):
@@ -40,6 +41,41 @@ def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: f
     nll = F.nll_loss(logp, target)
     loss = (1 - smoothing) * nll - smoothing * logp.mean(dim=1).mean() if smoothing else nll
     return loss * len(target) if reduction == "sum" else loss
+
+
+def example_losses(output: torch.Tensor, target: torch.Tensor, smoothing: float, probabilities: bool):
+    """Each example's loss, as classification_loss computes it (data filtering ranks by it)."""
+    output = output.float()
+    if not probabilities:
+        return F.cross_entropy(output, target, label_smoothing=smoothing, reduction="none")
+    logp = output.clamp_min(1e-7).log()
+    nll = -logp.gather(1, target[:, None])[:, 0]
+    return (1 - smoothing) * nll - smoothing * logp.mean(dim=1) if smoothing else nll
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The batch at `size` pixels high (the width in proportion), bilinear and antialiased, so a smaller image
+    is the same picture, not a crop of it (progressive resizing)."""
+    h, w = x.shape[2:]
+    if h == size:
+        return x
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    out = F.interpolate(x, size=(size, max(1, round(w * size / h))), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+@contextlib.contextmanager
+def _running_stats_kept(norms: list):
+    """BatchNorm's running statistics left as they are (momentum 0) for a forward that only scores."""
+    saved = [bn.momentum for bn in norms]
+    try:
+        for bn in norms:
+            bn.momentum = 0.0
+        yield
+    finally:
+        for bn, momentum in zip(norms, saved):
+            bn.momentum = momentum
 
 
 def _views(model, xb: torch.Tensor, tta, probabilities: bool, plain: torch.Tensor | None = None) -> torch.Tensor:
@@ -148,6 +184,8 @@ class Trainer:
         self.probabilities = getattr(model, "outputs_probabilities", False)
         self.train_x = dataset.train_x.to(placement.device)
         self.train_y = dataset.train_y.to(placement.device)
+        self.total_steps = self.epochs * self.batches_per_epoch
+        self.average = WeightAverage(model, config.average) if config.average else None
 
     # ------------------------------------------------------------------ state for checkpoints
     def state_dict(self) -> dict:
@@ -157,7 +195,8 @@ class Trainer:
                 "rng_torch": torch.get_rng_state(), "rng_generator": self.generator.get_state(),
                 "rng_order": self.order_generator.get_state(), "world_size": self.world.size,
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "best": {k: v for k, v in self.best.items()}}
+                "best": {k: v for k, v in self.best.items()},
+                "average": self.average.state_dict() if self.average else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -181,6 +220,11 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.history, self.elapsed = list(state["history"]), state["elapsed"]
         self.best = dict(state["best"])
+        if self.average is not None:
+            if state.get("average") is None:
+                raise UserError("the checkpoint was written without `average`: resume it with the config it "
+                                "started with, or start the run again")
+            self.average.load_state_dict(state["average"])
 
     # ------------------------------------------------------------------ the loop
     def _emit(self, event: str) -> None:
@@ -215,13 +259,17 @@ class Trainer:
         self._seen = 0
         self._epoch_start = time.perf_counter()
         lr = self.current_lr(self.epoch)
+        size = self.input_size(self.epoch)
         for self.batch_index in range(self.batches_per_epoch):
             idx = shard(order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size], self.world)
             xb = self.augmenter.train_batch(self.train_x[idx], self.generator, idx, self.epoch)
+            if size is not None:
+                xb = resized(xb, size)
             yb = self.train_y[idx]
-            lr = self.current_lr(self.epoch + self.batch_index / self.batches_per_epoch)
+            progress = self.epoch + self.batch_index / self.batches_per_epoch
+            lr = self.current_lr(progress)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
+                group["lr"] = group_lr(group, lr, self.base_lr, progress)
             self.optimizer.zero_grad(set_to_none=True)
             loss, correct = self._forward_backward(model, xb, yb, smoothing, reduction)
             if check_every_step and not math.isfinite(loss.item()):
@@ -233,6 +281,11 @@ class Trainer:
             self.scaler.update()
             apply_constraints(model)
             self.step += 1
+            if self.average is not None:
+                last = self.step == self.total_steps
+                self.average.update(self.step, self.step / self.total_steps, last)
+                if last and self.average.cfg.mode == "ema":
+                    self.average.finish()  # before the last evaluation, which then scores the final weights
             self._loss_sum += loss * (1 if reduction == "sum" else len(yb))
             self._correct += correct
             self._seen += len(yb)
@@ -252,8 +305,43 @@ class Trainer:
         return {"lr": lr, "loss": stats["loss"], "acc": stats["acc"], "train_seconds": seconds,
                 "img_per_s": self._seen / seconds}
 
+    def input_size(self, epoch: int) -> int | None:
+        """The training images' height in this epoch where `resolution` lowers it, else None (as they are)."""
+        res = self.config.resolution
+        return res.size if res is not None and epoch < res.epochs else None
+
+    def selects(self, epoch: int) -> bool:
+        select = self.config.select
+        return select is not None and select.keep < 1 and epoch >= select.after
+
+    @torch.no_grad()
+    def _hardest(self, model, xb, yb, smoothing: float, reduction: str):
+        """`select`: the batch's examples with the highest loss (its `keep` share), ranked by a forward pass
+        without gradients in `micro_batch` pieces; and the whole batch's loss and correct predictions, so the
+        epoch's training figures stay over every image."""
+        n = len(yb)
+        piece = micro_batch_size(self.config.micro_batch, n, self.placement)
+        losses, correct = [], torch.zeros((), device=yb.device, dtype=torch.long)
+        with _running_stats_kept(self.norms):
+            for start in range(0, n, piece):
+                with self.placement.autocast():
+                    out = model(xb[start:start + piece])
+                losses.append(example_losses(out, yb[start:start + piece], smoothing, self.probabilities))
+                correct += (out.argmax(1) == yb[start:start + piece]).sum()
+        losses = torch.cat(losses)
+        keep = losses.topk(max(1, round(self.config.select.keep * n))).indices
+        total = losses.sum() if reduction == "sum" else losses.mean()
+        return xb[keep], yb[keep], total, correct
+
     def _forward_backward(self, model, xb, yb, smoothing: float, reduction: str):
         """Gradients of the batch's loss, in pieces of `micro_batch` images; (the loss, correct predictions)."""
+        if self.selects(self.epoch):
+            xb, yb, scored_loss, scored_correct = self._hardest(model, xb, yb, smoothing, reduction)
+            self._forward_backward_all(model, xb, yb, smoothing, reduction)
+            return scored_loss, scored_correct
+        return self._forward_backward_all(model, xb, yb, smoothing, reduction)
+
+    def _forward_backward_all(self, model, xb, yb, smoothing: float, reduction: str):
         n = len(yb)
         piece = micro_batch_size(self.config.micro_batch, n, self.placement)
         loss_total = torch.zeros((), device=yb.device)

@@ -24,12 +24,12 @@ def param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict]:
     weights decay: decaying BatchNorm scales and biases hurts and gains nothing. `lr_scale` is the group's
     rate relative to the main one, so the schedule moves them all together."""
     lr = cfg.lr
-    by_kind: dict[str, list] = {"conv": [], "dense": [], "bias": []}
+    by_kind: dict[tuple, list] = {("conv", None): [], ("dense", None): [], ("bias", None): []}
     for p in model.parameters():
-        if p.requires_grad:
-            by_kind[parameter_kind(p)].append(p)
+        if p.requires_grad:  # a parameter with `decay_epochs` (a whitening bias) gets a group of its own
+            by_kind.setdefault((parameter_kind(p), getattr(p, "decay_epochs", None)), []).append(p)
     groups = []
-    for kind, params in by_kind.items():
+    for (kind, decay_epochs), params in by_kind.items():
         if not params:
             continue
         o = getattr(cfg.groups, kind) or GroupConfig()  # a kind not named follows the optimizer
@@ -39,8 +39,19 @@ def param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict]:
                  "lr_scale": (o.lr / lr) if o.lr is not None else 1.0}
         if o.momentum is not None:
             group["momentum"] = o.momentum
+        if decay_epochs:
+            group["decay_epochs"] = decay_epochs
         groups.append(group)
     return groups
+
+
+def group_lr(group: dict, lr: float, base_lr: float, progress: float) -> float:
+    """A group's rate at `progress` epochs: the schedule's `lr` times its scale; a group with `decay_epochs`
+    instead falls linearly from its peak to zero over those epochs, whatever the main schedule does."""
+    scale = group.get("lr_scale", 1.0)
+    if group.get("decay_epochs"):
+        return base_lr * scale * max(0.0, 1 - progress / group["decay_epochs"])
+    return lr * scale
 
 
 class Optimizers:

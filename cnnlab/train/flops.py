@@ -1,0 +1,54 @@
+"""What a training run costs in FLOPs, computed from its network and config, not measured: 2 FLOP per
+multiply-accumulate forward and twice that backward (6 x MACs per training image), epoch by epoch, since
+`resolution` makes early epochs cheaper and `select` scores every image (a forward, 2 x MACs) but trains on a
+share. Evaluation is not counted (the public records count training only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models import build_model
+from ..models.summary import summarize
+from ..schema.config import TrainConfig
+
+
+@dataclass
+class FlopBudget:
+    macs: int                    # per image at the full input size
+    epochs: list[float]          # training FLOPs of each epoch
+
+    @property
+    def flop_per_image(self) -> float:
+        return 6.0 * self.macs
+
+    @property
+    def total(self) -> float:
+        return sum(self.epochs)
+
+    @property
+    def pflop(self) -> float:
+        return self.total / 1e15
+
+
+def macs_at(model_spec, input_shape, num_classes: int) -> int:
+    with torch.device("meta"):  # sizes only: nothing is allocated
+        return summarize(build_model(model_spec, input_shape, num_classes)).macs
+
+
+def training_flop(cfg: TrainConfig, input_shape, num_classes: int, images: int) -> FlopBudget:
+    c, h, w = input_shape
+    full = macs_at(cfg.model, input_shape, num_classes)
+    res, select = cfg.resolution, cfg.select
+    small = None
+    if res is not None and res.size != h:
+        small = macs_at(cfg.model, (c, res.size, max(1, round(w * res.size / h))), num_classes)
+    per_epoch = []
+    for epoch in range(cfg.epochs):
+        macs = small if small is not None and epoch < res.epochs else full
+        if select is not None and select.keep < 1 and epoch >= select.after:
+            flop = 2 * macs * images + 6 * macs * round(select.keep * images)
+        else:
+            flop = 6 * macs * images
+        per_epoch.append(float(flop))
+    return FlopBudget(full, per_epoch)

@@ -1,0 +1,157 @@
+"""The techniques issue 24 added as config keys, each on its own and in a run at toy scale: averaged weights
+(`average`), lower resolution early (`resolution`), data filtering (`select`), the whitening bias's decaying
+rate (`whiten: {bias_decay}`), airbench's depth-3 groups, and the FLOPs each one changes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.app.recipes import budget
+from cnnlab.config import resolve
+from cnnlab.models import build_model
+from cnnlab.schema.config import AverageConfig
+from cnnlab.train.averaging import WeightAverage
+from cnnlab.train.engine import example_losses, resized
+from cnnlab.train.flops import macs_at, training_flop
+from cnnlab.train.optim import group_lr, make_optimizer
+
+TINY = {"name": "airbench", "widths": [8, 16, 16]}
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True)
+
+
+def test_the_keys_validate_and_bad_values_say_what_is_valid():
+    cfg, _ = resolve({"average": {"mode": "ema"}, "resolution": {"size": 24, "epochs": 2},
+                      "select": {"keep": 0.5, "after": 1}})
+    assert cfg.average.every == 5 and cfg.resolution.size == 24 and cfg.select.keep == 0.5
+    for bad, words in ((["select={keep: 0}"], "select.keep"), (["average={mode: swa}"], "average.mode"),
+                       (["resolution={size: 24}"], "resolution.epochs")):
+        out = cli("train", "--dry-run", *[a for o in bad for a in ("--set", o)])
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_flops_count_lower_resolution_and_filtering_epoch_by_epoch():
+    cfg, _ = resolve({"model": TINY, "epochs": 4, "resolution": {"size": 24, "epochs": 1},
+                      "select": {"keep": 0.25, "after": 2}})
+    full, small = macs_at(TINY, (3, 32, 32), 10), macs_at(TINY, (3, 24, 24), 10)
+    assert small < 0.6 * full
+    flop = training_flop(cfg, (3, 32, 32), 10, 1000)
+    assert flop.epochs == [6 * small * 1000, 6 * full * 1000, 2 * full * 1000 + 6 * full * 250,
+                           2 * full * 1000 + 6 * full * 250]
+    plain = budget("cifar10-fast", ["epochs=8"])
+    early = budget("cifar10-fast", ["epochs=8", "resolution={size: 24, epochs: 2}"])
+    assert early["pflop"] < 0.9 * plain["pflop"] and early["epoch_pflop"][2] == plain["epoch_pflop"][2]
+
+
+def test_lookahead_pulls_the_weights_back_and_ema_hands_its_average_over_at_the_end():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    look = WeightAverage(model, AverageConfig(mode="lookahead", every=1, decay=0.5, ramp=0))
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    look.update(step=1, progress=0.5)  # d = 0.5: halfway back to where the average was
+    assert torch.allclose(model[0].weight, start["0.weight"] + 0.5)
+    assert torch.allclose(look.average["0.weight"], model[0].weight)
+    assert "1.num_batches_tracked" not in look.average  # counts are not averaged
+    ema = WeightAverage(model, AverageConfig(mode="ema", every=2, decay=1.0, ramp=1))
+    before = model[0].weight.clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    ema.update(step=1, progress=0.5)  # not a step that updates (every 2): nothing moves
+    assert torch.equal(ema.average["0.weight"], before)
+    ema.update(step=2, progress=0.0)  # d = 0 at the start: the average is the weights
+    assert torch.equal(ema.average["0.weight"], model[0].weight)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    ema.update(step=3, progress=0.5, last=True)  # the last step always updates: d = 0.5
+    assert torch.allclose(ema.average["0.weight"], model[0].weight - 0.5)
+    ema.finish()
+    assert torch.allclose(model[0].weight, ema.average["0.weight"])
+
+
+def test_resized_batches_keep_the_picture_and_the_layout():
+    x = torch.rand(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    small = resized(x, 24)
+    assert small.shape == (2, 3, 24, 24) and small.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(small.mean((2, 3)), x.mean((2, 3)), atol=0.02)  # the same picture, smaller
+    assert resized(x, 32) is x
+    assert resized(torch.rand(1, 3, 32, 48), 16).shape == (1, 3, 16, 24)
+
+
+def test_example_losses_match_the_batch_loss():
+    out, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    assert example_losses(out, y, 0.2, False).mean() == pytest.approx(
+        torch.nn.functional.cross_entropy(out, y, label_smoothing=0.2).item(), rel=1e-6)
+    probs = out.softmax(1)
+    assert torch.allclose(example_losses(probs, y, 0.0, True), example_losses(out, y, 0.0, False), atol=1e-5)
+
+
+def test_the_whitening_bias_decays_to_zero_in_a_group_of_its_own():
+    cfg, _ = resolve({"recipe": "cifar10-fast", "model": {**TINY, "whiten_bias_decay": True}})
+    model = build_model(cfg.model, (3, 32, 32), 10)
+    opt = make_optimizer(model, cfg.optimizer)
+    decaying = [g for g in opt.param_groups if g.get("decay_epochs")]
+    assert len(decaying) == 1 and decaying[0]["params"][0].shape == (24,) and decaying[0]["decay_epochs"] == 3
+    peak = cfg.optimizer.lr * decaying[0]["lr_scale"]
+    assert group_lr(decaying[0], 0.5 * cfg.optimizer.lr, cfg.optimizer.lr, 1.5) == pytest.approx(peak / 2)
+    assert group_lr(decaying[0], cfg.optimizer.lr, cfg.optimizer.lr, 3.0) == 0.0
+    plain = make_optimizer(build_model(TINY, (3, 32, 32), 10), cfg.optimizer)
+    assert not any(g.get("decay_epochs") for g in plain.param_groups)
+
+
+def test_airbench_depth_3_has_residual_groups_and_costs_more():
+    deep = build_model({"name": "airbench", "widths": [8, 16, 16], "depth": 3}, (3, 32, 32), 10)
+    assert sum(isinstance(m, cnnlab.models.modules.Residual) for m in deep.modules()) == 3
+    assert deep(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert macs_at({**TINY, "depth": 3}, (3, 32, 32), 10) > macs_at(TINY, (3, 32, 32), 10)
+    out = cli("train", "--dry-run", "--set", "model={name: airbench, depth: 4}")
+    assert out.returncode == 2 and "depth must be 2" in out.stderr
+
+
+def test_filtering_trains_on_the_hardest_share_and_leaves_batchnorm_statistics_alone(data_dir, tmp_path):
+    from cnnlab.train.session import Session, prepare_config
+    s = Session(prepare_config({"recipe": "cifar10-fast", "model": TINY, "epochs": 1, "batch_size": 20,
+                                "select": {"keep": 0.25}, "data": {"dir": str(data_dir)}}))
+    t = s.trainer
+    xb = t.augmenter.train_batch(t.train_x[:20], t.generator, torch.arange(20), 0)
+    yb = t.train_y[:20]
+    stats = [bn.running_mean.clone() for bn in t.norms]
+    kept_x, kept_y, loss, correct = t._hardest(t.model, xb, yb, 0.2, "sum")
+    assert all(torch.equal(a, bn.running_mean) for a, bn in zip(stats, t.norms))  # scoring left them alone
+    assert len(kept_y) == 5
+    with torch.no_grad(), t.placement.autocast():
+        t.model.train()
+        losses = example_losses(t.model(xb), yb, 0.2, False)
+    assert set(losses.topk(5).indices.tolist()) == {int((xb == k).all(dim=(1, 2, 3)).nonzero()[0])
+                                                   for k in kept_x}
+    assert loss.item() == pytest.approx(losses.sum().item(), rel=1e-2)
+
+
+def test_a_run_with_every_technique_trains_resumes_and_records_them(data_dir, tmp_path):
+    """Lower resolution first, then filtering, with lookahead and the decaying whitening bias: the run trains,
+    stopped after epoch 1 and resumed it ends with the same weights, and config.yaml records the keys."""
+    from safetensors.torch import load_file
+    cfg = {"recipe": "cifar10-fast", "model": {**TINY, "whiten_bias_decay": True}, "epochs": 3,
+           "batch_size": 20, "threads": 1, "eval_every": 1, "data": {"dir": str(data_dir)},
+           "average": {"mode": "ema", "every": 2}, "resolution": {"size": 24, "epochs": 1},
+           "select": {"keep": 0.5, "after": 2}}
+    straight = cnnlab.Job(cfg, run_dir=tmp_path / "straight", store=False).run()
+    job = cnnlab.Job(cfg, run_dir=tmp_path / "stopped", store=False)
+    job.listeners.append(lambda e: e.type == "epoch" and job.stop())
+    job.run()
+    assert job.status == "interrupted"
+    resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()
+    a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    text = (straight.dir / "config.yaml").read_text()
+    assert "resolution:" in text and "select:" in text and "mode: ema" in text
+    result = json.loads((straight.dir / "result.json").read_text())
+    assert 0 <= result["test_acc"] <= 1
