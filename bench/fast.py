@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from cnnlab.device import choose_placement, micro_batch_size
 from cnnlab.models import build_model
 from cnnlab.app.recipes import budget
+from cnnlab.train.filtering import kept_count
 from cnnlab.recipes import load_recipe
 
 # (mean accuracy, PFLOP): cifar10-90 from issue 12, the others from issue 24 (below the public records)
@@ -69,7 +70,8 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int, piece: in
     model = model.to(memory_format=fmt)
     x = torch.randn(batch, 3, size, size, device=placement.device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=placement.device)
-    trained = batch if keep is None else max(1, round(keep * batch))
+    trained = batch if keep is None else kept_count(keep, batch)
+    train_piece = min(piece, trained) if piece < batch else trained  # pieces as the engine cuts the kept images
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, nesterov=True)
 
     def step():
@@ -79,9 +81,10 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int, piece: in
                 for start in range(0, batch, piece):
                     with placement.autocast():
                         model(x[start:start + piece])
-        for start in range(0, trained, piece):
+        for start in range(0, trained, train_piece):
+            end = min(start + train_piece, trained)
             with placement.autocast():
-                loss = F.cross_entropy(model(x[start:start + piece]).float(), y[start:start + piece])
+                loss = F.cross_entropy(model(x[start:end]).float(), y[start:end])
             loss.backward()
         opt.step()
     step()

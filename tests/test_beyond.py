@@ -16,7 +16,8 @@ from cnnlab.config import resolve
 from cnnlab.models import build_model
 from cnnlab.schema.config import AverageConfig
 from cnnlab.train.averaging import WeightAverage
-from cnnlab.train.engine import example_losses, resized
+from cnnlab.train.augment import resized
+from cnnlab.train.filtering import example_losses, hardest, kept_count
 from cnnlab.train.flops import macs_at, training_flop
 from cnnlab.train.optim import group_lr, make_optimizer
 
@@ -124,7 +125,7 @@ def test_filtering_trains_on_the_hardest_share_and_leaves_batchnorm_statistics_a
     xb = t.augmenter.train_batch(t.train_x[:20], t.generator, torch.arange(20), 0)
     yb = t.train_y[:20]
     stats = [bn.running_mean.clone() for bn in t.norms]
-    kept_x, kept_y, loss, correct = t._hardest(t.model, xb, yb, 0.2, "sum")
+    kept_x, kept_y, scored, correct = hardest(t.model, xb, yb, 0.25, 7, t.norms, t.placement.autocast, 0.2, False)
     assert all(torch.equal(a, bn.running_mean) for a, bn in zip(stats, t.norms))  # scoring left them alone
     assert len(kept_y) == 5
     with torch.no_grad(), t.placement.autocast():
@@ -132,11 +133,12 @@ def test_filtering_trains_on_the_hardest_share_and_leaves_batchnorm_statistics_a
         losses = example_losses(t.model(xb), yb, 0.2, False)
     assert set(losses.topk(5).indices.tolist()) == {int((xb == k).all(dim=(1, 2, 3)).nonzero()[0])
                                                    for k in kept_x}
-    assert loss.item() == pytest.approx(losses.sum().item(), rel=1e-2)
+    assert scored.sum().item() == pytest.approx(losses.sum().item(), rel=1e-2)
+    assert kept_count(0.25, 20) == 5 and kept_count(0.01, 20) == 2 and kept_count(0.5, 1) == 1
 
 
 def test_a_run_with_every_technique_trains_resumes_and_records_them(data_dir, tmp_path):
-    """Lower resolution first, then filtering, with lookahead and the decaying whitening bias: the run trains,
+    """Lower resolution first, then filtering, with an EMA and the decaying whitening bias: the run trains,
     stopped after epoch 1 and resumed it ends with the same weights, and config.yaml records the keys."""
     from safetensors.torch import load_file
     cfg = {"recipe": "cifar10-fast", "model": {**TINY, "whiten_bias_decay": True}, "epochs": 3,
@@ -155,3 +157,50 @@ def test_a_run_with_every_technique_trains_resumes_and_records_them(data_dir, tm
     assert "resolution:" in text and "select:" in text and "mode: ema" in text
     result = json.loads((straight.dir / "result.json").read_text())
     assert 0 <= result["test_acc"] <= 1
+
+
+def test_the_flops_counted_are_the_images_and_sizes_the_engine_trains_on(data_dir, tmp_path):
+    """A forward hook counts what the network sees in training (size, images; scoring forwards apart from
+    trained ones), and the count priced at the network's MACs per size equals `training_flop`."""
+    from cnnlab.train.session import Session, prepare_config
+    cfg = prepare_config({"recipe": "cifar10-fast", "model": TINY, "epochs": 3, "batch_size": 16, "threads": 1,
+                          "eval_every": 3, "resolution": {"size": 20, "epochs": 1},
+                          "select": {"keep": 0.3, "after": 2}, "data": {"dir": str(data_dir)}})
+    s = Session(cfg)
+    seen = []
+    s.model.register_forward_pre_hook(
+        lambda m, args: seen.append((torch.is_grad_enabled(), args[0].shape[2], len(args[0]))) if m.training else None)
+    s.trainer.fit()
+    macs = {32: macs_at(TINY, (3, 32, 32), 10), 20: macs_at(TINY, (3, 20, 20), 10)}
+    counted = sum((6 if grad else 2) * macs[size] * n for grad, size, n in seen)
+    images = len(s.data.train_x)
+    assert counted == pytest.approx(training_flop(cfg, (3, 32, 32), 10, images).total, rel=0.02)
+    assert {size for _, size, _ in seen} == {20, 32}
+
+
+def test_the_engine_sets_the_decaying_group_s_rate_each_step(data_dir):
+    from cnnlab.train.session import Session, prepare_config
+    cfg = prepare_config({"recipe": "cifar10-fast", "model": {**TINY, "whiten_bias_decay": True}, "epochs": 4,
+                          "batch_size": 40, "threads": 1, "data": {"dir": str(data_dir)}})
+    s = Session(cfg)
+    rates = []
+    s.trainer.callbacks.append(type("Watch", (), {"on_batch_end": lambda self, t: rates.append(
+        [g["lr"] for g in t.optimizer.param_groups if g.get("decay_epochs")][0])})())
+    s.trainer.fit()
+    per_epoch = s.trainer.batches_per_epoch
+    peak = cfg.optimizer.groups.bias.lr
+    assert rates[0] == pytest.approx(peak)
+    for i in range(len(rates)):  # each step sets it from the epochs done: falling to zero over its 3 epochs
+        assert rates[i] == pytest.approx(peak * max(0.0, 1 - i / per_epoch / 3)), i
+    assert rates[-1] == 0.0 and per_epoch >= 2
+
+
+def test_resolution_must_lower_the_size_and_fit_the_network(data_dir, tmp_path):
+    base = ["train", "--data-dir", str(data_dir), "--epochs", "1", "--no-store", "--set", "threads=1"]
+    out = cli(*base, "--set", "resolution={size: 32, epochs: 1}", "--run-dir", str(tmp_path / "a"))
+    assert out.returncode != 0 and "resolution.size: 32 is not below" in out.stderr and "Traceback" not in out.stderr
+    flat = "model=[{conv: 8}, flatten, {dense: classes}]"
+    out = cli(*base, "--set", flat, "--set", "resolution={size: 24, epochs: 1}", "--run-dir", str(tmp_path / "b"))
+    assert out.returncode != 0 and "does not take 24-pixel images" in out.stderr and "Traceback" not in out.stderr
+    out = cli("train", "--dry-run", "--set", "model=[{whiten: {bias_decay: true}}, global_avgpool, {dense: classes}]")
+    assert out.returncode == 2 and "give bias_epochs" in out.stderr

@@ -343,14 +343,15 @@ def test_a_recipe_run_is_diagnosed_against_its_budget():
     from cnnlab.train.session import prepare_config
     cfg = prepare_config({"recipe": "cifar10-90"})
     facts = run_facts(build_model(cfg.model, (3, 32, 32), 10), cfg)
-    assert facts["recipe"]["name"] == "cifar10-90" and [r["name"] for r in facts["recipe"]["stronger"]] == ["cifar10-fast"]
+    assert facts["recipe"]["name"] == "cifar10-90" and [r["name"] for r in facts["recipe"]["stronger"]] == ["cifar10-fast", "cifar10-95", "cifar10-96"]
     v = diagnose(UNDERFIT, 10, facts)
     assert v.regime == "underfitting" and v.details[0].startswith("this run is recipe cifar10-90 — 90% on CIFAR-10")
     assert v.prescriptions[0].startswith("for more accuracy at a measured cost: --recipe cifar10-fast — 94%")
     assert any("bigger" in p for p in v.prescriptions[1:])  # still there, after the recipe
     top = prepare_config({"recipe": "cifar10-fast"})
     facts = run_facts(build_model(top.model, (3, 32, 32), 10), top)
-    assert facts["recipe"]["stronger"] == [] and "recipe cifar10-fast" in diagnose(UNDERFIT, 10, facts).details[0]
+    assert [r["name"] for r in facts["recipe"]["stronger"]] == ["cifar10-95", "cifar10-96"]
+    assert "recipe cifar10-fast" in diagnose(UNDERFIT, 10, facts).details[0]
     other = prepare_config({"recipe": "cifar10-90", "data": {"name": "cifar100"}})  # another data set: no offer
     assert recipe_names(run_facts(build_model(other.model, (3, 32, 32), 100), other)) == []
     plain = _facts([{"conv": CR}, {"conv": CR}] + HEAD)  # no recipe: nothing changes

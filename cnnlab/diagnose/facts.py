@@ -65,7 +65,9 @@ def recipe_facts(config: TrainConfig) -> dict | None:
         # the other recipe's data set as it trains (resolved: one that names none trains on the default)
         if (other != name and target is not None and (other_about.get("target") or 0) > target
                 and resolve({"recipe": other})[0].data.name == data):
-            stronger.append({"name": other, "description": other_about.get("description", "")})
+            stronger.append({"name": other, "description": other_about.get("description", ""),
+                             "target": other_about["target"]})
+    stronger.sort(key=lambda r: r.pop("target"))  # the nearest step up first
     return {"name": name, "description": about.get("description", ""), "target": target, "stronger": stronger}
 
 

@@ -200,6 +200,9 @@ def _whiten(a, shape, ctx, where):
     _need_map(shape, where, desc)
     if shape[1] < k or shape[2] < k:
         raise LayerError(f"{where}: {desc}: input {shape[1]}x{shape[2]} is smaller than the kernel")
+    if a.get("bias_decay") and not a["bias_epochs"]:
+        raise LayerError(f"{where}: {desc}: bias_decay lets the bias's rate fall to zero over bias_epochs; "
+                         "give bias_epochs (e.g. 3) or leave bias_decay out")
     module = PatchWhitening(shape[0], k, float(a["eps"]), a["bias_epochs"], a.get("bias_decay", False))
     out = (module.out_channels, shape[1] - k + 1, shape[2] - k + 1)
     ctx.claim(module.weight.numel(), where, desc)

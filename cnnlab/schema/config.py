@@ -132,7 +132,10 @@ class AverageConfig(Section):
     """Averaged weights (airbench94's lookahead; Polyak/EMA averaging): every `every` steps the average moves
     toward the weights by (1 - d), d = decay x progress^ramp (0 at the start, `decay` at the end), BatchNorm's
     running statistics with them. lookahead: the weights are then set to the average (Zhang et al. 2019);
-    ema: the average is kept apart and becomes the model's weights when training ends."""
+    ema: the average is kept apart and becomes the model's weights when training ends (so the epochs'
+    evaluations before the last score the weights as trained, not the average). The run's last step always
+    updates; with lookahead its weights are then the average, as in airbench94 when the steps divide by
+    `every`."""
     mode: Literal["lookahead", "ema"] = "lookahead"
     every: Annotated[int, Field(ge=1, le=1_000_000)] = 5
     decay: Annotated[float, Field(ge=0, le=1)] = 0.774   # airbench94: 0.95 ** 5

@@ -197,3 +197,15 @@ class Augmenter:
 
     def eval_batch(self, x: torch.Tensor) -> torch.Tensor:
         return self._standardise_(self._float01(x.to(self.device, non_blocking=True)))
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The batch at `size` pixels high (the width in proportion), bilinear and antialiased, so a smaller image
+    is the same picture, not a crop of it (config key `resolution`: progressive resizing)."""
+    h, w = x.shape[2:]
+    if h == size:
+        return x
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    out = F.interpolate(x, size=(size, max(1, round(w * size / h))), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out

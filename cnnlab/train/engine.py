@@ -18,8 +18,9 @@ from ..device import Placement, grad_scaler, micro_batch_size, should_compile, s
 from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
 from ..schema.config import TrainConfig
-from .augment import Augmenter
+from .augment import Augmenter, resized
 from .averaging import WeightAverage
+from .filtering import hardest
 from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimizer
 
 
@@ -41,41 +42,6 @@ def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: f
     nll = F.nll_loss(logp, target)
     loss = (1 - smoothing) * nll - smoothing * logp.mean(dim=1).mean() if smoothing else nll
     return loss * len(target) if reduction == "sum" else loss
-
-
-def example_losses(output: torch.Tensor, target: torch.Tensor, smoothing: float, probabilities: bool):
-    """Each example's loss, as classification_loss computes it (data filtering ranks by it)."""
-    output = output.float()
-    if not probabilities:
-        return F.cross_entropy(output, target, label_smoothing=smoothing, reduction="none")
-    logp = output.clamp_min(1e-7).log()
-    nll = -logp.gather(1, target[:, None])[:, 0]
-    return (1 - smoothing) * nll - smoothing * logp.mean(dim=1) if smoothing else nll
-
-
-def resized(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The batch at `size` pixels high (the width in proportion), bilinear and antialiased, so a smaller image
-    is the same picture, not a crop of it (progressive resizing)."""
-    h, w = x.shape[2:]
-    if h == size:
-        return x
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    out = F.interpolate(x, size=(size, max(1, round(w * size / h))), mode="bilinear", antialias=True,
-                        align_corners=False)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
-
-
-@contextlib.contextmanager
-def _running_stats_kept(norms: list):
-    """BatchNorm's running statistics left as they are (momentum 0) for a forward that only scores."""
-    saved = [bn.momentum for bn in norms]
-    try:
-        for bn in norms:
-            bn.momentum = 0.0
-        yield
-    finally:
-        for bn, momentum in zip(norms, saved):
-            bn.momentum = momentum
 
 
 def _views(model, xb: torch.Tensor, tta, probabilities: bool, plain: torch.Tensor | None = None) -> torch.Tensor:
@@ -186,6 +152,10 @@ class Trainer:
         self.train_y = dataset.train_y.to(placement.device)
         self.total_steps = self.epochs * self.batches_per_epoch
         self.average = WeightAverage(model, config.average) if config.average else None
+        if self.average is not None and config.average.mode == "ema" and config.early_stopping.patience:
+            # early stopping keeps the best epoch's raw weights, while an EMA stands for the end of training
+            raise UserError("average: {mode: ema} and early_stopping cannot go together (the average becomes "
+                            "the weights only when training ends); use average: {mode: lookahead}, or one of them")
 
     # ------------------------------------------------------------------ state for checkpoints
     def state_dict(self) -> dict:
@@ -314,31 +284,14 @@ class Trainer:
         select = self.config.select
         return select is not None and select.keep < 1 and epoch >= select.after
 
-    @torch.no_grad()
-    def _hardest(self, model, xb, yb, smoothing: float, reduction: str):
-        """`select`: the batch's examples with the highest loss (its `keep` share), ranked by a forward pass
-        without gradients in `micro_batch` pieces; and the whole batch's loss and correct predictions, so the
-        epoch's training figures stay over every image."""
-        n = len(yb)
-        piece = micro_batch_size(self.config.micro_batch, n, self.placement)
-        losses, correct = [], torch.zeros((), device=yb.device, dtype=torch.long)
-        with _running_stats_kept(self.norms):
-            for start in range(0, n, piece):
-                with self.placement.autocast():
-                    out = model(xb[start:start + piece])
-                losses.append(example_losses(out, yb[start:start + piece], smoothing, self.probabilities))
-                correct += (out.argmax(1) == yb[start:start + piece]).sum()
-        losses = torch.cat(losses)
-        keep = losses.topk(max(1, round(self.config.select.keep * n))).indices
-        total = losses.sum() if reduction == "sum" else losses.mean()
-        return xb[keep], yb[keep], total, correct
-
     def _forward_backward(self, model, xb, yb, smoothing: float, reduction: str):
         """Gradients of the batch's loss, in pieces of `micro_batch` images; (the loss, correct predictions)."""
         if self.selects(self.epoch):
-            xb, yb, scored_loss, scored_correct = self._hardest(model, xb, yb, smoothing, reduction)
+            piece = micro_batch_size(self.config.micro_batch, len(yb), self.placement)
+            xb, yb, losses, correct = hardest(model, xb, yb, self.config.select.keep, piece, self.norms,
+                                              self.placement.autocast, smoothing, self.probabilities)
             self._forward_backward_all(model, xb, yb, smoothing, reduction)
-            return scored_loss, scored_correct
+            return (losses.sum() if reduction == "sum" else losses.mean()), correct
         return self._forward_backward_all(model, xb, yb, smoothing, reduction)
 
     def _forward_backward_all(self, model, xb, yb, smoothing: float, reduction: str):

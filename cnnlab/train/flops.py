@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import auto_batch_size
 from ..models import build_model
 from ..models.summary import summarize
 from ..schema.config import TrainConfig
+from .filtering import kept_count
 
 
 @dataclass
@@ -37,6 +39,8 @@ def macs_at(model_spec, input_shape, num_classes: int) -> int:
 
 
 def training_flop(cfg: TrainConfig, input_shape, num_classes: int, images: int) -> FlopBudget:
+    """Counted batch by batch as the engine cuts them (`batch_size`, a last smaller batch, `kept_count` of each
+    where data filtering is on)."""
     c, h, w = input_shape
     full = macs_at(cfg.model, input_shape, num_classes)
     res, select = cfg.resolution, cfg.select
@@ -47,7 +51,9 @@ def training_flop(cfg: TrainConfig, input_shape, num_classes: int, images: int) 
     for epoch in range(cfg.epochs):
         macs = small if small is not None and epoch < res.epochs else full
         if select is not None and select.keep < 1 and epoch >= select.after:
-            flop = 2 * macs * images + 6 * macs * round(select.keep * images)
+            size = cfg.batch_size or auto_batch_size(images, cfg.epochs)  # left out: as the run works it out
+            batches = [size] * (images // size) + ([images % size] if images % size > 1 else [])
+            flop = 2 * macs * sum(batches) + 6 * macs * sum(kept_count(select.keep, n) for n in batches)
         else:
             flop = 6 * macs * images
         per_epoch.append(float(flop))

@@ -110,6 +110,25 @@ def _check_memory(summary, cfg: TrainConfig, placement) -> None:
                         f"{placement.device.type}; lower batch_size, narrow the layers, or pool earlier")
 
 
+def _check_resolution(spec, cfg: TrainConfig, data: ImageDataset) -> None:
+    """`resolution` must lower the images' size, and the network must take the smaller images (one that
+    flattens into a dense layer takes one size only)."""
+    if cfg.resolution is None:
+        return
+    c, h, w = data.input_shape
+    size = cfg.resolution.size
+    if size >= h:
+        raise UserError(f"resolution.size: {size} is not below the images' height ({h}x{w}); it sets the size of "
+                        f"the first epochs' images to save FLOPs, so give a smaller size (e.g. {max(4, h * 3 // 4)})")
+    try:  # called on the meta device: shapes only
+        build_model(spec, data.input_shape, data.num_classes).train()(
+            torch.zeros(2, c, size, max(1, round(w * size / h))))
+    except (UserError, RuntimeError) as exc:
+        raise UserError(f"resolution.size: the model does not take {size}-pixel images ({exc}); a network that "
+                        "flattens into a dense layer takes one size only: end its convolutions with "
+                        "global_avgpool or global_maxpool, or leave `resolution` out") from None
+
+
 def init_from_data(model, train_x: torch.Tensor, augmenter: Augmenter, images: int = 5000) -> None:
     """Layers set from the training images before the first step (a whitening layer's filters): from the first
     `images` of them, normalised as training normalises them."""
@@ -134,6 +153,7 @@ class Session:
         with torch.device("meta"):  # sizes first, allocating nothing: a model too big for memory fails here
             _check_memory(summarize(build_model(spec, self.data.input_shape, self.data.num_classes)),
                           cfg, self.placement)
+            _check_resolution(spec, cfg, self.data)
         self.model = build_model(spec, self.data.input_shape, self.data.num_classes)
         self.summary = summarize(self.model)
         self.model.to(self.placement.device)
