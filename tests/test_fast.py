@@ -184,8 +184,11 @@ def test_recipes_are_valid_configs_with_budgets():
         assert b["config"].recipe == name
     assert budget("cifar10-fast")["pflop"] <= 0.36
     assert budget("cifar10-90")["pflop"] <= 0.05
+    assert budget("cifar10-95")["pflop"] <= 1.0 and budget("cifar10-96")["pflop"] <= 3.0  # issue 24's budgets
     eight = budget("cifar10-fast", ["epochs=8"])  # a variant, as bench/fast.py --set makes it
     assert eight["epochs"] == 8 and abs(eight["pflop"] - 0.8 * budget("cifar10-fast")["pflop"]) < 1e-9
+    small = budget("cifar10-fast", ["resolution={size: 24, epochs: 7}"])  # issue 24's try below 0.25 PFLOP
+    assert 0.23 < small["pflop"] < 0.25
 
 
 def test_recipe_cli_lists_shows_and_refuses_unknown_names(tmp_path):

@@ -18,7 +18,7 @@ from ..device import Placement, grad_scaler, micro_batch_size, should_compile, s
 from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
 from ..schema.config import TrainConfig
-from .augment import Augmenter, resized
+from .augment import Augmenter, resized_images
 from .averaging import WeightAverage
 from .filtering import hardest
 from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimizer
@@ -151,6 +151,7 @@ class Trainer:
         self.train_x = dataset.train_x.to(placement.device)
         self.train_y = dataset.train_y.to(placement.device)
         self.total_steps = self.epochs * self.batches_per_epoch
+        self._small_images = None  # the training set at `resolution`'s size, while its epochs last
         self.average = WeightAverage(model, config.average) if config.average else None
         if self.average is not None and config.average.mode == "ema" and config.early_stopping.patience:
             # early stopping keeps the best epoch's raw weights, while an EMA stands for the end of training
@@ -229,12 +230,10 @@ class Trainer:
         self._seen = 0
         self._epoch_start = time.perf_counter()
         lr = self.current_lr(self.epoch)
-        size = self.input_size(self.epoch)
+        images = self._training_images(self.epoch)
         for self.batch_index in range(self.batches_per_epoch):
             idx = shard(order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size], self.world)
-            xb = self.augmenter.train_batch(self.train_x[idx], self.generator, idx, self.epoch)
-            if size is not None:
-                xb = resized(xb, size)
+            xb = self.augmenter.train_batch(images[idx], self.generator, idx, self.epoch)
             yb = self.train_y[idx]
             progress = self.epoch + self.batch_index / self.batches_per_epoch
             lr = self.current_lr(progress)
@@ -279,6 +278,17 @@ class Trainer:
         """The training images' height in this epoch where `resolution` lowers it, else None (as they are)."""
         res = self.config.resolution
         return res.size if res is not None and epoch < res.epochs else None
+
+    def _training_images(self, epoch: int) -> torch.Tensor:
+        """The training set as this epoch sees it: resized once for a `resolution` phase and kept for its
+        epochs, dropped after it."""
+        size = self.input_size(epoch)
+        if size is None:
+            self._small_images = None
+            return self.train_x
+        if self._small_images is None or self._small_images.shape[2] != size:
+            self._small_images = resized_images(self.train_x, size)
+        return self._small_images
 
     def selects(self, epoch: int) -> bool:
         select = self.config.select
