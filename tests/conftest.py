@@ -100,3 +100,19 @@ def client(runs_root, data_dir):
     from cnnlab.serve.app import create_app
     with TestClient(create_app(runs_root, str(data_dir), start_worker=False)) as c:
         yield c
+
+
+def same_weights_after_a_stop(cfg: dict, tmp_path: Path):
+    """The run trained straight through, and again stopped after its first epoch and resumed: (straight,
+    resumed) jobs, and whether their final weights are identical."""
+    import cnnlab
+    import torch
+    from safetensors.torch import load_file
+    straight = cnnlab.Job(cfg, run_dir=tmp_path / "straight", store=False).run()
+    job = cnnlab.Job(cfg, run_dir=tmp_path / "stopped", store=False)
+    job.listeners.append(lambda e: e.type == "epoch" and job.stop())
+    job.run()
+    assert job.status == "interrupted"
+    resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()
+    a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
+    return straight, resumed, all(torch.equal(a[k], b[k]) for k in a)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import cnnlab
+from conftest import same_weights_after_a_stop
 from cnnlab.app.recipes import budget
 from cnnlab.config import resolve
 from cnnlab.models import build_model
@@ -140,19 +141,12 @@ def test_filtering_trains_on_the_hardest_share_and_leaves_batchnorm_statistics_a
 def test_a_run_with_every_technique_trains_resumes_and_records_them(data_dir, tmp_path):
     """Lower resolution first, then filtering, with an EMA and the decaying whitening bias: the run trains,
     stopped after epoch 1 and resumed it ends with the same weights, and config.yaml records the keys."""
-    from safetensors.torch import load_file
     cfg = {"recipe": "cifar10-fast", "model": {**TINY, "whiten_bias_decay": True}, "epochs": 3,
            "batch_size": 20, "threads": 1, "eval_every": 1, "data": {"dir": str(data_dir)},
            "average": {"mode": "ema", "every": 2}, "resolution": {"size": 24, "epochs": 1},
            "select": {"keep": 0.5, "after": 2}}
-    straight = cnnlab.Job(cfg, run_dir=tmp_path / "straight", store=False).run()
-    job = cnnlab.Job(cfg, run_dir=tmp_path / "stopped", store=False)
-    job.listeners.append(lambda e: e.type == "epoch" and job.stop())
-    job.run()
-    assert job.status == "interrupted"
-    resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()
-    a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    straight, _, same = same_weights_after_a_stop(cfg, tmp_path)
+    assert same
     text = (straight.dir / "config.yaml").read_text()
     assert "resolution:" in text and "select:" in text and "mode: ema" in text
     result = json.loads((straight.dir / "result.json").read_text())

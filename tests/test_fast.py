@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnlab
+from conftest import same_weights_after_a_stop
 from cnnlab.config import AUGMENT_KEYS
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
@@ -231,17 +232,10 @@ def test_a_recipe_trains_end_to_end_with_overrides(data_dir, tmp_path):
 def test_a_muon_run_resumes_to_identical_weights(data_dir, tmp_path):
     """Muon's state, the whitening layer (set from data once, never again) and the alternating flip all come
     back from the checkpoint: stopped after epoch 1 and resumed, the run ends with the same weights."""
-    from safetensors.torch import load_file
     cfg = {"recipe": "cifar10-fast", "model": {"name": "airbench", "widths": [8, 16, 16]}, "epochs": 2,
            "batch_size": 20, "threads": 1, "eval_every": 1, "data": {"dir": str(data_dir)}}
-    straight = cnnlab.Job(cfg, run_dir=tmp_path / "straight", store=False).run()
-    job = cnnlab.Job(cfg, run_dir=tmp_path / "stopped", store=False)
-    job.listeners.append(lambda e: e.type == "epoch" and job.stop())
-    job.run()
-    assert job.status == "interrupted"
-    resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()
-    a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    straight, _, same = same_weights_after_a_stop(cfg, tmp_path)
+    assert same
 
 
 def test_micro_batches_give_the_whole_batch_step(data_dir, tmp_path):
