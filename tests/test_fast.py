@@ -157,6 +157,28 @@ def test_six_view_tta_averages_the_views_a_shift_invariant_model_does_not_see():
     assert len(calls) == 5 and torch.allclose(again, six, atol=1e-6)
 
 
+def test_a_tta_shift_table_moves_the_content_as_named_and_weighs_each_view():
+    """A 'model' that reads one pixel and its mirror image's: each view's shift must move the content by
+    (down, right), with the edge reflected, and weigh what the table says; the image and mirror take the rest."""
+    from cnnlab.train.engine import _views, view_count
+
+    class ReadPixel(torch.nn.Module):  # outputs (pixel (2, 2), pixel (2, 5)) of an 8x8 image
+        def forward(self, v):
+            return torch.stack([v[:, 0, 2, 2], v[:, 0, 2, 5]], 1)
+    x = torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8)
+    table = (((1, 0), 0.25), ((0, -2), 0.125))
+    got = _views(ReadPixel(), x, table, probabilities=True)
+
+    def read(img):  # a view and its mirror, averaged
+        return 0.5 * (torch.stack([img[0, 0, 2, 2], img[0, 0, 2, 5]]) + torch.stack([img[0, 0, 2, 5], img[0, 0, 2, 2]]))
+    down1 = torch.cat([x[:, :, 1:2], x[:, :, :7]], 2)                       # moved down 1: row 0 is the reflected row 1
+    left2 = torch.cat([x[:, :, :, 2:], x[:, :, :, 5:7].flip(3)], 3)          # moved left 2, reflected at the right edge
+    want = 0.625 * read(x) + 0.25 * read(down1) + 0.125 * read(left2)
+    assert torch.allclose(got[0], want)
+    assert view_count(table) == 6 and view_count("flip_translate") == 6 and view_count(True) == 2
+    assert view_count(False) == 1
+
+
 def test_a_run_s_final_tta_reuses_the_last_epoch_s_plain_view(data_dir, tmp_path, monkeypatch):
     from cnnlab.train import engine
     from cnnlab.app.job import Job

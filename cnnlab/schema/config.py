@@ -211,8 +211,9 @@ class TrainConfig(Section):
     # cnnlab/device.py)
     compile: Literal["auto"] | bool = "auto"
     # test-time augmentation where training flips horizontally: true = the image and its mirror;
-    # flip_translate = those and both shifted by one pixel up-left and down-right (6 views, Jordan 2024)
-    tta: bool | Literal["flip_translate"] = True
+    # flip_translate = those and both shifted by one pixel up-left and down-right (6 views, Jordan 2024);
+    # flip_neighbours = those and the 8 one-pixel shifts (18 views; cnnlab/train/engine.py TTA_SHIFTS)
+    tta: bool | Literal["flip_translate", "flip_neighbours"] = True
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     threads: Annotated[int, Field(ge=1, le=1024)] | None = None  # torch CPU threads; default: what torch picks
     sync_batchnorm: bool = False              # data-parallel runs: BatchNorm statistics over all ranks' images

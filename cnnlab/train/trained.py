@@ -20,12 +20,12 @@ from ..errors import UserError
 from ..rundir import Run
 from ..schema.config import TrainConfig
 from .augment import Augmenter
-from .engine import eval_batch_size, evaluate
+from .engine import eval_batch_size, evaluate, view_count
 
 
 def tta_label(tta) -> str:
     """How result.json and `cnnlab eval` name the test-time augmentation."""
-    return "6-view" if tta == "flip_translate" else "flip"
+    return f"{view_count(tta)}-view" if isinstance(tta, str) else "flip"
 
 
 class Deployable(nn.Module):
