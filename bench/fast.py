@@ -159,7 +159,7 @@ def release_memory() -> None:
 
 
 def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str | None = None,
-             label: str | None = None) -> dict:
+             label: str | None = None, weights: bool = False) -> dict:
     """One `cnnlab train --recipe` in its own process, as a user runs it; wall time and peak memory around it."""
     release_memory()
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +179,8 @@ def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str 
         if keep:  # what the run wrote that a reader needs to check the figure (not the weights)
             dest = Path(keep) / f"{label or recipe}-seed{seed}"
             dest.mkdir(parents=True, exist_ok=True)
-            for name in ("config.yaml", "metrics.csv", "result.json"):
+            names = ("config.yaml", "metrics.csv", "result.json") + (("data.json", "model.safetensors") if weights else ())
+            for name in names:
                 shutil.copy(run_dir / name, dest / name)
     header = rows[0].split(",")
     epochs = [dict(zip(header, r.split(","))) for r in rows[1:]]
@@ -220,7 +221,7 @@ def bench_recipe(name: str, args) -> None:
     # measured again after every run, and each run is held against the mean of the peaks just before and after it.
     accs, walls, ratios = [], [], []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        r = run_seed(name, seed, args.data_dir, extra, args.keep, label)
+        r = run_seed(name, seed, args.data_dir, extra, args.keep, label, args.keep_weights)
         after, _ = seconds_at_peak(cfg, images, args)
         at_peak = (ideal + after) / 2
         res = r["result"]
@@ -264,6 +265,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed on --quick-limit training images")
     parser.add_argument("--quick-limit", type=int, default=10_000)
     parser.add_argument("--keep", metavar="DIR", help="copy each run's config, metrics and result to DIR/RECIPE-seedS")
+    parser.add_argument("--keep-weights", action="store_true",
+                        help="with --keep, the weights too (to score them again, e.g. with another TTA; 8 MB a run)")
     parser.add_argument("--peak-only", action="store_true", help="budgets and peak only: train nothing")
     parser.add_argument("--steps", type=int, default=3, help="steps per peak timing")
     parser.add_argument("--repeats", type=int, default=3)

@@ -25,7 +25,7 @@ from .engine import eval_batch_size, evaluate, view_count
 
 def tta_label(tta) -> str:
     """How result.json and `cnnlab eval` name the test-time augmentation."""
-    return f"{view_count(tta)}-view" if isinstance(tta, str) else "flip"
+    return "flip" if tta is True else f"{view_count(tta)}-view"
 
 
 class Deployable(nn.Module):
