@@ -176,7 +176,7 @@ def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str 
             raise SystemExit(f"{' '.join(cmd)} failed:\n{log.read_text()}")
         result = json.loads((run_dir / "result.json").read_text())
         rows = (run_dir / "metrics.csv").read_text().splitlines()
-        if keep:  # what the run wrote that a reader needs to check the figure (not the weights)
+        if keep:  # what the run wrote that a reader needs to check the figure (and with --keep-weights, the weights)
             dest = Path(keep) / f"{label or recipe}-seed{seed}"
             dest.mkdir(parents=True, exist_ok=True)
             names = ("config.yaml", "metrics.csv", "result.json") + (("data.json", "model.safetensors") if weights else ())
@@ -273,6 +273,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change the recipes (as cnnlab train --set does), budgets and runs alike")
     args = parser.parse_args()
+    if args.keep_weights and not args.keep:
+        parser.error("--keep-weights: name the folder with --keep DIR")
     if args.quick:
         args.seeds = 1
     print(f"machine: {machine()}")

@@ -161,22 +161,34 @@ def test_a_tta_shift_table_moves_the_content_as_named_and_weighs_each_view():
     """A 'model' that reads one pixel and its mirror image's: each view's shift must move the content by
     (down, right), with the edge reflected, and weigh what the table says; the image and mirror take the rest."""
     from cnnlab.train.engine import _views, view_count
+    from cnnlab.train.trained import tta_label
 
-    class ReadPixel(torch.nn.Module):  # outputs (pixel (2, 2), pixel (2, 5)) of an 8x8 image
+    class ReadPixel(torch.nn.Module):  # outputs (pixel (0, 1), pixel (0, 6)) of an 8x8 image: mirrors of each other
         def forward(self, v):
-            return torch.stack([v[:, 0, 2, 2], v[:, 0, 2, 5]], 1)
+            return torch.stack([v[:, 0, 0, 1], v[:, 0, 0, 6]], 1)
     x = torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8)
     table = (((1, 0), 0.25), ((0, -2), 0.125))
     got = _views(ReadPixel(), x, table, probabilities=True)
 
     def read(img):  # a view and its mirror, averaged
-        return 0.5 * (torch.stack([img[0, 0, 2, 2], img[0, 0, 2, 5]]) + torch.stack([img[0, 0, 2, 5], img[0, 0, 2, 2]]))
+        return 0.5 * (torch.stack([img[0, 0, 0, 1], img[0, 0, 0, 6]]) + torch.stack([img[0, 0, 0, 6], img[0, 0, 0, 1]]))
     down1 = torch.cat([x[:, :, 1:2], x[:, :, :7]], 2)                       # moved down 1: row 0 is the reflected row 1
     left2 = torch.cat([x[:, :, :, 2:], x[:, :, :, 5:7].flip(3)], 3)          # moved left 2, reflected at the right edge
     want = 0.625 * read(x) + 0.25 * read(down1) + 0.125 * read(left2)
     assert torch.allclose(got[0], want)
     assert view_count(table) == 6 and view_count("flip_translate") == 6 and view_count(True) == 2
-    assert view_count(False) == 1
+    assert view_count(False) == 1 and view_count("flip_neighbours") == 18
+    assert tta_label("flip_neighbours") == "18-view" and tta_label("flip_translate") == "6-view"
+    assert tta_label(True) == "flip"
+
+
+def test_every_tta_name_the_config_takes_has_its_views():
+    import typing
+    from cnnlab.schema.config import TrainConfig
+    from cnnlab.train.engine import TTA_SHIFTS
+    names = [a for a in typing.get_args(TrainConfig.model_fields["tta"].annotation) if a is not bool]
+    names = [n for a in names for n in typing.get_args(a)]
+    assert sorted(names) == sorted(TTA_SHIFTS)
 
 
 def test_a_run_s_final_tta_reuses_the_last_epoch_s_plain_view(data_dir, tmp_path, monkeypatch):

@@ -49,17 +49,21 @@ def classification_loss(output: torch.Tensor, target: torch.Tensor, smoothing: f
 TTA_SHIFTS = {
     # the image and its mirror weigh half; one pixel up-left and down-right a quarter each (Jordan 2024)
     "flip_translate": (((-1, -1), 0.25), ((1, 1), 0.25)),
-    # the image and its mirror weigh half, the 8 one-pixel neighbours 1/16 each: 18 views; on held-out
-    # CIFAR-10 images +0.11 points over flip_translate for cifar10-fast at 24x24 (bench/tta_choice.py)
+    # the image and its mirror weigh half, the 8 one-pixel neighbours 1/16 each: 18 views; for cifar10-fast at
+    # 24x24, +0.11 points over flip_translate on held-out images (bench/tta_choice.py) but none on the test set
+    # (bench/tta_test.py: 0.9369 against 0.9370, docs/recipes.md), so no recipe uses it
     "flip_neighbours": tuple(((dy, dx), 1 / 16) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx),
 }
 
 
+def _shifts(tta) -> tuple:
+    """The shift table of a truthy `tta`: true (image and mirror only), a name in TTA_SHIFTS, or a table."""
+    return TTA_SHIFTS[tta] if isinstance(tta, str) else () if tta is True else tuple(tta)
+
+
 def view_count(tta) -> int:
     """Forwards per image that `tta` costs."""
-    if not tta:
-        return 1
-    return 2 * (1 + len(TTA_SHIFTS[tta] if isinstance(tta, str) else () if tta is True else tta))
+    return 2 * (1 + len(_shifts(tta))) if tta else 1
 
 
 def _views(model, xb: torch.Tensor, tta, probabilities: bool, plain: torch.Tensor | None = None) -> torch.Tensor:
@@ -74,7 +78,7 @@ def _views(model, xb: torch.Tensor, tta, probabilities: bool, plain: torch.Tenso
         return 0.5 * ((predict(v) if known is None else known) + predict(v.flip(3)))
     if not tta:
         return predict(xb) if plain is None else plain
-    shifts = TTA_SHIFTS[tta] if isinstance(tta, str) else () if tta is True else tta
+    shifts = _shifts(tta)
     rest = 1.0 - sum(weight for _, weight in shifts)
     total = rest * mirrored(xb, plain)
     reach = max((max(abs(dy), abs(dx)) for (dy, dx), _ in shifts), default=0)
@@ -96,7 +100,8 @@ def eval_batch_size(cfg: TrainConfig, placement: Placement) -> int:
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, placement: Placement,
              batch_size: int = 1000, tta=False, probabilities: bool = False, plain: torch.Tensor | None = None) -> dict:
-    """Loss and accuracy over (x, y); with `tta` (true or 'flip_translate'), averaged over test-time views.
+    """Loss and accuracy over (x, y); with `tta` (true, a name in TTA_SHIFTS or a shift table), averaged over
+    test-time views.
     `plain`: the probabilities of x as it is, from an evaluation of the same weights (`probs` of an earlier
     call), so that a test-time augmentation does not compute that view again."""
     was_training = model.training

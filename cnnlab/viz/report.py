@@ -126,7 +126,7 @@ def render_html(run: Run, figs: dict) -> str:
     verdict = diagnose_run(run)
     e = html.escape
     facts = [("status", result.get("status")), ("data", result.get("data")), ("model", result.get("model")),
-             ("test accuracy", result.get("test_acc")), ("with flip TTA", result.get("test_acc_tta")),
+             ("test accuracy", result.get("test_acc")), (f"with {result.get('tta', 'flip')} TTA", result.get("test_acc_tta")),
              ("epochs", f"{result.get('epochs_completed')}/{result.get('epochs')}"),
              ("trainable parameters", result.get("params_trainable")), ("MACs per image", result.get("macs")),
              ("wall time (s)", result.get("wall_time_s")), ("device", result.get("device")),

@@ -355,7 +355,7 @@ function follow(runId) {
   source.addEventListener("result", (e) => {
     const r = JSON.parse(e.data);
     status.textContent = `${runId}: ${r.status}` + (r.test_acc !== undefined ? ` · test accuracy ${r.test_acc.toFixed(4)}` +
-      (r.test_acc_tta !== undefined ? ` (${r.test_acc_tta.toFixed(4)} with flip TTA)` : "") : "") +
+      (r.test_acc_tta !== undefined ? ` (${r.test_acc_tta.toFixed(4)} with ${r.tta ?? "flip"} TTA)` : "") : "") +
       (r.message ? ` · ${r.message}` : "");
   });
   source.addEventListener("error", (e) => {
