@@ -17,7 +17,7 @@ from cnnlab.config import resolve
 from cnnlab.models import build_model
 from cnnlab.schema.config import AverageConfig
 from cnnlab.train.averaging import WeightAverage
-from cnnlab.train.augment import resized_images
+from cnnlab.train.augment import BatchResizer, resized_images
 from cnnlab.train.filtering import example_losses, hardest, kept_count
 from cnnlab.train.flops import macs_at, training_flop
 from cnnlab.train.optim import group_lr, make_optimizer
@@ -88,6 +88,18 @@ def test_resized_sets_keep_the_picture_and_the_dtype():
     assert resized_images(torch.rand(1, 3, 32, 48), 16).shape == (1, 3, 16, 24)
 
 
+def test_the_batch_resizer_is_f_interpolate_as_two_matmuls():
+    """`resolution: {resize: batch}` resizes each augmented batch: the same numbers as F.interpolate (bilinear,
+    antialiased), width in proportion, the memory layout kept."""
+    for shape, size in (((5, 3, 32, 32), 24), ((2, 1, 32, 48), 20), ((3, 3, 28, 28), 14)):
+        x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        out = BatchResizer(*shape[2:], size)(x)
+        want = torch.nn.functional.interpolate(x, size=out.shape[2:], mode="bilinear", antialias=True,
+                                               align_corners=False)
+        assert out.shape[2] == size and out.shape[3] == round(shape[3] * size / shape[2])
+        assert torch.allclose(out, want, atol=1e-5) and out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_example_losses_match_the_batch_loss():
     out, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
     assert example_losses(out, y, 0.2, False).mean() == pytest.approx(
@@ -153,12 +165,14 @@ def test_a_run_with_every_technique_trains_resumes_and_records_them(data_dir, tm
     assert 0 <= result["test_acc"] <= 1
 
 
-def test_the_flops_counted_are_the_images_and_sizes_the_engine_trains_on(data_dir, tmp_path):
+@pytest.mark.parametrize("resize", ["once", "batch"])
+def test_the_flops_counted_are_the_images_and_sizes_the_engine_trains_on(data_dir, tmp_path, resize):
     """A forward hook counts what the network sees in training (size, images; scoring forwards apart from
-    trained ones), and the count priced at the network's MACs per size equals `training_flop`."""
+    trained ones), and the count priced at the network's MACs per size equals `training_flop`, whether the
+    set is resized once or each batch."""
     from cnnlab.train.session import Session, prepare_config
     cfg = prepare_config({"recipe": "cifar10-fast", "model": TINY, "epochs": 3, "batch_size": 16, "threads": 1,
-                          "eval_every": 3, "resolution": {"size": 20, "epochs": 1},
+                          "eval_every": 3, "resolution": {"size": 20, "epochs": 1, "resize": resize},
                           "select": {"keep": 0.3, "after": 2}, "data": {"dir": str(data_dir)}})
     s = Session(cfg)
     seen = []

@@ -143,10 +143,13 @@ class AverageConfig(Section):
 
 
 class ResolutionConfig(Section):
-    """Progressive resizing (fast.ai's DAWNBench entry): the first `epochs` epochs see the augmented batch
-    resized to `size` pixels (bilinear, antialiased), a fraction of the FLOPs; the rest full size."""
+    """Progressive resizing (fast.ai's DAWNBench entry): the first `epochs` epochs train on images resized to
+    `size` pixels (bilinear, antialiased), a fraction of the FLOPs; the rest full size."""
     size: Annotated[int, Field(ge=4, le=4096)]
     epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+    # once: the set resized at the phase's start, then cropped and flipped at the small size (a crop of 2 pixels
+    # is 2 of 24); batch: each batch augmented at full size, then resized (2 of 32, 1.5 of 24, sub-pixel)
+    resize: Literal["once", "batch"] = "once"
 
 
 class SelectConfig(Section):

@@ -18,7 +18,7 @@ from ..device import Placement, grad_scaler, micro_batch_size, should_compile, s
 from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
 from ..schema.config import TrainConfig
-from .augment import Augmenter, resized_images
+from .augment import Augmenter, BatchResizer, resized_images
 from .averaging import WeightAverage
 from .filtering import hardest
 from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimizer
@@ -259,9 +259,12 @@ class Trainer:
         self._epoch_start = time.perf_counter()
         lr = self.current_lr(self.epoch)
         images = self._training_images(self.epoch)
+        resize = self._batch_resizer(self.epoch)
         for self.batch_index in range(self.batches_per_epoch):
             idx = shard(order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size], self.world)
             xb = self.augmenter.train_batch(images[idx], self.generator, idx, self.epoch)
+            if resize is not None:
+                xb = resize(xb)
             yb = self.train_y[idx]
             progress = self.epoch + self.batch_index / self.batches_per_epoch
             lr = self.current_lr(progress)
@@ -309,14 +312,21 @@ class Trainer:
 
     def _training_images(self, epoch: int) -> torch.Tensor:
         """The training set as this epoch sees it: resized once for a `resolution` phase and kept for its
-        epochs, dropped after it."""
+        epochs, dropped after it (with `resize: batch` the full-size set: each batch is resized instead)."""
         size = self.input_size(epoch)
-        if size is None:
+        if size is None or self.config.resolution.resize == "batch":
             self._small_images = None
             return self.train_x
         if self._small_images is None or self._small_images.shape[2] != size:
             self._small_images = resized_images(self.train_x, size)
         return self._small_images
+
+    def _batch_resizer(self, epoch: int) -> BatchResizer | None:
+        """For `resolution: {resize: batch}`, what resizes each augmented batch in this epoch; else None."""
+        size = self.input_size(epoch)
+        if size is None or self.config.resolution.resize != "batch":
+            return None
+        return BatchResizer(*self.train_x.shape[2:], size, self.train_x.device)
 
     def selects(self, epoch: int) -> bool:
         select = self.config.select
