@@ -21,6 +21,7 @@ import argparse
 import ctypes
 import gc
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -107,7 +108,7 @@ def run_phases(cfg) -> list[tuple[tuple, int]]:
                       default=cfg.epochs)
     phases: list[list] = []
     for epoch in range(cfg.epochs):
-        size = cfg.resolution.size if cfg.resolution and epoch < cfg.resolution.epochs else 32
+        size = cfg.resolution.pixels(32) if cfg.resolution and cfg.resolution.lowers(epoch, cfg.epochs) else 32
         keep = cfg.select.keep if cfg.select and cfg.select.keep < 1 and epoch >= cfg.select.after else None
         kind = (epoch < bias_epochs, size, keep)
         if phases and phases[-1][0] == kind:
@@ -199,8 +200,9 @@ def bench_recipe(name: str, args) -> None:
     cfg = b["config"]
     images = b["images"] if not args.quick else args.quick_limit
     extra = [a for o in args.set for a in ("--set", o)] + ([] if not args.quick else ["--set", f"data.limit={images}"])
-    # a variant's runs are kept apart from the recipe's: cifar10-fast with epochs=8 -> cifar10-fast-epochs8
-    label = "-".join([name] + [o.replace("=", "").replace(".", "-") for o in args.set])
+    # a variant's runs are kept apart from the recipe's, in a folder name without spaces or braces:
+    # epochs=8 -> cifar10-fast-epochs8; resolution={size: 24, epochs: 7} -> cifar10-fast-resolution-size-24-epochs-7
+    label = "-".join([name] + [re.sub(r"[^A-Za-z0-9]+", "-", o.replace("=", "")).strip("-") for o in args.set])
     train_images = images * b["epochs"]
     pflop = b["pflop"] * images / b["images"]  # --quick trains on fewer images than the budget's
     _, about = load_recipe(name)

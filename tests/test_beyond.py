@@ -33,8 +33,17 @@ def test_the_keys_validate_and_bad_values_say_what_is_valid():
     cfg, _ = resolve({"average": {"mode": "ema"}, "resolution": {"size": 24, "epochs": 2},
                       "select": {"keep": 0.5, "after": 1}})
     assert cfg.average.every == 5 and cfg.resolution.size == 24 and cfg.select.keep == 0.5
+    share, _ = resolve({"resolution": {"size": 0.75, "epochs": 2}})  # a share of the height: any data set
+    assert (share.resolution.pixels(32), share.resolution.pixels(28), share.resolution.pixels(64)) == (24, 21, 48)
+    assert cfg.resolution.pixels(64) == 24  # pixels are pixels
+    recipe = resolve({"recipe": "cifar10-fast"})[0].resolution  # 0.7 of the epochs: 7 of 10, 6 of 8, never the last
+    assert [recipe.small_epochs(n) for n in (10, 8, 3, 1)] == [7, 6, 2, 0] and cfg.resolution.small_epochs(1) == 2
+    eight = budget("cifar10-fast", ["epochs=8"])["epoch_pflop"]
+    assert eight[5] < eight[6] == eight[7] and len(set(eight[:6])) == 1
     for bad, words in ((["select={keep: 0}"], "select.keep"), (["average={mode: swa}"], "average.mode"),
-                       (["resolution={size: 24}"], "resolution.epochs")):
+                       (["resolution={size: 24}"], "resolution.epochs"),
+                       (["resolution={size: 1.5, epochs: 2}"], "a whole number from 4 to 4096 (24), or a share"),
+                       (["resolution={size: 24, epochs: 1.5}"], "or a share of the run's epochs between 0 and 1")):
         out = cli("train", "--dry-run", *[a for o in bad for a in ("--set", o)])
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
 
@@ -47,7 +56,11 @@ def test_flops_count_lower_resolution_and_filtering_epoch_by_epoch():
     flop = training_flop(cfg, (3, 32, 32), 10, 1000)
     assert flop.epochs == [6 * small * 1000, 6 * full * 1000, 2 * full * 1000 + 6 * full * 250,
                            2 * full * 1000 + 6 * full * 250]
-    plain = budget("cifar10-fast", ["epochs=8"])
+    share, _ = resolve({"model": TINY, "epochs": 4, "resolution": {"size": 0.75, "epochs": 1},
+                        "select": {"keep": 0.25, "after": 2}})
+    assert training_flop(share, (3, 32, 32), 10, 1000).epochs == flop.epochs  # 0.75 of 32 is 24
+    assert training_flop(share, (1, 28, 28), 10, 1000).epochs[0] == 6 * macs_at(TINY, (1, 21, 21), 10) * 1000
+    plain = budget("cifar10-fast", ["epochs=8", "resolution=null"])
     early = budget("cifar10-fast", ["epochs=8", "resolution={size: 24, epochs: 2}"])
     assert early["pflop"] < 0.9 * plain["pflop"] and early["epoch_pflop"][2] == plain["epoch_pflop"][2]
 
@@ -186,6 +199,24 @@ def test_the_flops_counted_are_the_images_and_sizes_the_engine_trains_on(data_di
     assert {size for _, size, _ in seen} == {20, 32}
 
 
+def test_a_recipe_s_share_of_the_height_fits_mnist_s_28_pixels(data_dir, tmp_path):
+    """cifar10-fast's first epochs at 0.75 of the height: 21x21 for MNIST, then 28x28, and the run says so in
+    its FLOPs; a share that rounds up to the full height is refused with what would be valid."""
+    from cnnlab.train.session import Session, prepare_config
+    cfg = prepare_config({"recipe": "cifar10-fast", "model": TINY, "epochs": 2, "batch_size": 40, "threads": 1,
+                          "eval_every": 2, "resolution": {"epochs": 1}, "data": {"name": "mnist", "dir": str(data_dir)}})
+    assert cfg.resolution.size == 0.75 and cfg.resolution.resize == "batch"  # the recipe's, kept under the override
+    s = Session(cfg)
+    sizes = set()
+    s.model.register_forward_pre_hook(lambda m, args: sizes.add(args[0].shape[2]) if m.training else None)
+    s.trainer.fit()
+    assert sizes == {21, 28}
+    out = cli("train", "--data", "mnist", "--data-dir", str(data_dir), "--epochs", "1", "--no-store",
+              "--set", "resolution={size: 0.99, epochs: 1}", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode != 0 and "resolution.size: 0.99 x 28 = 28 is not below" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_the_engine_sets_the_decaying_group_s_rate_each_step(data_dir):
     from cnnlab.train.session import Session, prepare_config
     cfg = prepare_config({"recipe": "cifar10-fast", "model": {**TINY, "whiten_bias_decay": True}, "epochs": 4,
@@ -217,11 +248,12 @@ def test_resolution_must_lower_the_size_and_fit_the_network(data_dir, tmp_path):
 @pytest.mark.parametrize("name", ["cifar10-fast", "cifar10-95", "cifar10-96"])
 def test_each_recipe_s_own_network_trains_a_short_run(name, data_dir, tmp_path):
     """The short-run check behind the recipes too long to run here (cifar10-96 is ~1.5 h of this CPU): the
-    recipe as shipped — its network at full width, its resolution phase, its augmentation and TTA — on the tiny
-    set for 2 epochs, the first at 24x24: it trains with a finite loss and writes the run with its TTA."""
+    recipe as shipped — its network at full width, its resolution phase (shares of the height and the epochs),
+    its augmentation and TTA — on the tiny set for 2 epochs, the first at 24x24: it trains with a finite loss
+    and writes the run with its TTA."""
     job = cnnlab.Job({"recipe": name, "epochs": 2, "batch_size": 24, "threads": 1, "eval_every": 2,
-                      "resolution": {"size": 24, "epochs": 1}, "data": {"dir": str(data_dir)}},
-                     run_dir=tmp_path / name, store=False).run()
+                      "data": {"dir": str(data_dir)}}, run_dir=tmp_path / name, store=False).run()
+    assert [job.session.trainer.input_size(e) for e in (0, 1)] == [24, None]
     rows = job.metrics
     assert len(rows) == 2 and all(r["loss"] == r["loss"] for r in rows)
     result = json.loads((job.dir / "result.json").read_text())

@@ -116,10 +116,12 @@ def _check_resolution(spec, cfg: TrainConfig, data: ImageDataset) -> None:
     if cfg.resolution is None:
         return
     c, h, w = data.input_shape
-    size = cfg.resolution.size
+    size = cfg.resolution.pixels(h)
     if size >= h:
-        raise UserError(f"resolution.size: {size} is not below the images' height ({h}x{w}); it sets the size of "
-                        f"the first epochs' images to save FLOPs, so give a smaller size (e.g. {max(4, h * 3 // 4)})")
+        asked = cfg.resolution.size if isinstance(cfg.resolution.size, int) else f"{cfg.resolution.size} x {h} = {size}"
+        raise UserError(f"resolution.size: {asked} is not below the images' height ({h}x{w}); it sets the size of "
+                        f"the first epochs' images to save FLOPs, so give a smaller size (e.g. {max(4, h * 3 // 4)}, "
+                        "or 0.75 for three quarters of any image's height)")
     try:  # called on the meta device: shapes only
         build_model(spec, data.input_shape, data.num_classes).train()(
             torch.zeros(2, c, size, max(1, round(w * size / h))))
