@@ -108,7 +108,7 @@ def run_phases(cfg) -> list[tuple[tuple, int]]:
                       default=cfg.epochs)
     phases: list[list] = []
     for epoch in range(cfg.epochs):
-        size = cfg.resolution.pixels(32) if cfg.resolution and cfg.resolution.lowers(epoch, cfg.epochs) else 32
+        size = cfg.resolution.pixels(32) if cfg.resolution and cfg.resolution.is_small(epoch, cfg.epochs) else 32
         keep = cfg.select.keep if cfg.select and cfg.select.keep < 1 and epoch >= cfg.select.after else None
         kind = (epoch < bias_epochs, size, keep)
         if phases and phases[-1][0] == kind:
@@ -159,6 +159,10 @@ def release_memory() -> None:
             pass
 
 
+def kept_run(keep: str, label: str, seed: int) -> Path:
+    return Path(keep) / f"{label}-seed{seed}"
+
+
 def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str | None = None,
              label: str | None = None, weights: bool = False) -> dict:
     """One `cnnlab train --recipe` in its own process, as a user runs it; wall time and peak memory around it."""
@@ -178,7 +182,7 @@ def run_seed(recipe: str, seed: int, data_dir: str, extra: list[str], keep: str 
         result = json.loads((run_dir / "result.json").read_text())
         rows = (run_dir / "metrics.csv").read_text().splitlines()
         if keep:  # what the run wrote that a reader needs to check the figure (and with --keep-weights, the weights)
-            dest = Path(keep) / f"{label or recipe}-seed{seed}"
+            dest = kept_run(keep, label or recipe, seed)
             dest.mkdir(parents=True, exist_ok=True)
             names = ("config.yaml", "metrics.csv", "result.json") + (("data.json", "model.safetensors") if weights else ())
             for name in names:
@@ -206,6 +210,10 @@ def bench_recipe(name: str, args) -> None:
     train_images = images * b["epochs"]
     pflop = b["pflop"] * images / b["images"]  # --quick trains on fewer images than the budget's
     _, about = load_recipe(name)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    taken = [str(kept_run(args.keep, label, seed)) for seed in seeds if args.keep and kept_run(args.keep, label, seed).exists()]
+    if taken:  # recorded runs are evidence: a new run (perhaps of a recipe changed since) never overwrites them
+        raise SystemExit(f"--keep: {', '.join(taken)} already hold runs; keep these runs in another folder")
     print(f"\n== {name}: {about.get('description', '')}" + (f"\n   with {', '.join(args.set)}" if args.set else ""))
     print(f"network {json.dumps(cfg.model)}: {b['macs'] / 1e6:.1f} M MACs per image, "
           f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image at full size; {b['epochs']} epochs x "
@@ -222,7 +230,7 @@ def bench_recipe(name: str, args) -> None:
     # The machine's speed drifts (a shared host: the same step ran 20% slower an hour later), so the peak is
     # measured again after every run, and each run is held against the mean of the peaks just before and after it.
     accs, walls, ratios = [], [], []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in seeds:
         r = run_seed(name, seed, args.data_dir, extra, args.keep, label, args.keep_weights)
         after, _ = seconds_at_peak(cfg, images, args)
         at_peak = (ideal + after) / 2

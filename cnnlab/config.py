@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from .errors import UserError, closest
 from .yamlio import Located, load_yaml, parse_yaml, safe_load
 
-from .schema.config import AUGMENT_KEYS, AugmentConfig, TrainConfig, defaults
+from .schema.config import AUGMENT_KEYS, AugmentConfig, TrainConfig, defaults, section_of
 from .schema.errors import first_error
 
 # Every key and its default; the schema (cnnlab/schema/config.py) says what each means and its range.
@@ -83,17 +83,22 @@ def _apply_override(config: dict, keys: list[str], value, label: str) -> None:
             config["augment"] = {}
         config["augment"][keys[1]] = value
         return
-    node, schema = config, DEFAULTS
+    node, schema, owner = config, DEFAULTS, TrainConfig
     for depth, key in enumerate(keys):
         dotted = ".".join(keys[:depth + 1])
         if key not in schema:
             raise UserError(f"{label}: unknown key '{dotted}'{closest(key, schema)}; valid: {', '.join(schema)}")
+        section = section_of(owner, key) if owner is not None else None
         if depth == len(keys) - 1:
             node[key] = value
-        elif not isinstance(schema[key], dict):
-            raise UserError(f"{label}: '{dotted}' is a value, not a section; write --set {dotted}=VALUE")
+        elif isinstance(schema[key], dict):
+            node, schema, owner = node[key], schema[key], section
+        elif section is not None:  # a section whose default is None (resolution: a recipe's, or made here)
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node, schema, owner = node[key], dict.fromkeys(section.model_fields), section
         else:
-            node, schema = node[key], schema[key]
+            raise UserError(f"{label}: '{dotted}' is a value, not a section; write --set {dotted}=VALUE")
 
 
 def resolve(config=None, overrides: list[str | Override] | None = None) -> tuple[TrainConfig, Located]:

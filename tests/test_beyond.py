@@ -37,13 +37,17 @@ def test_the_keys_validate_and_bad_values_say_what_is_valid():
     assert (share.resolution.pixels(32), share.resolution.pixels(28), share.resolution.pixels(64)) == (24, 21, 48)
     assert cfg.resolution.pixels(64) == 24  # pixels are pixels
     recipe = resolve({"recipe": "cifar10-fast"})[0].resolution  # 0.7 of the epochs: 7 of 10, 6 of 8, never the last
-    assert [recipe.small_epochs(n) for n in (10, 8, 3, 1)] == [7, 6, 2, 0] and cfg.resolution.small_epochs(1) == 2
-    eight = budget("cifar10-fast", ["epochs=8"])["epoch_pflop"]
-    assert eight[5] < eight[6] == eight[7] and len(set(eight[:6])) == 1
+    assert [recipe.small_epochs(n) for n in (10, 8, 5, 3, 1)] == [7, 6, 4, 2, 0]  # halves round up: 3.5 -> 4
+    assert [cfg.resolution.small_epochs(n) for n in (5, 1)] == [2, 1]  # a count as written, up to the run's length
+    dotted = resolve({"recipe": "cifar10-fast"}, ["resolution.epochs=0.5"])[0].resolution  # --set into the recipe's
+    assert (dotted.size, dotted.epochs, dotted.resize) == (0.75, 0.5, "batch")
     for bad, words in ((["select={keep: 0}"], "select.keep"), (["average={mode: swa}"], "average.mode"),
                        (["resolution={size: 24}"], "resolution.epochs"),
                        (["resolution={size: 1.5, epochs: 2}"], "a whole number from 4 to 4096 (24), or a share"),
-                       (["resolution={size: 24, epochs: 1.5}"], "or a share of the run's epochs between 0 and 1")):
+                       (["resolution={size: 24, epochs: 1.5}"], "or a share of the run's epochs between 0 and 1"),
+                       (["resolution={size: .inf, epochs: 2}"], "resolution.size must be"),
+                       (["resolution={size: .nan, epochs: 2}"], "resolution.size must be"),
+                       (["resolution.sise=2"], "did you mean 'size'")):
         out = cli("train", "--dry-run", *[a for o in bad for a in ("--set", o)])
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
 
@@ -60,6 +64,8 @@ def test_flops_count_lower_resolution_and_filtering_epoch_by_epoch():
                         "select": {"keep": 0.25, "after": 2}})
     assert training_flop(share, (3, 32, 32), 10, 1000).epochs == flop.epochs  # 0.75 of 32 is 24
     assert training_flop(share, (1, 28, 28), 10, 1000).epochs[0] == 6 * macs_at(TINY, (1, 21, 21), 10) * 1000
+    eight = budget("cifar10-fast", ["epochs=8"])["epoch_pflop"]  # the recipe's shares: 6 small epochs, 2 full
+    assert eight[5] < eight[6] == eight[7] and len(set(eight[:6])) == 1
     plain = budget("cifar10-fast", ["epochs=8", "resolution=null"])
     early = budget("cifar10-fast", ["epochs=8", "resolution={size: 24, epochs: 2}"])
     assert early["pflop"] < 0.9 * plain["pflop"] and early["epoch_pflop"][2] == plain["epoch_pflop"][2]
@@ -163,12 +169,14 @@ def test_filtering_trains_on_the_hardest_share_and_leaves_batchnorm_statistics_a
     assert kept_count(0.25, 20) == 5 and kept_count(0.01, 20) == 2 and kept_count(0.5, 1) == 1
 
 
-def test_a_run_with_every_technique_trains_resumes_and_records_them(data_dir, tmp_path):
-    """Lower resolution first, then filtering, with an EMA and the decaying whitening bias: the run trains,
-    stopped after epoch 1 and resumed it ends with the same weights, and config.yaml records the keys."""
+@pytest.mark.parametrize("resize", ["once", "batch"])
+def test_a_run_with_every_technique_trains_resumes_and_records_them(data_dir, tmp_path, resize):
+    """Lower resolution first (the set resized once, or each batch), then filtering, with an EMA and the
+    decaying whitening bias: the run trains, stopped after epoch 1 and resumed it ends with the same weights,
+    and config.yaml records the keys."""
     cfg = {"recipe": "cifar10-fast", "model": {**TINY, "whiten_bias_decay": True}, "epochs": 3,
            "batch_size": 20, "threads": 1, "eval_every": 1, "data": {"dir": str(data_dir)},
-           "average": {"mode": "ema", "every": 2}, "resolution": {"size": 24, "epochs": 1},
+           "average": {"mode": "ema", "every": 2}, "resolution": {"size": 24, "epochs": 1, "resize": resize},
            "select": {"keep": 0.5, "after": 2}}
     straight, _, same = same_weights_after_a_stop(cfg, tmp_path)
     assert same
@@ -200,8 +208,8 @@ def test_the_flops_counted_are_the_images_and_sizes_the_engine_trains_on(data_di
 
 
 def test_a_recipe_s_share_of_the_height_fits_mnist_s_28_pixels(data_dir, tmp_path):
-    """cifar10-fast's first epochs at 0.75 of the height: 21x21 for MNIST, then 28x28, and the run says so in
-    its FLOPs; a share that rounds up to the full height is refused with what would be valid."""
+    """cifar10-fast's first epochs at 0.75 of the height: 21x21 for MNIST, then 28x28; a share that rounds up
+    to the full height is refused with what would be valid."""
     from cnnlab.train.session import Session, prepare_config
     cfg = prepare_config({"recipe": "cifar10-fast", "model": TINY, "epochs": 2, "batch_size": 40, "threads": 1,
                           "eval_every": 2, "resolution": {"epochs": 1}, "data": {"name": "mnist", "dir": str(data_dir)}})
@@ -213,7 +221,7 @@ def test_a_recipe_s_share_of_the_height_fits_mnist_s_28_pixels(data_dir, tmp_pat
     assert sizes == {21, 28}
     out = cli("train", "--data", "mnist", "--data-dir", str(data_dir), "--epochs", "1", "--no-store",
               "--set", "resolution={size: 0.99, epochs: 1}", "--run-dir", str(tmp_path / "r"))
-    assert out.returncode != 0 and "resolution.size: 0.99 x 28 = 28 is not below" in out.stderr, out.stderr
+    assert out.returncode != 0 and "resolution.size: 0.99 of 28 pixels is 28, not below" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
 
 
@@ -237,10 +245,13 @@ def test_the_engine_sets_the_decaying_group_s_rate_each_step(data_dir):
 def test_resolution_must_lower_the_size_and_fit_the_network(data_dir, tmp_path):
     base = ["train", "--data-dir", str(data_dir), "--epochs", "1", "--no-store", "--set", "threads=1"]
     out = cli(*base, "--set", "resolution={size: 32, epochs: 1}", "--run-dir", str(tmp_path / "a"))
-    assert out.returncode != 0 and "resolution.size: 32 is not below" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode != 0 and "resolution.size: 32, not below" in out.stderr and "Traceback" not in out.stderr
     flat = "model=[{conv: 8}, flatten, {dense: classes}]"
     out = cli(*base, "--set", flat, "--set", "resolution={size: 24, epochs: 1}", "--run-dir", str(tmp_path / "b"))
     assert out.returncode != 0 and "does not take 24-pixel images" in out.stderr and "Traceback" not in out.stderr
+    out = cli("train", "--dry-run", "--recipe", "cifar10-fast", "--model", "tutorial")  # flattens: one size only
+    assert out.returncode == 2 and "resolution.size (recipe cifar10-fast's): the model does not take 24-pixel" \
+        in out.stderr and "--set resolution=null" in out.stderr and "Traceback" not in out.stderr, out.stderr
     out = cli("train", "--dry-run", "--set", "model=[{whiten: {bias_decay: true}}, global_avgpool, {dense: classes}]")
     assert out.returncode == 2 and "give bias_epochs" in out.stderr
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..diagnose.lint import lint
 from ..models import build_model
 from ..models.summary import summarize
-from ..train.session import Session, prepare
+from ..train.session import Session, check_resolution, prepare
 from .datasets import config_input
 from .models import ModelReport
 
@@ -32,6 +34,8 @@ def dry_run(config=None, overrides: list | None = None) -> DryRun:
     cfg, spec = prepare(config, overrides)
     shape, classes = config_input(cfg)
     model = build_model(spec, shape, classes)
+    with torch.device("meta"):
+        check_resolution(spec, cfg, shape, classes)
     return DryRun(ModelReport(summarize(model), lint(model), batch_size=cfg.batch_size), cfg.name, cfg.data.name,
                   cfg.epochs, cfg.batch_size)
 

@@ -33,8 +33,13 @@ class RecipeInfo:
         import json
         b, model = self.budget, self.budget["config"].model
         model = model if isinstance(model, str) else json.dumps(model)
+        cfg = b["config"]
+        res = cfg.resolution
+        small = res.small_epochs(cfg.epochs) if res is not None else 0
+        side = SOURCES[cfg.data.name].input_shape[1]
+        phase = f" ({small} at {res.pixels(side)}x{res.pixels(side)})" if small else ""
         lines = [f"{self.name}: {self.description}",
-                 f"    model {model}, {b['epochs']} epochs of batch {b['batch_size']}; "
+                 f"    model {model}, {b['epochs']} epochs{phase} of batch {b['batch_size']}; "
                  f"{b['flop_per_image'] / 1e9:.3f} GFLOP per training image (full size), {b['pflop']:.3f} PFLOP in all"]
         lines += [f"    measured: {line}" for line in self.measured]
         lines.append(f"    cnnlab train --recipe {self.name}")

@@ -11,8 +11,9 @@ resolved as a run records it (cnnlab/train/session.py `prepare`, and every run's
 """
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -143,23 +144,21 @@ class AverageConfig(Section):
 
 
 def _resolution_size(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        pass
-    elif 0 < v < 1:
-        return float(v)
-    elif v == int(v) and 4 <= v <= 4096:
-        return int(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):  # ranges first: NaN and inf fail them
+        if 0 < v < 1:
+            return float(v)
+        if 4 <= v <= 4096 and v == int(v):
+            return int(v)
     raise ValueError("must be the pixels of the first epochs' images, a whole number from 4 to 4096 (24), or a "
                      "share of the images' height between 0 and 1 (0.75)")
 
 
 def _resolution_epochs(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        pass
-    elif 0 < v < 1:
-        return float(v)
-    elif v == int(v) and 1 <= v <= MAX_EPOCHS:
-        return int(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if 0 < v < 1:
+            return float(v)
+        if 1 <= v <= MAX_EPOCHS and v == int(v):
+            return int(v)
     raise ValueError(f"must be how many of the first epochs train small, a whole number from 1 to {MAX_EPOCHS} "
                      "(7), or a share of the run's epochs between 0 and 1 (0.7)")
 
@@ -168,7 +167,8 @@ class ResolutionConfig(Section):
     """Progressive resizing (fast.ai's DAWNBench entry): the first `epochs` epochs train on images resized to
     `size` pixels (bilinear, antialiased), a fraction of the FLOPs; the rest full size. Below 1, `size` is a
     share of the images' height (0.75: 24 of CIFAR's 32, 21 of MNIST's 28) and `epochs` a share of the run's
-    (0.7: 7 of 10, 6 of 8; the last epoch always full size), so a recipe fits any data set and `--epochs`."""
+    (0.7: 7 of 10, 6 of 8; a share always leaves the last epoch at full size), so a recipe fits any data set and
+    `--epochs`."""
     size: Annotated[Any, BeforeValidator(_resolution_size), WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 4, "maximum": 4096},
                    {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}]})]
@@ -180,14 +180,19 @@ class ResolutionConfig(Section):
     resize: Literal["once", "batch"] = "once"
 
     def pixels(self, height: int) -> int:
-        """The first epochs' image height for images `height` pixels high."""
-        return self.size if isinstance(self.size, int) else max(4, round(self.size * height))
+        """The first epochs' image height for images `height` pixels high (a share rounded half up, at least the
+        4 pixels a 3x3 convolution and a pool need)."""
+        return self.size if isinstance(self.size, int) else max(4, math.floor(self.size * height + 0.5))
 
     def small_epochs(self, total: int) -> int:
-        """How many of a run's `total` epochs train at the lower size."""
-        return self.epochs if isinstance(self.epochs, int) else min(total - 1, round(self.epochs * total))
+        """How many of a run's `total` epochs train at the lower size. A share (rounded half up) always leaves
+        the last epoch at full size, the size the network is evaluated at, whatever `--epochs` says; a count is
+        taken as written, up to the run's length."""
+        if isinstance(self.epochs, int):
+            return min(self.epochs, total)
+        return min(total - 1, math.floor(self.epochs * total + 0.5))
 
-    def lowers(self, epoch: int, total: int) -> bool:
+    def is_small(self, epoch: int, total: int) -> bool:
         """Whether epoch `epoch` (from 0) of `total` trains at the lower size."""
         return epoch < self.small_epochs(total)
 
@@ -265,6 +270,16 @@ class TrainConfig(Section):
     average: AverageConfig | None = None         # lookahead / EMA of the weights
     resolution: ResolutionConfig | None = None   # lower resolution in the first epochs
     select: SelectConfig | None = None           # train on the hardest share of each batch
+
+
+def section_of(owner: type[BaseModel], key: str) -> type[Section] | None:
+    """The section a field of `owner` holds (`X` or `X | None`), else None: what `--set a.b=...` may walk into
+    where the default is None (`resolution`, `select`, `optimizer.groups.conv`)."""
+    annotation = owner.model_fields[key].annotation
+    for kind in (annotation, *get_args(annotation)):
+        if isinstance(kind, type) and issubclass(kind, Section):
+            return kind
+    return None
 
 
 def defaults() -> dict:

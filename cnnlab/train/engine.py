@@ -308,7 +308,7 @@ class Trainer:
     def input_size(self, epoch: int) -> int | None:
         """The training images' height in this epoch where `resolution` lowers it, else None (as they are)."""
         res = self.config.resolution
-        return res.pixels(self.train_x.shape[2]) if res is not None and res.lowers(epoch, self.epochs) else None
+        return res.pixels(self.train_x.shape[2]) if res is not None and res.is_small(epoch, self.epochs) else None
 
     def _training_images(self, epoch: int) -> torch.Tensor:
         """The training set as this epoch sees it: resized once for a `resolution` phase and kept for its

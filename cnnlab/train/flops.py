@@ -46,11 +46,11 @@ def training_flop(cfg: TrainConfig, input_shape, num_classes: int, images: int) 
     res, select = cfg.resolution, cfg.select
     small = None
     if res is not None and res.pixels(h) != h:
-        size = res.pixels(h)
-        small = macs_at(cfg.model, (c, size, max(1, round(w * size / h))), num_classes)
+        pixels = res.pixels(h)
+        small = macs_at(cfg.model, (c, pixels, max(1, round(w * pixels / h))), num_classes)
     per_epoch = []
     for epoch in range(cfg.epochs):
-        macs = small if small is not None and res.lowers(epoch, cfg.epochs) else full
+        macs = small if small is not None and res.is_small(epoch, cfg.epochs) else full
         if select is not None and select.keep < 1 and epoch >= select.after:
             size = cfg.batch_size or auto_batch_size(images, cfg.epochs)  # left out: as the run works it out
             batches = [size] * (images // size) + ([images % size] if images % size > 1 else [])

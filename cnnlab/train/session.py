@@ -110,25 +110,28 @@ def _check_memory(summary, cfg: TrainConfig, placement) -> None:
                         f"{placement.device.type}; lower batch_size, narrow the layers, or pool earlier")
 
 
-def _check_resolution(spec, cfg: TrainConfig, data: ImageDataset) -> None:
+def check_resolution(spec, cfg: TrainConfig, input_shape: tuple, num_classes: int) -> None:
     """`resolution` must lower the images' size, and the network must take the smaller images (one that
     flattens into a dense layer takes one size only)."""
-    if cfg.resolution is None:
-        return
-    c, h, w = data.input_shape
+    if cfg.resolution is None or cfg.resolution.small_epochs(cfg.epochs) == 0:
+        return  # no epoch trains small (a one-epoch run of a recipe): nothing to check
+    c, h, w = input_shape
     size = cfg.resolution.pixels(h)
+    from_recipe = f" (recipe {cfg.recipe}'s)" if cfg.recipe else ""
     if size >= h:
-        asked = cfg.resolution.size if isinstance(cfg.resolution.size, int) else f"{cfg.resolution.size} x {h} = {size}"
-        raise UserError(f"resolution.size: {asked} is not below the images' height ({h}x{w}); it sets the size of "
-                        f"the first epochs' images to save FLOPs, so give a smaller size (e.g. {max(4, h * 3 // 4)}, "
-                        "or 0.75 for three quarters of any image's height)")
+        asked = size if isinstance(cfg.resolution.size, int) else f"{cfg.resolution.size} of {h} pixels is {size}"
+        raise UserError(f"resolution.size{from_recipe}: {asked}, not below the images' height ({h}x{w}); it sets "
+                        f"the size of the first epochs' images to save FLOPs, so give a smaller size (e.g. "
+                        f"{max(4, h * 3 // 4)}, or 0.75 for three quarters of any image's height), or --set "
+                        "resolution=null to train every epoch at full size")
     try:  # called on the meta device: shapes only
-        build_model(spec, data.input_shape, data.num_classes).train()(
+        build_model(spec, input_shape, num_classes).train()(
             torch.zeros(2, c, size, max(1, round(w * size / h))))
     except (UserError, RuntimeError) as exc:
-        raise UserError(f"resolution.size: the model does not take {size}-pixel images ({exc}); a network that "
-                        "flattens into a dense layer takes one size only: end its convolutions with "
-                        "global_avgpool or global_maxpool, or leave `resolution` out") from None
+        raise UserError(f"resolution.size{from_recipe}: the model does not take {size}-pixel images ({exc}): a "
+                        "network that flattens into a dense layer takes one size only (end its convolutions with "
+                        "global_avgpool or global_maxpool), and one that pools many times needs images that stay "
+                        f"above 1 pixel; or --set resolution=null to train every epoch at {h}x{w}") from None
 
 
 def init_from_data(model, train_x: torch.Tensor, augmenter: Augmenter, images: int = 5000) -> None:
@@ -155,7 +158,7 @@ class Session:
         with torch.device("meta"):  # sizes first, allocating nothing: a model too big for memory fails here
             _check_memory(summarize(build_model(spec, self.data.input_shape, self.data.num_classes)),
                           cfg, self.placement)
-            _check_resolution(spec, cfg, self.data)
+            check_resolution(spec, cfg, self.data.input_shape, self.data.num_classes)
         self.model = build_model(spec, self.data.input_shape, self.data.num_classes)
         self.summary = summarize(self.model)
         self.model.to(self.placement.device)
