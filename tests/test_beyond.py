@@ -262,9 +262,10 @@ def test_each_recipe_s_own_network_trains_a_short_run(name, data_dir, tmp_path):
     recipe as shipped — its network at full width, its resolution phase (shares of the height and the epochs),
     its augmentation and TTA — on the tiny set for 2 epochs, the first at 24x24: it trains with a finite loss
     and writes the run with its TTA."""
-    job = cnnlab.Job({"recipe": name, "epochs": 2, "batch_size": 24, "threads": 1, "eval_every": 2,
-                      "data": {"dir": str(data_dir)}}, run_dir=tmp_path / name, store=False).run()
-    assert [job.session.trainer.input_size(e) for e in (0, 1)] == [24, None]
+    runner = cnnlab.Job({"recipe": name, "epochs": 2, "batch_size": 24, "threads": 1, "eval_every": 2,
+                         "data": {"dir": str(data_dir)}}, run_dir=tmp_path / name, store=False)
+    job = runner.run()
+    assert [runner.session.trainer.input_size(e) for e in (0, 1)] == [24, None]
     rows = job.metrics
     assert len(rows) == 2 and all(r["loss"] == r["loss"] for r in rows)
     result = json.loads((job.dir / "result.json").read_text())
