@@ -143,24 +143,23 @@ class AverageConfig(Section):
     ramp: Annotated[float, Field(ge=0, le=100)] = 3.0
 
 
-def _resolution_size(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool):  # ranges first: NaN and inf fail them
-        if 0 < v < 1:
-            return float(v)
-        if 4 <= v <= 4096 and v == int(v):
-            return int(v)
-    raise ValueError("must be the pixels of the first epochs' images, a whole number from 4 to 4096 (24), or a "
-                     "share of the images' height between 0 and 1 (0.75)")
+def _count_or_share(low: int, high: int, what: str, example: int, share: str, share_example: float):
+    """A before-validator for a whole number from `low` to `high`, or a share strictly between 0 and 1."""
+    def check(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):  # ranges first: NaN and inf fail them
+            if 0 < v < 1:
+                return float(v)
+            if low <= v <= high and v == int(v):
+                return int(v)
+        raise ValueError(f"must be {what}, a whole number from {low} to {high} ({example}), or a share of {share} "
+                         f"between 0 and 1 ({share_example})")
+    return check
 
 
-def _resolution_epochs(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        if 0 < v < 1:
-            return float(v)
-        if 1 <= v <= MAX_EPOCHS and v == int(v):
-            return int(v)
-    raise ValueError(f"must be how many of the first epochs train small, a whole number from 1 to {MAX_EPOCHS} "
-                     "(7), or a share of the run's epochs between 0 and 1 (0.7)")
+_resolution_size = _count_or_share(4, 4096, "the pixels of the first epochs' images", 24,
+                                   "the images' height", 0.75)
+_resolution_epochs = _count_or_share(1, MAX_EPOCHS, "how many of the first epochs train small", 7,
+                                     "the run's epochs", 0.7)
 
 
 class ResolutionConfig(Section):

@@ -45,8 +45,8 @@ def training_flop(cfg: TrainConfig, input_shape, num_classes: int, images: int) 
     full = macs_at(cfg.model, input_shape, num_classes)
     res, select = cfg.resolution, cfg.select
     small = None
-    if res is not None and res.pixels(h) != h:
-        pixels = res.pixels(h)
+    pixels = res.pixels(h) if res is not None else h
+    if pixels != h:
         small = macs_at(cfg.model, (c, pixels, max(1, round(w * pixels / h))), num_classes)
     per_epoch = []
     for epoch in range(cfg.epochs):
