@@ -110,7 +110,7 @@ def same_weights_after_a_stop(cfg: dict, tmp_path: Path):
     from safetensors.torch import load_file
     straight = cnnlab.Job(cfg, run_dir=tmp_path / "straight", store=False).run()
     job = cnnlab.Job(cfg, run_dir=tmp_path / "stopped", store=False)
-    job.listeners.append(lambda e: e.type == "epoch" and job.stop())
+    job.listeners.append(lambda e: e.type == "epoch_end" and job.stop())
     job.run()
     assert job.status == "interrupted"
     resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()

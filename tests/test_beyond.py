@@ -231,8 +231,9 @@ def test_the_engine_sets_the_decaying_group_s_rate_each_step(data_dir):
                           "batch_size": 40, "threads": 1, "data": {"dir": str(data_dir)}})
     s = Session(cfg)
     rates = []
-    s.trainer.callbacks.append(type("Watch", (), {"on_batch_end": lambda self, t: rates.append(
-        [g["lr"] for g in t.optimizer.param_groups if g.get("decay_epochs")][0])})())
+    s.trainer.events.listeners.append(lambda e: e.type == "batch_end" and rates.append(
+        [g["lr"] for g in s.trainer.optimizer.param_groups if g.get("decay_epochs")][0]))
+    s.trainer.events.listeners[-1].every = 1  # a batch_end every step
     s.trainer.fit()
     per_epoch = s.trainer.batches_per_epoch
     peak = cfg.optimizer.groups.bias.lr

@@ -150,10 +150,10 @@ def test_train_through_the_worker_and_stream_it(runs_root, data_dir):
         run_id = client.post("/api/runs", json={"config": config}).json()["id"]
         events = _events(client, run_id)
         kinds = [k for k, _ in events]
-        assert kinds.count("epoch") == 2 and "batch" in kinds and kinds[-1] == "end"
+        assert kinds.count("epoch_end") == 2 and "batch_end" in kinds and kinds[-1] == "end"
         from cnnlab.diagnose.doctor import diagnose
         from cnnlab.diagnose.facts import facts_for_run
-        epoch = next(d for k, d in events if k == "epoch")
+        epoch = next(d for k, d in events if k == "epoch_end")
         assert next(d for k, d in events if k == "result")["status"] == "finished"
         row = next(r for r in client.get("/api/runs").json() if r["id"] == run_id)
         assert row["status"] == "finished" and row["epochs_completed"] == 2
@@ -187,7 +187,7 @@ def test_a_run_started_from_the_cli_streams_live(client, runs_root, data_dir):
         time.sleep(0.05)
     events = _events(client, "from-cli")
     assert proc.wait(60) == 0, proc.stderr.read()
-    assert [k for k, _ in events].count("epoch") == 3 and events[-1] == ("end", {"status": "finished"})
+    assert [k for k, _ in events].count("epoch_end") == 3 and events[-1] == ("end", {"status": "finished"})
 
 
 def test_the_api_survives_fuzzing_from_its_openapi_schema(runs_root, data_dir, trained):

@@ -219,7 +219,7 @@ def test_ctrl_c_stops_cleanly_and_can_resume(data_dir, tmp_path):
     logs = []
     job = cnnlab.Job.resume(run, store=False)
     job.listeners += [lambda e: e.type == "log" and logs.append(e.data["text"]),
-                      lambda e: e.type == "epoch" and job.stop()]
+                      lambda e: e.type == "epoch_end" and job.stop()]
     job.run()
     assert f"Resuming {run} after epoch {done}" in logs
     assert job.status == "interrupted" and job.result["epochs_completed"] == done + 1

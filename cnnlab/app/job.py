@@ -2,12 +2,13 @@
 
     job = cnnlab.Job("examples/keras-cifar10.yaml", overrides=["epochs=5"], listeners=[print])
     job.start()                 # a background thread; job.run() trains in this one
-    for event in job.events():  # start, log, batch, epoch, result, diagnosis, error, end (cnnlab/events.py)
+    for event in job.events():  # log, fit_start, epoch_end, result, diagnosis, end ... (cnnlab/events.py)
         ...
     job.stop()                  # after the current batch; the run is marked interrupted and can resume
 
 Another process stops it with `cnnlab stop RUN` (a STOP file the job looks for twice a second) or SIGTERM
-(the CLI maps it to `stop`). The store, the terminal and TensorBoard are listeners like any other.
+(the CLI maps it to `stop`). The trainer, the checkpoint writer and the job emit into one Emitter; the
+store, the terminal, the config's loggers (MLflow, W&B, TensorBoard, CSV) and the web stream listen to it.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from ..diagnose.doctor import diagnose
 from ..diagnose.facts import run_facts
 from ..diagnose.lint import lint
 from ..errors import UserError
-from ..events import Event
+from ..events import Emitter, Event, Listener, make_listener
 from ..rundir import STOP_FILE, Run, new_run_dir
+from ..track import loggers as _loggers  # noqa: F401 — registers the named loggers
 from ..track.store import Store, StoreListener
 from ..train import distributed
 from ..train.engine import Diverged, StopRequested
@@ -34,51 +36,10 @@ from ..train.finish import finish_run
 from ..train.progress import Progress
 from ..train.session import CheckpointWriter, Session, prepare
 from ..viz.curves import plot_curves
+from ..viz.report import write_report
 
-BATCH_EVENT_INTERVAL = 0.2  # seconds between batch events: live curves without a float() sync every step
+REPORTED_BY = {"mlflow", "wandb"}  # loggers that keep report.html among a run's files
 STOP_FILE_INTERVAL = 0.5    # seconds between looks for a STOP file
-
-
-class _EventBridge:
-    """A trainer hook that turns the engine's moments into events for the job's listeners."""
-
-    def __init__(self, job: "Job"):
-        self.job = job
-        self._last_batch = 0.0
-
-    def on_fit_start(self, trainer) -> None:
-        s = self.job.session
-        self.job.emit("start", {
-            "run_dir": str(self.job.dir), "name": s.cfg.name, "config": s.cfg.model_dump(),  # JSON-ready data
-            "summary": s.summary.as_dict(),
-            "data": s.data_info(), "epochs": trainer.epochs, "batches_per_epoch": trainer.batches_per_epoch,
-            "history": list(trainer.history), "pid": os.getpid()})
-
-    def on_batch_end(self, trainer) -> None:
-        now = time.perf_counter()
-        last = trainer.batch_index + 1 == trainer.batches_per_epoch
-        if now - self._last_batch < BATCH_EVENT_INTERVAL and not last:
-            return
-        self._last_batch = now
-        stats = trainer.running_stats()
-        self.job.emit("batch", {"epoch": trainer.epoch + 1, "batch": trainer.batch_index + 1,
-                                "batches": trainer.batches_per_epoch, "lr": trainer.optimizer.param_groups[0]["lr"],
-                                **stats})
-
-    def on_epoch_end(self, trainer) -> None:
-        rows = trainer.history
-        per_epoch = sum(r["seconds"] for r in rows) / len(rows)
-        self.job.emit("epoch", {"row": dict(rows[-1]), "epochs": trainer.epochs,
-                                "eta_s": per_epoch * (trainer.epochs - trainer.epoch)})
-
-    def on_compile(self, trainer) -> None:
-        c = trainer.compiled_after
-        self.job.emit("log", {"text": f"compile: auto: the {trainer.epochs - c['epoch']} epochs left would take "
-                                      f"{c['remaining_s'] / 60:.0f} min eager; compiling the model for them "
-                                      "(the next step waits for it)"})
-
-    def on_diverged(self, trainer) -> None:
-        self.job.emit("epoch", {"row": dict(trainer.history[-1]), "epochs": trainer.epochs, "eta_s": None})
 
 
 class Job:
@@ -104,13 +65,14 @@ class Job:
         self.rank = distributed.world().rank
         if self.rank > 0:  # a data-parallel rank other than 0 trains and says nothing: rank 0 writes and tells
             listeners, store = [], False
-        self.listeners = list(listeners)
+        self.bus = Emitter([_Recorder(self)])
+        self.listeners = self.bus.listeners  # one list: add a listener here, before or while the job runs
+        self.listeners += list(listeners)
         store = _open_store(store, runs_root)
         if store is not None:
             self.listeners.append(StoreListener(store))
-        if self.cfg.tensorboard and self.rank == 0:
-            from ..track.tensorboard import TensorBoardLogger
-            self.listeners.append(TensorBoardLogger())
+        if self.rank == 0:
+            self.listeners += [make_listener(name, **options) for name, options in _logger_specs(self.cfg)]
         self.session: Session | None = None
         self.status = "pending"
         self.result: dict | None = None
@@ -141,21 +103,16 @@ class Job:
 
     # ------------------------------------------------------------------ events
     def emit(self, type_: str, data: dict) -> None:
-        event = Event(type_, data, str(self.dir) if self.dir else None)
+        self.bus.run = str(self.dir) if self.dir else None
+        self.bus.emit(type_, data)
+
+    def _record(self, event: Event) -> None:
         with self._lock:
-            if type_ != "batch":
+            if event.type != "batch_end":
                 self._replay.append(event)
             queues = list(self._queues)
         for q in queues:
             q.put(event)
-        for listener in list(self.listeners):
-            try:
-                listener(event)
-            except Exception as exc:  # noqa: BLE001 — a broken listener must not take the run down
-                self.listeners.remove(listener)
-                if type_ != "log":
-                    self.emit("log", {"text": f"warning: listener {listener!r} failed on '{type_}' ({exc}); "
-                                              "it hears no more events"})
 
     def events(self, replay: bool = True) -> Iterator[Event]:
         """Every event from the moment of this call (and, with `replay`, those already sent but batches),
@@ -237,7 +194,7 @@ class Job:
 
     def _run(self) -> Run:
         # Load the data and build the model first: bad input fails before a run directory is claimed.
-        self.session = session = Session(self.cfg, self.resume_state, spec=self.spec)
+        self.session = session = Session(self.cfg, self.resume_state, events=self.bus, spec=self.spec)
         if self.rank > 0:
             return self._run_as_helper()
         if self.dir is None:
@@ -259,7 +216,8 @@ class Job:
             (self.dir / STOP_FILE).unlink(missing_ok=True)
             (self.dir / "result.json").unlink(missing_ok=True)
         trainer = session.trainer
-        trainer.callbacks += [CheckpointWriter(self.dir), _EventBridge(self)]
+        self.bus.run = str(self.dir)
+        self.listeners.insert(0, CheckpointWriter(self.dir, trainer, self.bus))  # on disk before anyone hears
         trainer.should_stop = self._should_stop
         for finding in lint(session.model):
             self.emit("log", {"text": finding.render()})
@@ -268,6 +226,10 @@ class Job:
         self.emit("log", {"text": f"Run {self.dir}  ({session.summary.name} on {session.data.name}, "
                                   f"{session.summary.trainable:,} params, {session.placement.describe()}, "
                                   f"{len(session.data.train_x):,} training images)"})
+        self.emit("fit_start", {
+            "run_dir": str(self.dir), "name": session.cfg.name, "config": session.cfg.model_dump(),  # JSON-ready
+            "summary": session.summary.as_dict(), "data": session.data_info(), "epochs": trainer.epochs,
+            "batches_per_epoch": trainer.batches_per_epoch, "history": list(trainer.history), "pid": os.getpid()})
         try:
             trainer.fit()
         except (KeyboardInterrupt, StopRequested) as exc:
@@ -289,6 +251,7 @@ class Job:
         if trainer.stop_reason:
             self.emit("log", {"text": trainer.stop_reason})
         self._diagnose()
+        self._write_report()
         return Run(self.dir)
 
     def _run_as_helper(self) -> Run | None:
@@ -313,12 +276,53 @@ class Job:
     def _finish(self, status: str, message: str | None = None) -> None:
         self.result = finish_run(self.session, self.dir, status, message, also_write=[_write_curves])
         self.status = status
+        r = self.result
+        if "test_acc" in r:  # the final test evaluation of the weights the run keeps
+            tta = {"acc_tta": r["test_acc_tta"], "loss_tta": r.get("test_loss_tta"), "tta": r.get("tta")} \
+                if "test_acc_tta" in r else {}
+            self.emit("evaluation", {"epoch": None, "split": "test", "loss": r["test_loss"], "acc": r["test_acc"],
+                                     **tta})
         self.emit("result", self.result)
+
+    def _write_report(self) -> None:
+        """report.html, where a tracking logger keeps the run's files: it is one of them (MLflow, W&B)."""
+        if not {name for name, _ in _logger_specs(self.cfg)} & REPORTED_BY:
+            return
+        try:
+            write_report(self.dir)
+        except Exception as exc:  # noqa: BLE001 — the run is done; a report that fails is a warning
+            self.emit("log", {"text": f"warning: report.html was not written ({exc}); `cnnlab report "
+                                      f"{self.dir}` tries again"})
 
     def _diagnose(self) -> None:
         s = self.session
         verdict = diagnose(s.trainer.history, s.data.num_classes, run_facts(s.model, s.cfg))
         self.emit("diagnosis", {"verdict": verdict.as_dict(), "text": verdict.render()})
+
+
+class _Recorder(Listener):
+    """The job's own first listener: keeps every event but batches for a listener that comes late, and feeds
+    the queues of `job.events()`."""
+
+    def __init__(self, job: "Job"):
+        self.job = job
+
+    def __call__(self, event: Event) -> None:
+        self.job._record(event)
+
+
+def _logger_specs(cfg) -> list[tuple[str, dict]]:
+    """(name, options) of each logger the config asks for; `tensorboard: true` is `loggers: [tensorboard]`."""
+    specs = []
+    for entry in cfg.loggers:
+        if isinstance(entry, str):
+            specs.append((entry, {}))
+        else:
+            options = entry.model_dump(exclude={"name"}, exclude_none=True)
+            specs.append((entry.name, options))
+    if cfg.tensorboard and "tensorboard" not in [name for name, _ in specs]:
+        specs.append(("tensorboard", {}))
+    return specs
 
 
 def _write_curves(session, run_dir: Path) -> None:

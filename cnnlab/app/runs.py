@@ -134,7 +134,7 @@ class Watch:
     the doctor's provisional verdict, then its result, the diagnosis and the end. Paths under the runs folder
     and process ids are left out: a page names the run, never the server's folders."""
 
-    FORWARDED = ("start", "log", "error", "batch")
+    FORWARDED = ("fit_start", "log", "error", "batch_end")
 
     def __init__(self, runs_root: Path, run_id: str, past: list[dict] = ()):
         self.root, self.id = Path(runs_root), run_id
@@ -159,7 +159,7 @@ class Watch:
         rows = epochs(self.root, self.id)
         if rows[self.sent_epochs:]:
             run = run_in(self.root, self.id)
-            out += [("epoch", {"row": row, "verdict": provisional(run, rows[:row["epoch"]])})
+            out += [("epoch_end", {"row": row, "verdict": provisional(run, rows[:row["epoch"]])})
                     for row in rows[self.sent_epochs:]]
             self.sent_epochs = len(rows)
         result = ending(self.root, self.id)

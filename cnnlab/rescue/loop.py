@@ -132,6 +132,7 @@ class Rescue:
             put(config, "data.subset", round(1 / self.final, 4))
         if parent:
             config["parent"] = parent
+        config["group"] = f"rescue:{self.name}"  # loggers nest the trials under one parent
         return config
 
     def _train(self, config: dict, run_dir: Path, listeners=()) -> Run:

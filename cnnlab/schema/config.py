@@ -219,6 +219,22 @@ def _model(v):
                      "or {module: 'package.module:Class'}")
 
 
+LOGGERS = ("mlflow", "wandb", "tensorboard", "csv")   # cnnlab/track/loggers registers one listener for each
+
+
+class LoggerConfig(Section):
+    """A logger with options; a bare name (`loggers: [mlflow]`) takes the defaults."""
+    name: Literal[LOGGERS]
+    # also log the running training loss/accuracy every this many steps (batch_end events), not only per epoch
+    every_n_steps: Count | None = None
+    # MLflow: the tracking server or folder (default: MLFLOW_TRACKING_URI, else ./mlruns); W&B: unused
+    tracking_uri: Annotated[str, Field(max_length=2000)] | None = None
+    # MLflow experiment / W&B project (default: MLFLOW_EXPERIMENT_NAME / WANDB_PROJECT, else "cnnlab")
+    experiment: Annotated[str, Field(max_length=200)] | None = None
+    # W&B: the folder its offline files go to (default: the run directory); csv: unused
+    dir: Annotated[str, Field(max_length=2000)] | None = None
+
+
 def _device(v):
     if isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", v):
         return v
@@ -232,6 +248,8 @@ class TrainConfig(Section):
     # the run id this run was derived from (the page sends it when a doctor's prescription for that run was
     # applied), so Runs can show a run's lineage; recorded only, never read by training
     parent: Annotated[str, Field(max_length=200)] | None = None
+    # the sweep or rescue the run is a trial of (`sweep:NAME`, `rescue:NAME`): loggers nest it under that parent
+    group: Annotated[str, Field(max_length=200)] | None = None
     model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
         {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})] = "tutorial"
     data: DataConfig = DataConfig()
@@ -264,7 +282,9 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     threads: Annotated[int, Field(ge=1, le=1024)] | None = None  # torch CPU threads; default: what torch picks
     sync_batchnorm: bool = False              # data-parallel runs: BatchNorm statistics over all ranks' images
-    tensorboard: bool = False                 # also log scalars to <run>/tensorboard
+    tensorboard: bool = False                 # also log scalars to <run>/tensorboard (as loggers: [tensorboard])
+    # where else the run is logged, by name or with options: [mlflow, wandb, tensorboard, csv] (docs/loggers.md)
+    loggers: list[Literal[LOGGERS] | LoggerConfig] = []
     eval_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 1  # epochs between evaluations; the last always is
     average: AverageConfig | None = None         # lookahead / EMA of the weights
     resolution: ResolutionConfig | None = None   # lower resolution in the first epochs

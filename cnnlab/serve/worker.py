@@ -163,11 +163,11 @@ class TrainingWorker:
         with self.lock:
             run = self.runs.get(run_id)
             if run is not None:
-                if event["type"] in ("taken", "start"):
+                if event["type"] in ("taken", "fit_start"):
                     run.status = "running"
                 elif event["type"] == "end":
                     run.status = event["data"]["status"]
-                if event["type"] != "batch":
+                if event["type"] != "batch_end":
                     run.events.append(event)
             listeners = list(self.subscribers.get(run_id, []))
         for q in listeners:

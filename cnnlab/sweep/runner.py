@@ -142,6 +142,7 @@ def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path,
     params = suggest(trial, spec)
     cfg = apply_params(base, params)
     cfg["name"] = f"{spec.name}-t{trial.number}"
+    cfg["group"] = f"sweep:{spec.name}"  # loggers nest the trials under one parent
     if threads:
         cfg["threads"] = threads
     run_dir = Path(runs_root) / cfg["name"]
@@ -149,7 +150,7 @@ def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path,
     pruned = []
 
     def report(event) -> None:
-        if event.type != "epoch":
+        if event.type != "epoch_end":
             return
         row = event.data["row"]
         value = row.get(spec.objective)

@@ -204,13 +204,13 @@ class StoreListener(Listener):
                       file=sys.stderr)
             self.warnings.append(str(exc))
 
-    def on_start(self, d, event) -> None:
+    def on_fit_start(self, d, event) -> None:
         run_dir = Path(d["run_dir"])
         self._safely(lambda: self.store.record_start(run_dir, d["config"], d["summary"], d["data"]["name"]))
         for row in d["history"]:  # a resumed run re-records its epochs (and drops any after the checkpoint)
             self._safely(lambda row=row: self.store.record_epoch(run_dir.name, row))
 
-    def on_epoch(self, d, event) -> None:
+    def on_epoch_end(self, d, event) -> None:
         self._safely(lambda: self.store.record_epoch(Path(event.run).name, d["row"]))
 
     def on_result(self, result, event) -> None:

@@ -1,5 +1,5 @@
-"""The training loop, with named events that callbacks hook into (fastai / Lightning style):
-on_fit_start, on_epoch_start, on_batch_end, on_epoch_end, on_fit_end.
+"""The training loop. It tells what happens as the run's events (cnnlab/events.py: epoch_start, batch_end,
+evaluation, epoch_end, and a log line when it compiles), into the Emitter it is given: listeners hook in there.
 
 The whole data set sits on the device as uint8; each batch is indexed, augmented and normalised there.
 """
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import faults
+from ..events import Emitter
 from ..device import Placement, grad_scaler, micro_batch_size, should_compile, synchronize
 from .distributed import World, all_sum, any_rank, shard
 from ..errors import UserError
@@ -22,6 +23,9 @@ from .augment import Augmenter, BatchResizer, resized_images
 from .averaging import WeightAverage
 from .filtering import hardest
 from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimizer
+
+
+BATCH_EVENT_INTERVAL = 0.2  # seconds between batch_end events
 
 
 class Diverged(UserError):
@@ -144,13 +148,14 @@ def _running_stats_per_batch(norms: list, pieces: int):
 
 class Trainer:
     def __init__(self, model, dataset, config: TrainConfig, augmenter: Augmenter, placement: Placement,
-                 callbacks=(), should_stop=lambda: False, world: World = World(), wrapped=None):
+                 events: Emitter | None = None, should_stop=lambda: False, world: World = World(), wrapped=None):
         self.model, self.data, self.config = model, dataset, config
         self.world = world
         self.forward_model = wrapped if wrapped is not None else model  # DDP's wrapper trains; the model is saved
         self.norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         self.augmenter, self.placement = augmenter, placement
-        self.callbacks = list(callbacks)
+        self.events = events if events is not None else Emitter()
+        self._last_batch_event = 0.0
         self.should_stop = should_stop  # asked after every batch
         self.epochs = config.epochs
         self.batch_size = config.batch_size
@@ -226,11 +231,20 @@ class Trainer:
             self.average.load_state_dict(state["average"])
 
     # ------------------------------------------------------------------ the loop
-    def _emit(self, event: str) -> None:
-        for cb in self.callbacks:
-            handler = getattr(cb, event, None)
-            if handler is not None:
-                handler(self)
+    def _tell_batch(self) -> None:
+        """batch_end at most every BATCH_EVENT_INTERVAL s, at each epoch's last batch and at the steps a logger
+        asks for: live curves without a float() (a GPU sync) every step; nothing where nobody listens (ranks
+        above 0)."""
+        now = time.perf_counter()
+        if not self.events.listeners:
+            return
+        due = now - self._last_batch_event >= BATCH_EVENT_INTERVAL or self.batch_index + 1 == self.batches_per_epoch
+        if not due and not self.events.wants_step(self.step):
+            return
+        self._last_batch_event = now
+        self.events.emit("batch_end", {"epoch": self.epoch + 1, "batch": self.batch_index + 1,
+                                       "batches": self.batches_per_epoch, "step": self.step,
+                                       "lr": self.optimizer.param_groups[0]["lr"], **self.running_stats()})
 
     def current_lr(self, progress: float) -> float:
         return self.base_lr * lr_factor(self.config.schedule, progress, self.epochs) * self.plateau.state["scale"]
@@ -289,7 +303,7 @@ class Trainer:
             self._loss_sum += loss * (1 if reduction == "sum" else len(yb))
             self._correct += correct
             self._seen += len(yb)
-            self._emit("on_batch_end")
+            self._tell_batch()
             faults.hit("batch")
             if self._stop_now():
                 raise StopRequested(f"stopped by request during epoch {self.epoch + 1}")
@@ -374,7 +388,8 @@ class Trainer:
         where = f"epoch {self.epoch + 1}, step {self.batch_index + 1}/{self.batches_per_epoch}"
         self.history.append({"epoch": self.epoch + 1, "lr": self.current_lr(self.epoch), "loss": value,
                              "acc": None, "seconds": time.perf_counter() - self._epoch_start, "img_per_s": None})
-        self._emit("on_diverged")
+        self.events.emit("epoch_end", {"row": dict(self.history[-1]), "epochs": self.epochs, "eta_s": None,
+                                       "diverged": True})
         raise Diverged(f"the training loss became {value} at {where} (lr {self.current_lr(self.epoch):.3g}). "
                        "Try a lower learning rate (--lr), gradient clipping (--set grad_clip=1.0), or BatchNorm "
                        f"after the convolutions. The last good checkpoint (epoch {self.epoch}) is kept.")
@@ -421,18 +436,23 @@ class Trainer:
         if should_compile("auto", self.placement, remaining):
             self.forward_model = torch.compile(self.forward_model)
             self.compiled_after = {"epoch": self.epoch, "remaining_s": remaining}
-            self._emit("on_compile")
+            self.events.emit("log", {"text": f"compile: auto: the {self.epochs - self.epoch} epochs left would take "
+                                             f"{remaining / 60:.0f} min eager; compiling the model for them "
+                                             "(the next step waits for it)"})
 
     def fit(self) -> None:
-        self._emit("on_fit_start")
         while self.epoch < self.epochs:
             start = time.perf_counter()
-            self._emit("on_epoch_start")
+            self.events.emit("epoch_start", {"epoch": self.epoch + 1, "epochs": self.epochs})
             stats = self._train_epoch()
             row = {"epoch": self.epoch + 1, "lr": stats["lr"], "loss": stats["loss"], "acc": stats["acc"]}
             every = self.config.eval_every
             if (self.epoch + 1) % every == 0 or self.epoch + 1 == self.epochs:
-                row.update(self._evaluate_epoch())
+                scores = self._evaluate_epoch()
+                row.update(scores)
+                split = next(iter(scores)).split("_")[0]
+                self.events.emit("evaluation", {"epoch": self.epoch + 1, "split": split,
+                                                "loss": scores[f"{split}_loss"], "acc": scores[f"{split}_acc"]})
             row["seconds"] = time.perf_counter() - start
             row["img_per_s"] = stats["img_per_s"]
             self.elapsed += row["seconds"]
@@ -442,7 +462,9 @@ class Trainer:
                 self.plateau.update(row["val_loss"])
             stop = self._early_stop(row)
             self._compile_if_it_pays(row["seconds"])
-            self._emit("on_epoch_end")
+            per_epoch = sum(r["seconds"] for r in self.history) / len(self.history)
+            self.events.emit("epoch_end", {"row": dict(row), "epochs": self.epochs,
+                                           "eta_s": per_epoch * (self.epochs - self.epoch)})
             if stop:
                 self.stop_reason = (f"early stopping: val_loss has not improved for "
                                     f"{self.config.early_stopping.patience} epochs; restored the weights "
@@ -450,4 +472,3 @@ class Trainer:
                 self.model.load_state_dict(self.best["state"])
                 self.last_evaluation = None  # it scored weights that were just replaced
                 break
-        self._emit("on_fit_end")

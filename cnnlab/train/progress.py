@@ -47,7 +47,7 @@ class Progress(Listener):
     def on_log(self, data, event) -> None:
         self.write(data["text"])
 
-    def on_batch(self, d, event) -> None:
+    def on_batch_end(self, d, event) -> None:
         if not self.live:
             return
         width, done, total = 24, d["batch"], d["batches"]
@@ -57,7 +57,7 @@ class Progress(Listener):
                           f"acc {d['acc']:.4f}  {d['img_per_s']:.0f} img/s ")
         self.stream.flush()
 
-    def on_epoch(self, d, event) -> None:
+    def on_epoch_end(self, d, event) -> None:
         if self.live:
             self.stream.write("\r\033[K")
         self.write(epoch_line(d["row"], d["epochs"]))

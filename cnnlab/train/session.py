@@ -14,6 +14,7 @@ from .. import config as config_mod
 from ..data import SOURCES, ImageDataset, folder_facts, load_dataset, stratified_split, train_images
 from ..device import available_memory, choose_placement, should_compile
 from ..errors import UserError
+from ..events import Emitter, Listener
 from ..fsutil import atomic_path, write_text
 from ..models import build_model, resolve_spec
 from ..models.summary import render, summarize
@@ -147,7 +148,7 @@ def init_from_data(model, train_x: torch.Tensor, augmenter: Augmenter, images: i
 class Session:
     """Everything a run needs in memory: config, data, model, placement, augmenter, trainer."""
 
-    def __init__(self, cfg: TrainConfig, resume_state: dict | None = None, hooks=(), spec=None):
+    def __init__(self, cfg: TrainConfig, resume_state: dict | None = None, events: Emitter | None = None, spec=None):
         self.cfg = cfg
         spec = cfg.model if spec is None else spec  # the model as written (a Located keeps its lines)
         if cfg.threads:
@@ -175,7 +176,7 @@ class Session:
             # training steps go through the compiled module; evaluation and saving use the model itself,
             # whose parameters it shares
             wrapped = torch.compile(wrapped if wrapped is not None else self.model)
-        self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, callbacks=hooks,
+        self.trainer = Trainer(self.model, self.data, cfg, self.augmenter, self.placement, events=events,
                                world=self.world, wrapped=wrapped)
         if resume_state is not None:
             self.trainer.load_state_dict(resume_state)
@@ -203,22 +204,25 @@ class Session:
         write_text(run_dir / "summary.txt", render(self.summary, self.cfg.batch_size) + "\n")
 
 
-class CheckpointWriter:
-    """A trainer hook: metrics.csv and checkpoint.pt after every epoch (atomically), so a killed run resumes."""
+class CheckpointWriter(Listener):
+    """metrics.csv and checkpoint.pt after every epoch (atomically), so a killed run resumes; then says so with
+    a `checkpoint` event. The first listener of a job's events: the checkpoint is on disk before anyone else
+    hears of the epoch."""
 
-    def __init__(self, run_dir: Path):
-        self.dir = run_dir
+    def __init__(self, run_dir: Path, trainer, events: Emitter):
+        self.dir, self.trainer, self.events = run_dir, trainer, events
 
-    def on_fit_start(self, trainer) -> None:
-        write_metrics(self.dir / "metrics.csv", trainer.history)
+    def on_fit_start(self, d, event) -> None:
+        write_metrics(self.dir / "metrics.csv", self.trainer.history)
 
-    def on_epoch_end(self, trainer) -> None:
+    def on_epoch_end(self, d, event) -> None:
+        if d.get("diverged"):  # the NaN row, for the doctor; the last good checkpoint is kept
+            write_metrics(self.dir / "metrics.csv", self.trainer.history)
+            return
         faults.hit("epoch-end")
-        write_metrics(self.dir / "metrics.csv", trainer.history)
+        write_metrics(self.dir / "metrics.csv", self.trainer.history)
         with atomic_path(self.dir / "checkpoint.pt") as tmp:
-            torch.save(trainer.state_dict(), tmp)
+            torch.save(self.trainer.state_dict(), tmp)
             faults.hit("checkpoint-write")
         faults.hit("checkpoint-written")
-
-    def on_diverged(self, trainer) -> None:
-        write_metrics(self.dir / "metrics.csv", trainer.history)  # the NaN row, for the doctor; checkpoint kept
+        self.events.emit("checkpoint", {"epoch": self.trainer.epoch, "path": str(self.dir / "checkpoint.pt")})

@@ -331,18 +331,18 @@ function follow(runId) {
   let batches = 1, epochs = 1, lastEval = [null, null];
   const status = $("#train-status");
   status.textContent = `${runId}: queued`;
-  source.addEventListener("start", (e) => {
+  source.addEventListener("fit_start", (e) => {
     const d = JSON.parse(e.data);
     batches = d.batches_per_epoch; epochs = d.epochs;
     status.textContent = `${runId}: started (${fmt(d.summary.params_trainable)} params, ${fmt(d.data.train)} training images)`;
   });
-  source.addEventListener("batch", (e) => {
+  source.addEventListener("batch_end", (e) => {
     const d = JSON.parse(e.data);
     plotPoint(d.epoch - 1 + d.batch / d.batches, { loss: [d.loss, undefined, undefined], acc: [d.acc, undefined, undefined] });
     status.textContent = `${runId}: epoch ${d.epoch}/${epochs}, batch ${d.batch}/${d.batches} · loss ${d.loss.toFixed(3)} · ` +
       `acc ${d.acc.toFixed(3)} · ${Math.round(d.img_per_s)} img/s`;
   });
-  source.addEventListener("epoch", (e) => {
+  source.addEventListener("epoch_end", (e) => {
     const { row, verdict } = JSON.parse(e.data);
     const evalLoss = row.val_loss ?? row.test_loss, evalAcc = row.val_acc ?? row.test_acc;
     plotPoint(row.epoch, { loss: [undefined, row.loss, evalLoss], acc: [undefined, row.acc, evalAcc] });
