@@ -1,9 +1,9 @@
-"""The README's style-transfer gallery: a content image and two style images made here (no one's copyright),
+"""The style-transfer gallery of docs/style-transfer.md: a content image and two style images made here (no one's copyright),
 each style applied with each loss network this machine has, with the time each took.
 
     python bench/style_gallery.py [--run RUN_DIR] [--vgg vgg19.pth] [--size 256] [--steps 200]
 
-Writes docs/style/*.png and prints a Markdown table.
+Writes docs/style/*.png and prints a Markdown table (its image paths relative to docs/).
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             tag = label.split()[0].lower().replace("cnnlab", "run")
             path = save_image(result.image, OUT / f"{tag}-{style_name}.png")
-            print(f"| {label} | {style_name} | ![]({path.relative_to(OUT.parents[1])}) | {seconds:.0f} s | "
+            print(f"| {label} | {style_name} | ![]({path.relative_to(OUT.parent)}) | {seconds:.0f} s | "
                   f"{result.history[0]['style']:.3g} -> {result.history[-1]['style']:.3g} |")
 
 

@@ -2,7 +2,7 @@
 digit sample on the Start page, build the course's network, remove a conv-relu-pool triple and change a
 conv's outputs, fix what lint finds with one click, train on real digits, draw a 7 and look inside (the top
 5, a unit's receptive field and the units feeding it, Grad-CAM), and paint a photo in a style. Screenshots go
-to $CNNLAB_SCREENSHOTS (docs/screenshots/ holds the README's)."""
+to $CNNLAB_SCREENSHOTS (docs/screenshots/ holds docs/web-app.md's)."""
 from __future__ import annotations
 
 import shutil

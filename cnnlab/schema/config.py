@@ -3,7 +3,7 @@
 Config files, `--set` overrides, the Python API, sweeps and the web page all resolve through
 `cnnlab.config.resolve`, which validates against `TrainConfig`; the TrainConfig itself then travels to the
 trainer and every tool that reads a run. Defaults are what a strong practitioner would pick for a small CNN on
-a CPU (docs/defaults.md).
+a CPU (docs/training.md, "Defaults").
 
 A config as written may leave the run's name, the model's file and the augmentation to be worked out;
 resolved as a run records it (cnnlab/train/session.py `prepare`, and every run's config.yaml), `name` is set,

@@ -3,7 +3,7 @@
 One pydantic model per layer type. The YAML loader, the summary, lint, the training engine and the web
 builder all validate through these; `layer_json_schema()` is what the browser's forms are made from.
 
-Key names and shorthands are a contract (README, "The model language"): `conv: 32` means
+Key names and shorthands are a contract (docs/model-language.md): `conv: 32` means
 `conv: {filters: 32}` because `conv`'s main argument is `filters`. Every number has a range, so nothing
 absurd (a stride of 10^9, a NaN scale) gets past the schema into torch.
 """

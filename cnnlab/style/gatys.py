@@ -1,7 +1,7 @@
 """Gatys, Ecker & Bethge (2016): optimise an image so that its feature maps match the content image's at one
 layer, and their Gram matrices (which channels fire together, wherever they are) match the style image's at
 several layers; a little total variation keeps it smooth. The style is the Gram matrices: that is the point
-the page and the README make."""
+the page and docs/style-transfer.md make."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
