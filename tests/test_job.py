@@ -201,3 +201,21 @@ exit_now(3)
         assert out.returncode == 3 and out.stdout == "printed" and "Traceback" not in out.stderr
         assert (tmp_path / "atexit").read_text() == "ran"
     assert (tmp_path / "thread").read_text() == "done"
+
+
+def test_every_event_a_run_says_is_documented_with_its_fields(data_dir, tmp_path):
+    from cnnlab.events import EVENTS
+    heard = []
+    cnnlab.Job(small(data_dir, 2, data={"name": "mnist", "dir": str(data_dir), "val_split": 0.2}),
+               run_dir=tmp_path / "run", listeners=[heard.append], store=False).run()
+    said = {e.type for e in heard}
+    assert said == set(EVENTS) - {"error"}  # all of them but an error, in a run that went well
+    for event in heard:
+        assert set(EVENTS[event.type]) <= set(event.data), event.type
+    evaluations = [e.data for e in heard if e.type == "evaluation"]
+    assert [(d["epoch"], d["split"]) for d in evaluations] == [(1, "val"), (2, "val"), (None, "test")]
+    table = (Path(__file__).parents[1] / "docs" / "events.md").read_text()
+    docstring = cnnlab.events.__doc__
+    for name, fields in EVENTS.items():
+        assert f"| `{name}` |" in table and f"  {name} " in docstring, name
+        assert all(field in table for field in fields), name
