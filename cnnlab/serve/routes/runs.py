@@ -27,17 +27,18 @@ def _worker(request: Request):
 @router.post("", status_code=202)
 async def start_run(body: RunRequest, request: Request) -> dict:
     s = state(request)
-    await heavy(request, lifecycle.checked, body.config, s.data_dir)  # a bad config is a 400 with or without a worker
+    if s.worker is None:  # a bad config is a 400 with or without a worker
+        await heavy(request, lifecycle.checked, body.config, s.data_dir)
     worker = _worker(request)
     submitted = await heavy(request, lifecycle.submit, body.config, s.runs_root, s.data_dir)
-    worker.submit(submitted.id, str(submitted.run_dir), submitted.config)
+    worker.submit(submitted.id, str(submitted.run_dir), submitted.name)
     return {"id": submitted.id, "status": submitted.status}
 
 
 @router.get("")
 async def list_runs(request: Request) -> list[dict]:
     s = state(request)
-    held = [(q.id, q.config.get("name"), q.status) for q in (s.worker.queued() if s.worker else [])]
+    held = [(q.id, q.name, q.status) for q in (s.worker.queued() if s.worker else [])]
     return await heavy(request, app_store.page_rows, s.store_path, held)
 
 
@@ -63,7 +64,7 @@ async def resume(run_id: str, request: Request) -> dict:
     run = app_runs.run_in(s.runs_root, run_id)
     worker = _worker(request)
     await heavy(request, lifecycle.check_resumable, run, s.store_path, _held(worker, run_id))
-    queued = worker.submit(run_id, str(run.dir), run.config.model_dump(), resume=True)
+    queued = worker.submit(run_id, str(run.dir), run.config.name, resume=True)
     return {"id": run_id, "status": queued.status}
 
 
