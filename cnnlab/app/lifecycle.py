@@ -33,6 +33,8 @@ from .models import refuse_code
 JOURNAL = ".served.json"   # in the runs folder: the runs each server accepted, to recover after a restart
 UNFINISHED = (None, "queued", "running", "running or crashed")
 RESUMABLE = ("interrupted", "failed", "crashed")
+# where a logger writes: the server's own settings decide (MLFLOW_TRACKING_URI; W&B's files in the run)
+PLACES = ("tracking_uri", "dir")
 _journal_lock = threading.Lock()  # requests submit from several threads
 
 
@@ -130,8 +132,8 @@ def is_rank() -> bool:
 
 def checked(config: dict, data_dir: str | None = None):
     """A config that came over the network, checked as a config file is (a bad value names its key), with the
-    server's data folder where it names none, and resolved (the TrainConfig a run records); no Python code
-    or file path for the model."""
+    server's data folder where it names none, and resolved (the TrainConfig a run records). Refused: Python
+    code or a file path for the model, and a logger told where to write (the server's settings decide)."""
     config = dict(config)
     refuse_code(config.get("model"), "config.model")
     if not isinstance(config.get("data", {}), dict):
@@ -140,6 +142,12 @@ def checked(config: dict, data_dir: str | None = None):
     if data_dir and not config["data"].get("dir"):
         config["data"]["dir"] = data_dir
     cfg, _ = prepare(config)
+    for i, logger in enumerate(cfg.loggers):
+        place = next((key for key in PLACES if getattr(logger, key, None) is not None), None)
+        if place:
+            raise UserError(f"config.loggers[{i}].{place}: where a logger writes is refused over the network; "
+                            f"the server's own settings decide (MLflow: its MLFLOW_TRACKING_URI; W&B: the run "
+                            f"directory). Name the logger alone: loggers: [{logger.name}]")
     return cfg
 
 
