@@ -92,7 +92,10 @@ class Emitter:
         self._delivering = False
 
     def emit(self, type_: str, data: dict) -> Event:
-        event = Event(type_, data, self.run)
+        return self.tell(Event(type_, data, self.run))
+
+    def tell(self, event: Event) -> Event:
+        """Deliver an event made elsewhere (another emitter's, relayed) as it is."""
         self._pending.append(event)
         if not self._delivering:
             self._delivering = True

@@ -99,6 +99,36 @@ def test_bad_input_fails_when_the_job_is_made_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_submitted_run_that_cannot_start_and_one_whose_process_died_end_failed(data_dir, tmp_path):
+    """cnnlab.app.lifecycle decides every ending, for the server's worker as for the CLI: a run that fails
+    before it trains, or before its job exists, is recorded failed and told `error` then `end`, the end only
+    once the ending is on disk; a run whose training process died is failed, its checkpoint kept."""
+    from cnnlab.app import lifecycle
+    root, empty = tmp_path / "runs", tmp_path / "empty-folder"
+    empty.mkdir()
+    submitted = lifecycle.submit({**small(data_dir), "data": {"name": str(empty)}}, root)
+    heard = []
+
+    def listener(event):
+        on_disk = json.loads((submitted.run_dir / "result.json").read_text())["status"]
+        heard.append((event.type, on_disk if event.type == "end" else None))
+    assert lifecycle.run_submitted(submitted.run_dir, root / "cnnlab.db", listeners=[listener]) == "failed"
+    assert heard[-2:] == [("error", None), ("end", "failed")]
+    assert "empty-folder" in json.loads((submitted.run_dir / "result.json").read_text())["message"]
+    (submitted.run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")  # a resume whose job cannot be made
+    heard.clear()
+    assert lifecycle.run_submitted(submitted.run_dir, root / "cnnlab.db", resume=True, listeners=[listener]) == "failed"
+    assert heard == [("error", None), ("end", "failed")]
+    assert "cannot be read" in json.loads((submitted.run_dir / "result.json").read_text())["message"]
+    other = lifecycle.submit(small(data_dir), root)
+    told = lifecycle.worker_died([str(other.run_dir)], -9, root / "cnnlab.db")
+    message = "the training process died (signal 9); its last checkpoint is kept"
+    assert [(e.type, e.data, e.run) for e in told] == [("error", {"message": message, "kind": "crash"},
+                                                        str(other.run_dir)),
+                                                       ("end", {"status": "failed"}, str(other.run_dir))]
+    assert cnnlab.Run(other.run_dir).result["status"] == "failed"
+
+
 def _cli_train(data_dir, run_dir, epochs=1000):
     """~0.1 s an epoch: enough epochs that a stop sent after epoch 1 lands while the run trains (see _finish)."""
     return subprocess.Popen(

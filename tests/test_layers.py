@@ -1,8 +1,10 @@
 """The code's shape, checked: the CLI and the server import nothing below the application layer, no package
-imports from a layer above its own (the contracts in pyproject.toml, checked by import-linter), and no module
-is part of an import cycle, counting imports inside functions too (grimp's graph)."""
+imports from a layer above its own (the contracts in pyproject.toml, checked by import-linter), no module is
+part of an import cycle, counting imports inside functions too (grimp's graph), and the server decides
+nothing about a run's fate."""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,38 @@ def test_the_cycle_finder_finds_a_cycle():
         def find_modules_directly_imported_by(self, m):
             return self.edges.get(m, set())
     assert cycles(Graph()) == [["a", "b", "c"]]
+
+
+# A run's fate is decided in cnnlab.app.lifecycle, for both front ends: the server may pass a status on, never
+# name one as its decision (compare with it, assign it, return it, put it in an event) nor record an ending.
+ENDINGS = {"finished", "interrupted", "diverged", "failed"}
+RECORDERS = {"record_end", "_record_failure"}
+
+
+def fate_decisions(source: str) -> list[str]:
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Compare, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return)):
+            found |= {f"line {c.lineno}: {c.value!r}" for c in ast.walk(node)
+                      if isinstance(c, ast.Constant) and c.value in ENDINGS}
+        elif isinstance(node, ast.Dict):
+            found |= {f"line {v.lineno}: {v.value!r}" for v in node.values
+                      if isinstance(v, ast.Constant) and v.value in ENDINGS}
+        elif isinstance(node, ast.Call):
+            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+            if name in RECORDERS:
+                found.add(f"line {node.lineno}: calls {name}")
+        elif isinstance(node, ast.ImportFrom):
+            found |= {f"line {node.lineno}: imports {a.name}" for a in node.names if a.name in RECORDERS}
+    return sorted(found)
+
+
+def test_the_server_decides_nothing_about_a_run_s_fate():
+    decided = {str(path.relative_to(ROOT)): fate_decisions(path.read_text())
+               for path in sorted((ROOT / "cnnlab" / "serve").rglob("*.py"))}
+    assert {path: found for path, found in decided.items() if found} == {}
+    # what the check catches: the worker as it was before cnnlab.app.lifecycle.run_submitted took this over
+    assert fate_decisions('status = "interrupted" if stopped else "failed"\n'
+                          'result = record_end(run_dir, status, message, store, force=True)\n'
+                          'deliver({"type": "end", "data": {"status": "failed"}})\n') == [
+        "line 1: 'failed'", "line 1: 'interrupted'", "line 2: calls record_end", "line 3: 'failed'"]

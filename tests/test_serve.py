@@ -190,6 +190,25 @@ def test_a_run_started_from_the_cli_streams_live(client, runs_root, data_dir):
     assert [k for k, _ in events].count("epoch_end") == 3 and events[-1] == ("end", {"status": "finished"})
 
 
+def test_a_config_trained_from_the_page_and_the_cli_writes_the_same_config_yaml(runs_root, data_dir, tmp_path):
+    """Resolved once, when the server accepts it: the web run trains the config.yaml it was queued with, and
+    that file is byte for byte what `cnnlab train` writes for the same config (batch size worked out, data
+    folder filled in, augmentation written out)."""
+    from cnnlab.cli import main
+    config = {"name": "same", "model": COURSE_NET, "data": {"name": "mnist", "val_split": 0.1}, "epochs": 1,
+              "threads": 1}
+    with TestClient(create_app(runs_root, str(data_dir), worker_threads=1)) as client:
+        run_id = client.post("/api/runs", json={"config": config}).json()["id"]
+        queued = (runs_root / run_id / "config.yaml").read_bytes()
+        assert _events(client, run_id)[-1] == ("end", {"status": "finished"})
+    trained = (runs_root / run_id / "config.yaml").read_bytes()
+    (tmp_path / "same.yaml").write_text(json.dumps(config))  # JSON is YAML
+    assert main(["train", str(tmp_path / "same.yaml"), "--data-dir", str(data_dir), "--run-dir",
+                 str(tmp_path / "cli" / "same"), "--no-store", "--quiet"]) == 0
+    assert queued == trained == (tmp_path / "cli" / "same" / "config.yaml").read_bytes()
+    assert b"batch_size: " in trained and f"dir: {data_dir}".encode() in trained
+
+
 def test_the_api_survives_fuzzing_from_its_openapi_schema(runs_root, data_dir, trained):
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings

@@ -68,7 +68,7 @@ class Job:
         self.bus = Emitter([_Recorder(self)])
         self.listeners = self.bus.listeners  # one list: add a listener here, before or while the job runs
         self.listeners += list(listeners)
-        store = _open_store(store, runs_root)
+        self.store = store = _open_store(store, runs_root)
         if store is not None:
             self.listeners.append(StoreListener(store))
         if self.rank == 0:
@@ -85,13 +85,18 @@ class Job:
         self._queues: list[queue.Queue] = []
 
     @classmethod
+    def claimed(cls, run_dir: str | os.PathLike, **kwargs) -> "Job":
+        """A job training, from its first epoch, the config a claimed run directory holds: config.yaml as
+        cnnlab.app.lifecycle.submit resolved and wrote it, trained as it stands (never resolved again)."""
+        run_dir = Path(run_dir)
+        return cls(_resume=(_run_config(run_dir), run_dir, None), **kwargs)
+
+    @classmethod
     def resume(cls, run_dir: str | os.PathLike, **kwargs) -> "Job":
         """A job continuing `run_dir` from its last checkpoint; on the CPU with a fixed seed it ends as if
         never stopped (bit-identical weights; tests/test_resume.py kills it at 20 points)."""
         run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").exists():
-            raise UserError(f"{run_dir}: not a cnnlab run directory (no config.yaml)")
-        cfg = config_mod.load(run_dir / "config.yaml")
+        cfg = _run_config(run_dir)
         state = None
         checkpoint = run_dir / "checkpoint.pt"
         if checkpoint.exists():
@@ -182,8 +187,7 @@ class Job:
             return self._run()
         except BaseException as exc:
             self.error = exc
-            kind = "diverged" if isinstance(exc, Diverged) else "user" if isinstance(exc, UserError) else \
-                "interrupted" if isinstance(exc, KeyboardInterrupt) else "crash"
+            kind = error_kind(exc)
             if kind != "interrupted":
                 self.emit("error", {"message": str(exc) or type(exc).__name__, "kind": kind})
             if self.status == "running":
@@ -210,7 +214,9 @@ class Job:
                 self.status = "finished"
                 return Run(self.dir)
             if not (self.dir / "data.json").exists() or not (self.dir / "summary.txt").exists():
-                session.write_start_files(self.dir)  # killed while writing them
+                # claimed by a server (config.yaml only), or killed while writing them; config.yaml is kept as
+                # written (read back, rotate: 0 would turn 0.0)
+                session.write_start_files(self.dir, config=False)
             # a stop asked of an earlier attempt goes first: one asked once the run shows as running (its old
             # result gone) is this attempt's, and is kept
             (self.dir / STOP_FILE).unlink(missing_ok=True)
@@ -300,6 +306,12 @@ class Job:
         self.emit("diagnosis", {"verdict": verdict.as_dict(), "text": verdict.render()})
 
 
+def error_kind(exc: BaseException) -> str:
+    """What an `error` event calls a failure (cnnlab/events.py), and `interrupted` for Ctrl-C (no error)."""
+    return "diverged" if isinstance(exc, Diverged) else "user" if isinstance(exc, UserError) else \
+        "interrupted" if isinstance(exc, KeyboardInterrupt) else "crash"
+
+
 class _Recorder(Listener):
     """The job's own first listener: keeps every event but batches for a listener that comes late, and feeds
     the queues of `job.events()`."""
@@ -323,6 +335,12 @@ def _logger_specs(cfg) -> list[tuple[str, dict]]:
     if cfg.tensorboard and "tensorboard" not in [name for name, _ in specs]:
         specs.append(("tensorboard", {}))
     return specs
+
+
+def _run_config(run_dir: Path):
+    if not (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir}: not a cnnlab run directory (no config.yaml)")
+    return config_mod.load(run_dir / "config.yaml")
 
 
 def _write_curves(session, run_dir: Path) -> None:

@@ -1,11 +1,13 @@
-"""A run's life around its Job: run it here, submit it to a server's worker, the rules for stopping and
-resuming it, and a record of how it ended whatever happened.
+"""A run's life around its Job: run it here, submit it to a server's worker and run it there, the rules for
+stopping and resuming it, and a record of how it ended whatever happened. Every decision about a run's fate
+is taken here, for the CLI and the server alike; the server's worker (cnnlab/serve/worker.py) only runs
+processes and forwards events.
 
 The Job (cnnlab/app/job.py) trains and tells its listeners; this module adds what a front end needs around
-it: a run submitted from the web exists on disk (config.yaml, status queued) from the moment it is accepted;
-a run that fails before or during training — bad data, an impossible model, a crashed worker — is written
-down as failed with its one-line reason; and a run cut off by a server restart is marked interrupted, to be
-resumed."""
+it: a run submitted from the web exists on disk (config.yaml resolved once, status queued) from the moment
+it is accepted, and trains exactly that config; a run that fails before or during training — bad data, an
+impossible model, a crashed worker — is written down as failed with its one-line reason; and a run cut off
+by a server restart is marked interrupted, to be resumed."""
 from __future__ import annotations
 
 import json
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from .. import config as config_mod
 from ..errors import Conflict, UserError
+from ..events import Emitter, Event
 from ..fsutil import write_text
 from ..process import alive
 from ..rundir import Run, new_run_dir, request_stop
@@ -24,12 +27,14 @@ from ..track.store import Store
 from ..train import distributed
 from ..train.progress import Progress  # noqa: F401 — the terminal's listener, for the CLI
 from ..train.session import prepare
-from .job import Job, resume, start, train  # noqa: F401 — the Python API, re-exported
+from .job import Job, error_kind, resume, start, train  # noqa: F401 — the Python API, re-exported
 from .models import refuse_code
 
 JOURNAL = ".served.json"   # in the runs folder: the runs each server accepted, to recover after a restart
 UNFINISHED = (None, "queued", "running", "running or crashed")
 RESUMABLE = ("interrupted", "failed", "crashed")
+# where a logger writes: the server's own settings decide (MLFLOW_TRACKING_URI; W&B's files in the run)
+PLACES = ("tracking_uri", "dir")
 _journal_lock = threading.Lock()  # requests submit from several threads
 
 
@@ -37,20 +42,82 @@ _journal_lock = threading.Lock()  # requests submit from several threads
 class Submitted:
     id: str
     run_dir: Path
-    config: dict        # as sent (the worker resolves it again, as a config file would be)
+    name: str           # the resolved config's, as config.yaml holds it
     status: str = "queued"
 
 
 def run_here(job: Job) -> None:
     """Run a job in this thread, as `cnnlab train` does: SIGTERM asks it to stop cleanly (marked interrupted,
-    resumable), and data-parallel ranks are shut down after it."""
+    resumable), a failure is recorded as the run's ending (`_record_failure`) and raised, and data-parallel
+    ranks are shut down after it."""
     import signal
     previous = signal.signal(signal.SIGTERM, lambda *_: job.stop())
     try:
         job.run()
+    except BaseException as exc:
+        if job.dir is not None and job.rank == 0:  # a run that claimed no directory has nothing to record
+            _record_failure(job, job.dir, job.store.path if job.store else None, exc)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         distributed.finish()
+
+
+def run_submitted(run_dir: str | os.PathLike, store: str | os.PathLike | None, resume: bool = False,
+                  listeners=(), started=None) -> str:
+    """Train a run the server accepted (`submit`) to its end, in this thread, and return how it ended. A new run
+    trains config.yaml as `submit` resolved it; `resume` continues from the checkpoint. Any failure is the
+    run's ending, recorded, never raised. Listeners hear `end` only once the ending is on disk (a page that
+    hears it reads the result); a job that failed before it existed tells them `error` and `end` as a job
+    would. `started(job)`: the job once made, for the process that may have to stop it."""
+    bus = Emitter(listeners, run=str(run_dir))
+    ends: list[Event] = []
+
+    def relay(event: Event) -> None:  # the job's events to `listeners`, its end held back
+        (ends.append if event.type == "end" else bus.tell)(event)
+    job = None
+    try:
+        job = (Job.resume if resume else Job.claimed)(run_dir, listeners=[relay], store=store or False)
+        if started is not None:
+            started(job)
+        job.run()
+        status = job.status
+    except BaseException as exc:  # noqa: BLE001 — one run's failure is that run's: written down, not raised
+        status = _record_failure(job, run_dir, store, exc)["status"]
+        if job is None:
+            bus.emit("error", {"message": _first_line(exc), "kind": error_kind(exc)})
+            bus.emit("end", {"status": status})
+    for event in ends:
+        bus.tell(event)
+    return status
+
+
+def worker_died(run_dirs: list, exitcode: int | None, store: str | os.PathLike | None) -> list[Event]:
+    """The process training `run_dirs` died (a segfault, the OOM killer): each run failed, on disk and in the
+    store, its last checkpoint kept (resumable). Returns what to tell whoever watches them: `error` (kind
+    crash) and `end`, each with its run directory as `run`."""
+    reason = f"the training process died (signal {-exitcode})" if exitcode and exitcode < 0 else \
+        f"the training process exited with status {exitcode}"
+    told: list[Event] = []
+    for run_dir in run_dirs:
+        result = record_end(run_dir, "failed", f"{reason}; its last checkpoint is kept", store)
+        bus = Emitter([told.append], run=str(run_dir))
+        bus.emit("error", {"message": result.get("message"), "kind": "crash"})
+        bus.emit("end", {"status": result["status"]})
+    return told
+
+
+def _record_failure(job: Job | None, run_dir, store, exc: BaseException) -> dict:
+    """The ending of a run whose job raised `exc`: Ctrl-C interrupted it, anything else failed it. A job that
+    wrote its own ending (it trained) keeps it; one that wrote none — it never existed, or failed loading its
+    data — gets this one, over an older run's ending too (a resume that failed: the old one no longer says
+    what happened)."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    return record_end(run_dir, status, _first_line(exc), store, force=job is None or job.result is None)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def launch(nproc: int, argv: list[str]) -> int:
@@ -63,9 +130,10 @@ def is_rank() -> bool:
     return "WORLD_SIZE" in os.environ
 
 
-def checked(config: dict, data_dir: str | None = None) -> tuple[dict, object]:
-    """A config that came over the network, checked as a config file is (a bad value names its key), with no
-    Python code or file path for the model: (the config as sent, with the server's data folder; resolved)."""
+def checked(config: dict, data_dir: str | None = None):
+    """A config that came over the network, checked as a config file is (a bad value names its key), with the
+    server's data folder where it names none, and resolved (the TrainConfig a run records). Refused: Python
+    code or a file path for the model, and a logger told where to write (the server's settings decide)."""
     config = dict(config)
     refuse_code(config.get("model"), "config.model")
     if not isinstance(config.get("data", {}), dict):
@@ -74,19 +142,26 @@ def checked(config: dict, data_dir: str | None = None) -> tuple[dict, object]:
     if data_dir and not config["data"].get("dir"):
         config["data"]["dir"] = data_dir
     cfg, _ = prepare(config)
-    return config, cfg
+    for i, logger in enumerate(cfg.loggers):
+        place = next((key for key in PLACES if getattr(logger, key, None) is not None), None)
+        if place:
+            raise UserError(f"config.loggers[{i}].{place}: where a logger writes is refused over the network; "
+                            f"the server's own settings decide (MLflow: its MLFLOW_TRACKING_URI; W&B: the run "
+                            f"directory). Name the logger alone: loggers: [{logger.name}]")
+    return cfg
 
 
 def submit(config: dict, runs_root: str | os.PathLike, data_dir: str | None = None) -> Submitted:
-    """Check a config from the network (`checked`), claim its run directory and write config.yaml and a
-    `queued` result: from here on the run is on record, whatever happens to it."""
-    config, cfg = checked(config, data_dir)
+    """Check and resolve a config from the network (`checked`), claim its run directory and write config.yaml
+    from the resolved config — what the run trains (`run_submitted`) — and a `queued` result: from here on
+    the run is on record, whatever happens to it."""
+    cfg = checked(config, data_dir)
     run_dir = new_run_dir(cfg.name, None, str(runs_root), False)
     write_text(run_dir / "config.yaml", config_mod.dump(cfg))
     write_text(run_dir / "result.json", json.dumps({"status": "queued", "epochs_completed": 0,
                                                      "epochs": cfg.epochs}))
     _journal(Path(runs_root), add=run_dir.name)
-    return Submitted(run_dir.name, run_dir, config)
+    return Submitted(run_dir.name, run_dir, cfg.name)
 
 
 def stop(run: Run, queued_status: str | None = None) -> Path:
@@ -182,4 +257,4 @@ def _journal(root: Path, add: str) -> None:
 
 
 __all__ = ["Job", "Progress", "Submitted", "check_resumable", "checked", "is_rank", "launch", "record_end",
-           "recover", "resume", "run_here", "start", "stop", "submit", "train"]
+           "recover", "resume", "run_here", "run_submitted", "start", "stop", "submit", "train", "worker_died"]

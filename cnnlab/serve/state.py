@@ -1,7 +1,8 @@
 """What one server holds between requests (its folders, its training worker, the See cache), and how it runs
 CPU-heavy work: off the event loop, a few at a time, within a time limit, in daemon threads — so /api/info
 answers while a large model is checked, and Ctrl-C or SIGTERM never wait on a request (anyio's own worker
-threads are not daemons: a Python exit joins them)."""
+threads are not daemons: a Python exit joins them). `heavy` hands back one answer; `streamed` what the work
+says as it goes (Gatys's steps)."""
 from __future__ import annotations
 
 import asyncio
@@ -62,18 +63,69 @@ async def heavy(request: Request, fn, *args, timeout: float | None = None, **kwa
         if not future.done():
             future.set_exception(error) if error is not None else future.set_result(value)
 
-    def work():
-        try:
-            value, error = fn(*args, **kwargs), None
-        except BaseException as exc:  # noqa: BLE001 — handed to the request, which maps it to a response
-            value, error = None, exc
-        try:
-            loop.call_soon_threadsafe(settle, value, error)
-        except RuntimeError:  # the server stopped meanwhile: nobody is waiting
-            pass
-    threading.Thread(target=work, name="cnnlab-request", daemon=True).start()
+    _in_thread(loop, lambda: fn(*args, **kwargs), settle)
     try:
         return await asyncio.wait_for(asyncio.shield(future), timeout)
     except asyncio.TimeoutError:
         raise HTTPException(503, f"the request took longer than {timeout:.0f} s and was abandoned; "
                                  "make the model or image smaller") from None
+
+
+_DONE = object()
+
+
+def streamed(fn, *args, **kwargs) -> "Streamed":
+    """`fn(send, should_stop, *args, **kwargs)` started now in a daemon thread, and what it sends as it goes:
+    each `send(item)` comes out of the returned async iterator, then fn's exception, if it raised, is raised
+    there. `close()` it when the consumer leaves (the page closed): `should_stop()` turns true, as it does
+    when the server stops. For work of minutes that limits itself (one Gatys at a time): no heavy slot, no
+    time limit."""
+    loop = asyncio.get_running_loop()
+    stream = Streamed()
+
+    def send(item) -> None:
+        if not _call_in(loop, stream.items.put_nowait, (item, None)):
+            stream.close()
+    _in_thread(loop, lambda: fn(send, stream.stop.is_set, *args, **kwargs),
+               lambda _, error: stream.items.put_nowait((_DONE, error)))
+    return stream
+
+
+class Streamed:
+    def __init__(self):
+        self.items: asyncio.Queue = asyncio.Queue()
+        self.stop = threading.Event()
+
+    def __aiter__(self) -> "Streamed":
+        return self
+
+    async def __anext__(self):
+        item, error = await self.items.get()
+        if item is not _DONE:
+            return item
+        if error is not None:
+            raise error
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+def _in_thread(loop, work, settle) -> None:
+    """`work()` in a daemon thread, then `settle(value, error)` on the event loop (never, if it stopped)."""
+    def run():
+        try:
+            value, error = work(), None
+        except BaseException as exc:  # noqa: BLE001 — handed to the request, which maps it to a response
+            value, error = None, exc
+        _call_in(loop, settle, value, error)
+    threading.Thread(target=run, name="cnnlab-request", daemon=True).start()
+
+
+def _call_in(loop, callback, *args) -> bool:
+    """`callback(*args)` on the event loop, from another thread; False when the server stopped meanwhile."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+        return True
+    except RuntimeError:
+        return False

@@ -2,10 +2,12 @@
 trains, and a crash in training (even a segfault) does not take it down. One training at a time (a small
 machine has the cores for one); the rest wait in order and show as queued.
 
-The worker runs ordinary Jobs and sends their events back as plain dicts; the server fans them out to the
-pages that listen. Every way a run can end is written down (cnnlab/app/lifecycle.py): a job that fails before it
-trains, a worker that dies mid-run, a server that stops. SIGTERM asks the worker to stop its run after the
-current batch (marked interrupted, resumable); a worker whose server has gone stops the same way.
+This module is process mechanics only: a queue, a spawned process, signals, events forwarded as plain dicts
+to the pages that listen, and noticing that the process died. What a run does and how each ending is
+written down — a new run or a resume, a job that fails before it trains, a process that dies mid-run — is
+cnnlab.app.lifecycle's (`run_submitted`, `worker_died`), as for the CLI. SIGTERM asks the worker to stop
+its run after the current batch (marked interrupted, resumable); a worker whose server has gone stops the
+same way.
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ STOP_GRACE_S = 2.0   # after SIGTERM, what a run gets to finish its batch and wr
 
 
 def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
-    """The worker process: train each job in turn, forwarding its events."""
+    """The worker process: train each queued run in turn, forwarding its events."""
     import torch
-    from ..app.lifecycle import Job, record_end
+    from ..app.lifecycle import run_submitted
     if threads:
         torch.set_num_threads(threads)
     current: dict = {}
@@ -57,42 +59,20 @@ def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
         if item is None:
             return
         run_id = item["id"]
-        ending: list = []
-
-        def forward(event, run_id=run_id, ending=ending):
-            if event.type == "end":  # told once the run's ending is on disk (below), so a page can read it
-                ending.append({"id": run_id, **event.as_dict()})
-            else:
-                events.put({"id": run_id, **event.as_dict()})
         events.put({"id": run_id, "type": "taken", "data": {}})  # from here a dead worker fails this run
         try:
-            if item.get("resume"):
-                job = Job.resume(item["run_dir"], listeners=[forward], store=item["store"])
-            else:
-                job = Job(item["config"], run_dir=item["run_dir"], overwrite=True, store=item["store"],
-                          listeners=[forward])
-            current["job"] = job
-            job.run()
-        except BaseException as exc:  # noqa: BLE001 — one run's failure is that run's; the worker takes the next
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            job = current.get("job")
-            wrote_nothing = job is None or job.result is None  # failed before training: no ending of its own
-            result = record_end(item["run_dir"], status, message, item["store"], force=wrote_nothing)
-            if current.get("job") is None:  # failed before the job existed: it told nobody
-                events.put({"id": run_id, "type": "error", "data": {"message": message, "kind": "user"}})
-                ending.append({"id": run_id, "type": "end", "data": {"status": result["status"]}})
+            run_submitted(item["run_dir"], item["store"], item["resume"],
+                          listeners=[lambda event, run_id=run_id: events.put({"id": run_id, **event.as_dict()})],
+                          started=lambda job: current.update(job=job))
         finally:
             current["job"] = None
-            for event in ending:
-                events.put(event)
 
 
 @dataclass
 class Queued:  # a run the server accepted, from queued to its ending
     id: str
     run_dir: str
-    config: dict
+    name: str
     status: str = "queued"          # queued | running | finished | interrupted | diverged | failed
     events: list = field(default_factory=list)  # every event but batches, for pages that come late
 
@@ -120,12 +100,12 @@ class TrainingWorker:
                                          name="cnnlab-trainer", daemon=True)
         self.process.start()
 
-    def submit(self, run_id: str, run_dir: str, config: dict, resume: bool = False) -> Queued:
-        item = Queued(run_id, run_dir, config)
+    def submit(self, run_id: str, run_dir: str, name: str, resume: bool = False) -> Queued:
+        """Queue a run whose directory holds its config.yaml (lifecycle.submit wrote it), or one to resume."""
+        item = Queued(run_id, run_dir, name)
         with self.lock:
             self.runs[run_id] = item
-        self.jobs.put({"id": run_id, "run_dir": run_dir, "config": config, "store": self.store_path,
-                       "resume": resume})
+        self.jobs.put({"id": run_id, "run_dir": run_dir, "store": self.store_path, "resume": resume})
         return item
 
     def subscribe(self, run_id: str) -> tuple[queue.Queue, list]:
@@ -174,20 +154,15 @@ class TrainingWorker:
             q.put(event)
 
     def _check_alive(self) -> None:
-        """A worker that died mid-run (a segfault, the OOM killer) fails that run, on disk too, and is started
-        again for the runs still queued."""
+        """A worker that died mid-run (a segfault, the OOM killer): lifecycle.worker_died ends its run, and the
+        process is started again for the runs still queued."""
         if self._closing or self.process is None or self.process.is_alive():
             return
-        from ..app.lifecycle import record_end
-        code = self.process.exitcode
-        reason = f"the training process died (signal {-code})" if code and code < 0 else \
-            f"the training process exited with status {code}"
+        from ..app.lifecycle import worker_died
         with self.lock:
-            running = [r for r in self.runs.values() if r.status == "running"]
-        for run in running:
-            result = record_end(run.run_dir, "failed", f"{reason}; its last checkpoint is kept", self.store_path)
-            self._deliver({"id": run.id, "type": "error", "data": {"message": result.get("message"), "kind": "crash"}})
-            self._deliver({"id": run.id, "type": "end", "data": {"status": result["status"]}})
+            running = {r.run_dir: r.id for r in self.runs.values() if r.status == "running"}
+        for event in worker_died(list(running), self.process.exitcode, self.store_path):
+            self._deliver({"id": running[event.run], **event.as_dict()})
         self._start_process()
 
     def queued(self) -> list[Queued]:

@@ -198,8 +198,11 @@ class Session:
                 "std": self.std, "train": len(d.train_x), "test": len(d.test_x),
                 "val": 0 if d.val_x is None else len(d.val_x)}
 
-    def write_start_files(self, run_dir: Path) -> None:
-        write_text(run_dir / "config.yaml", config_mod.dump(self.cfg))
+    def write_start_files(self, run_dir: Path, config: bool = True) -> None:
+        """config.yaml (unless `config` is False: a run directory's own, kept byte for byte), data.json and
+        summary.txt."""
+        if config:
+            write_text(run_dir / "config.yaml", config_mod.dump(self.cfg))
         write_text(run_dir / "data.json", json.dumps(self.data_info(), indent=2))
         write_text(run_dir / "summary.txt", render(self.summary, self.cfg.batch_size) + "\n")
 

@@ -3,7 +3,6 @@ compare, the report, and the live stream of a run's events."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from fastapi import APIRouter, HTTPException, Request
@@ -11,6 +10,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from ...app import lifecycle, runs as app_runs, store as app_store
 from ...errors import UserError
+from .. import sse
 from ..bodies import CompareRequest, RunRequest, TagRequest
 from ..state import heavy, state
 
@@ -27,17 +27,18 @@ def _worker(request: Request):
 @router.post("", status_code=202)
 async def start_run(body: RunRequest, request: Request) -> dict:
     s = state(request)
-    await heavy(request, lifecycle.checked, body.config, s.data_dir)  # a bad config is a 400 with or without a worker
+    if s.worker is None:  # a bad config is a 400 with or without a worker
+        await heavy(request, lifecycle.checked, body.config, s.data_dir)
     worker = _worker(request)
     submitted = await heavy(request, lifecycle.submit, body.config, s.runs_root, s.data_dir)
-    worker.submit(submitted.id, str(submitted.run_dir), submitted.config)
+    worker.submit(submitted.id, str(submitted.run_dir), submitted.name)
     return {"id": submitted.id, "status": submitted.status}
 
 
 @router.get("")
 async def list_runs(request: Request) -> list[dict]:
     s = state(request)
-    held = [(q.id, q.config.get("name"), q.status) for q in (s.worker.queued() if s.worker else [])]
+    held = [(q.id, q.name, q.status) for q in (s.worker.queued() if s.worker else [])]
     return await heavy(request, app_store.page_rows, s.store_path, held)
 
 
@@ -63,7 +64,7 @@ async def resume(run_id: str, request: Request) -> dict:
     run = app_runs.run_in(s.runs_root, run_id)
     worker = _worker(request)
     await heavy(request, lifecycle.check_resumable, run, s.store_path, _held(worker, run_id))
-    queued = worker.submit(run_id, str(run.dir), run.config.model_dump(), resume=True)
+    queued = worker.submit(run_id, str(run.dir), run.config.name, resume=True)
     return {"id": run_id, "status": queued.status}
 
 
@@ -95,31 +96,26 @@ async def events(run_id: str, request: Request):
     async def stream():
         last_ping = time.monotonic()
         try:
-            yield _sse("hello", {"id": run_id, "queued": bool(worker and run_id in worker.runs
-                                                            and worker.runs[run_id].status == "queued")})
+            yield sse.frame("hello", {"id": run_id, "queued": bool(worker and run_id in worker.runs
+                                                                   and worker.runs[run_id].status == "queued")})
             while not watch.done and not await request.is_disconnected():
                 news = []
                 while live is not None and not live.empty():
                     news.append(live.get_nowait())
                 # a light poll (a few files read) in a thread of its own: it does not take a heavy slot
                 for kind, data in await asyncio.to_thread(watch.poll, news, _held(worker, run_id)):
-                    yield _sse(kind, data)
+                    yield sse.frame(kind, data)
                 if time.monotonic() - last_ping > 15:
                     last_ping = time.monotonic()
-                    yield ": ping\n\n"
+                    yield sse.PING
                 await asyncio.sleep(0.25)
         except (UserError, HTTPException) as exc:  # the run vanished, or the server is too busy to tell
-            yield _sse("end", {"status": "unknown", "message": str(getattr(exc, "detail", exc))})
+            yield sse.frame("end", {"status": "unknown", "message": str(getattr(exc, "detail", exc))})
         finally:
             if live is not None:
                 worker.unsubscribe(run_id, live)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def _sse(event: str, data) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+    return sse.response(stream())
 
 
 def _held(worker, run_id: str) -> bool:

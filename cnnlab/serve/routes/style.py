@@ -2,8 +2,6 @@
 (Server-Sent Events), and the fast style nets of <runs folder>/styles/ listed and chained on a photo."""
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
 
 from fastapi import APIRouter, HTTPException, Request
@@ -11,8 +9,9 @@ from fastapi.responses import StreamingResponse
 
 from ...app import style as app_style
 from ...errors import UserError
+from .. import sse
 from ..bodies import ApplyStyleRequest, ContentRequest, GatysRequest
-from ..state import heavy, state
+from ..state import heavy, state, streamed
 
 router = APIRouter(prefix="/api/style")
 _creating = threading.Lock()
@@ -63,44 +62,31 @@ async def gatys(body: GatysRequest, request: Request) -> StreamingResponse:
     if not lock.acquire(blocking=False):
         raise HTTPException(503, "busy: a style transfer is already running on this server; "
                                  "wait for it to finish or close its page")
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    stop = threading.Event()
 
-    def send(kind: str, data: dict) -> None:
+    def optimise(send, should_stop):
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
-        except RuntimeError:  # the server stopped meanwhile
-            stop.set()
-
-    def work():
-        try:
-            app_style.gatys(content, style, lambda e: send("step", e), body.size, body.steps, body.every,
-                            body.style_weight, body.content_weight, should_stop=stop.is_set)
-            send("done", {})
-        except app_style.Stopped:
-            pass
-        except UserError as exc:
-            send("failed", {"detail": str(exc)[:300]})
-        except Exception as exc:  # noqa: BLE001 — the stream says it failed; never a hung page
-            send("failed", {"detail": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            app_style.gatys(content, style, lambda step: send(("step", step)), body.size, body.steps, body.every,
+                            body.style_weight, body.content_weight, should_stop=should_stop)
         finally:
             lock.release()
 
     try:
-        threading.Thread(target=work, name="cnnlab-gatys", daemon=True).start()
+        steps = streamed(optimise)
     except BaseException:
         lock.release()
         raise
 
     async def events():
         try:
-            while True:
-                kind, data = await queue.get()
-                yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
-                if kind != "step":
-                    return
+            async for kind, data in steps:
+                yield sse.frame(kind, data)
+            yield sse.frame("done", {})
+        except app_style.Stopped:
+            pass
+        except UserError as exc:
+            yield sse.frame("failed", {"detail": str(exc)[:300]})
+        except Exception as exc:  # noqa: BLE001 — the stream says it failed; never a hung page
+            yield sse.frame("failed", {"detail": f"{type(exc).__name__}: {str(exc)[:200]}"})
         finally:
-            stop.set()  # a client that hangs up (the generator is cancelled) stops the optimisation
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            steps.close()  # a client that hangs up (the generator is cancelled) stops the optimisation
+    return sse.response(events())

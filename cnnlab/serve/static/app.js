@@ -314,6 +314,7 @@ function trainConfig() {
   if (state.parent) config.parent = state.parent;
   for (const [key, raw] of form.entries()) {
     if (raw === "") continue;
+    if (key === "loggers") { config.loggers = [...(config.loggers || []), raw]; continue; }  // one per box ticked
     const value = key === "augment" ? raw : parseValue(raw);
     const [a, b] = key.split(".");
     if (b) { config[a] = config[a] || {}; config[a][b] = value; } else config[a] = value;
