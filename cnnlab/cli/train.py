@@ -44,33 +44,25 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    launched = _launched(args)
-    if launched is not None:
-        return launched
-    overrides = config_overrides(args)
-    if args.tensorboard:
-        overrides.append("tensorboard=true")
-    overrides += flag_overrides(args)
-    if args.dry_run:
+    """The flags become overrides here, and go to cnnlab.app in one call: the trainer is reached from there,
+    each module passing them on once (docs/app-layer.md)."""
+    overrides = config_overrides(args) + (["tensorboard=true"] if args.tensorboard else []) + flag_overrides(args)
+    if args.dry_run and not lifecycle.spreads(args.nproc):  # with --nproc, each rank checks (as it always has)
         print(checks.dry_run(args.config, overrides).render())
         return 0
-    job = lifecycle.Job(args.config, overrides, run_dir=args.run_dir, runs_root=args.runs_root,
-                   overwrite=args.overwrite, listeners=[lifecycle.Progress(quiet=args.quiet)],
-                   store=False if args.no_store else (args.store or True))
-    return _run_job(job)
+    return lifecycle.train_here(args.config, overrides, nproc=args.nproc, argv=_without_nproc(args.argv),
+                                run_dir=args.run_dir, runs_root=args.runs_root, overwrite=args.overwrite,
+                                quiet=args.quiet, store=False if args.no_store else (args.store or True))
 
 
-def _run_job(job) -> int:
-    lifecycle.run_here(job)
-    return 0
+def cmd_resume(args) -> int:
+    return lifecycle.resume_here(args.run_dir, nproc=args.nproc, argv=_without_nproc(args.argv), quiet=args.quiet)
 
 
-def _launched(args) -> int | None:
-    """`--nproc N` (N > 1) outside torchrun: start N ranks of this same command and wait for them."""
-    if not getattr(args, "nproc", None) or args.nproc <= 1 or lifecycle.is_rank():
-        return None
-    argv, skip = [], False
-    for item in args.argv:
+def _without_nproc(argv: list[str]) -> list[str]:
+    """This command as typed, less its --nproc: what each data-parallel rank runs."""
+    kept, skip = [], False
+    for item in argv:
         if skip:
             skip = False
             continue
@@ -78,15 +70,8 @@ def _launched(args) -> int | None:
             skip = True
             continue
         if not item.startswith("--nproc="):
-            argv.append(item)
-    return lifecycle.launch(args.nproc, argv)
-
-
-def cmd_resume(args) -> int:
-    launched = _launched(args)
-    if launched is not None:
-        return launched
-    return _run_job(lifecycle.Job.resume(args.run_dir, listeners=[lifecycle.Progress(quiet=args.quiet)]))
+            kept.append(item)
+    return kept
 
 
 def cmd_stop(args) -> int:
