@@ -103,7 +103,8 @@ def _apply_override(config: dict, keys: list[str], value, label: str) -> None:
 
 def resolve(config=None, overrides: list[str | Override] | None = None) -> tuple[TrainConfig, Located]:
     """Defaults (or a recipe) <- config (file path, YAML text, or dict) <- overrides, in their order: each a
-    `key=value` text as `--set` takes it, or an Override that says what gave it."""
+    `key=value` text as `--set` takes it, or an Override that says what gave it (or its key, value and label
+    as a plain tuple: how the CLI hands over its typed flags without importing this module)."""
     if config is None:
         located = Located({}, "<defaults>")
     elif isinstance(config, dict):
@@ -129,7 +130,8 @@ def resolve(config=None, overrides: list[str | Override] | None = None) -> tuple
         beside = Path(located.source).parent / model
         if beside.is_file() and not Path(model).is_file():
             located.data = {**located.data, "model": str(beside)}
-    changes = [o if isinstance(o, Override) else parse_override(o) for o in overrides or []]
+    changes = [o if isinstance(o, Override) else Override(*o) if isinstance(o, tuple) else parse_override(o)
+               for o in overrides or []]
     recipe, label = located.data.get("recipe"), located.where(("recipe",))
     for change in changes:  # the last recipe named wins
         if change.key == "recipe":

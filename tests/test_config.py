@@ -19,6 +19,8 @@ def test_an_override_names_what_gave_it():
         resolve(None, ["epochs=0"])
     cfg, _ = resolve(None, ["optimizer.lr=0.5", Override("optimizer.lr", 1e-05, "--lr 1e-05")])
     assert cfg.optimizer.lr == 1e-05  # in order: the last one given wins
+    with pytest.raises(UserError, match=r"^--epochs 0: epochs must be"):  # as the CLI hands it over
+        resolve(None, [("epochs", 0, "--epochs 0")])
 
 
 def test_unknown_key_in_a_file_names_the_line_and_the_closest_key(tmp_path):

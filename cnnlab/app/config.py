@@ -2,7 +2,6 @@
 and every config key's default."""
 from __future__ import annotations
 
-from ..config import Override  # noqa: F401 — a CLI flag's value with the flag's name, for errors
 from ..schema.config import TrainConfig, defaults
 from ..schema.layers import layer_json_schema
 

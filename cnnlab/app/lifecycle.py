@@ -25,7 +25,7 @@ from ..process import alive
 from ..rundir import Run, new_run_dir, request_stop
 from ..track.store import Store
 from ..train import distributed
-from ..train.progress import Progress  # noqa: F401 — the terminal's listener, for the CLI
+from ..train.progress import Progress  # the terminal's listener; `cnnlab rescue` passes one too
 from ..train.session import prepare
 from .job import Job, error_kind, resume, start, train  # noqa: F401 — the Python API, re-exported
 from .models import refuse_code
@@ -44,6 +44,33 @@ class Submitted:
     run_dir: Path
     name: str           # the resolved config's, as config.yaml holds it
     status: str = "queued"
+
+
+def train_here(config=None, overrides: list | None = None, *, nproc: int | None = None, argv: list | tuple = (),
+               run_dir: str | None = None, runs_root: str | None = None, overwrite: bool = False,
+               quiet: bool = False, store=True) -> int:
+    """`cnnlab train`: the Job made (its config resolved, once) and run in this thread, the terminal told;
+    0 when it ends. Where `nproc` asks for data-parallel ranks (see `spreads`), N ranks of the command `argv`
+    (without its --nproc) instead, and their exit status: each rank takes this same path."""
+    if spreads(nproc):
+        return launch(nproc, argv)
+    run_here(Job(config, overrides, run_dir=run_dir, runs_root=runs_root, overwrite=overwrite,
+                 listeners=[Progress(quiet=quiet)], store=store))
+    return 0
+
+
+def resume_here(run_dir: str | os.PathLike, *, nproc: int | None = None, argv: list | tuple = (),
+                quiet: bool = False) -> int:
+    """`cnnlab resume`: as `train_here`, for a run continued from its last checkpoint."""
+    if spreads(nproc):
+        return launch(nproc, argv)
+    run_here(Job.resume(run_dir, listeners=[Progress(quiet=quiet)]))
+    return 0
+
+
+def spreads(nproc: int | None) -> bool:
+    """Whether `--nproc N` asks this process to start N ranks: N > 1, and this process not one of them yet."""
+    return bool(nproc) and nproc > 1 and not is_rank()
 
 
 def run_here(job: Job) -> None:
@@ -257,4 +284,5 @@ def _journal(root: Path, add: str) -> None:
 
 
 __all__ = ["Job", "Progress", "Submitted", "check_resumable", "checked", "is_rank", "launch", "record_end",
-           "recover", "resume", "run_here", "run_submitted", "start", "stop", "submit", "train", "worker_died"]
+           "recover", "resume", "resume_here", "run_here", "run_submitted", "spreads", "start", "stop", "submit",
+           "train", "train_here", "worker_died"]

@@ -1,11 +1,25 @@
-"""`cnnlab summary | lint | models | recipes | data | schema | import | export`: what a model is, where it
-comes from and goes to, and what the data look like. Each command parses, calls cnnlab.app, prints."""
+"""`cnnlab summary | lint`: what a model is against a data set — its layer table, and what holds it back.
+Each command parses, calls cnnlab.app, prints."""
 from __future__ import annotations
 
-import json
+from ..app import models
+from .options import add_data_options
 
-from ..app import datasets, models, recipes, runs
-from ..app.config import schema
+
+def register(sub) -> None:
+    p = sub.add_parser("summary", help="layer table, parameters and MACs of a model")
+    p.add_argument("model", help="model YAML, train config YAML, or a registered name (see `cnnlab models`)")
+    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10)")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size for the activation-memory estimate")
+    add_data_options(p)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("lint", help="warnings about a model before training: what holds it back, and the fix")
+    p.add_argument("model", help="model YAML, train config YAML, or a registered name")
+    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10)")
+    p.add_argument("--strict", action="store_true", help="exit with 1 when there are findings")
+    add_data_options(p)
+    p.set_defaults(func=cmd_lint)
 
 
 def cmd_summary(args) -> int:
@@ -24,48 +38,3 @@ def cmd_lint(args) -> int:
         raise report.error
     print(report.render())
     return 1 if report.findings and args.strict else 0
-
-
-def cmd_models(args) -> int:
-    for m in models.models(args.pattern):
-        print(f"{m['name']:10s} {m['about']}  [options: {', '.join(m['options'])}]")
-    return 0
-
-
-def cmd_recipes(args) -> int:
-    if args.show:
-        print(recipes.recipe_text(args.show), end="")
-        return 0
-    for recipe in recipes.recipes():
-        print(recipe.render())
-    return 0
-
-
-def cmd_data_info(args) -> int:
-    print(datasets.describe(args.name, args.data_dir, args.val_split, args.root).render())
-    return 0
-
-
-def cmd_data_show(args) -> int:
-    out = datasets.samples(args.name, args.out, args.augment, args.data_dir, args.root, args.count, args.seed)
-    print(f"wrote {out}")
-    return 0
-
-
-def cmd_schema(args) -> int:
-    """The JSON Schema of the model language or of the training config (what forms and tools validate with)."""
-    print(json.dumps(schema(args.what), indent=2))
-    return 0
-
-
-def cmd_import(args) -> int:
-    """Keras code, JSON or .keras, or a PyTorch module -> a model file with a comment per layer; then its
-    summary and lint."""
-    print(models.import_model(args.file, args.out, args.data, args.data_dir, args.root, args.overwrite).render())
-    return 0
-
-
-def cmd_export(args) -> int:
-    path = runs.export(runs.open_run(args.run), args.format, args.out, args.input)
-    print(f"wrote {path} ({args.format}, input {args.input})")
-    return 0

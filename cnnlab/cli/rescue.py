@@ -2,6 +2,25 @@
 from __future__ import annotations
 
 from ..app import lifecycle, rescue
+from .options import add_data_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("rescue", help="take a stuck model (config, model file, run, Keras or PyTorch source) and "
+                       "let the doctor fix, try and keep what helps within a compute budget")
+    p.add_argument("model", help="a training config, a model file, a run directory, a named architecture, or a "
+                   "Keras/PyTorch source (file.py, file.py:Class, package.module:Class)")
+    p.add_argument("--data", help="data set (default: the config's, else cifar10)")
+    p.add_argument("--budget", default="15", help="compute for the search and the final run: epochs of the "
+                   "training set (15, the default) or PFLOP (0.2pflop)")
+    p.add_argument("--change-architecture", action="store_true",
+                   help="also try batchnorm, padding and wider convs (each listed); the layers are kept otherwise")
+    p.add_argument("--name", help="the rescue's folder under RUNS/rescues/ (default MODEL-DATA); the same name "
+                   "continues a stopped rescue")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs-root", help="where runs go (default runs/)")
+    add_data_options(p)
+    p.set_defaults(func=cmd_rescue)
 
 
 def cmd_rescue(args) -> int:

@@ -8,6 +8,18 @@ from ..errors import UserError
 from ..serve.guard import LOOPBACK
 
 
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="the web app: build a model, train it live, compare runs, see what it sees")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-remote", action="store_true", help="needed with a --host other than loopback")
+    p.add_argument("--runs", default="runs", help="runs directory (its cnnlab.db is the store)")
+    p.add_argument("--data-dir", help="folder holding the data sets (else CNNLAB_DATA_DIR, the cache)")
+    p.add_argument("--threads", type=int, help="torch threads for the training worker")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=cmd_serve)
+
+
 def cmd_serve(args) -> int:
     from ..serve.app import create_app, serve
     token = None

@@ -7,6 +7,28 @@ from ..app import style
 from ..errors import UserError
 
 
+def register(sub) -> None:
+    p = sub.add_parser("style", help="style transfer: CONTENT STYLE (Gatys), `train STYLE --images DIR`, "
+                                     "`apply NET PHOTO...` (fast feed-forward)")
+    p.add_argument("args", nargs="+", metavar="ARG", help="CONTENT STYLE | train STYLE | apply NET PHOTO...")
+    p.add_argument("-o", "--out", help="output image (Gatys), network file (train) or folder (apply)")
+    p.add_argument("--size", type=int, default=256, help="longer side of the images, in pixels (default 256)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--style-weight", type=float, default=10.0, help="weight of the Gram-matrix (style) loss")
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--tv-weight", type=float, default=1e-3)
+    p.add_argument("--loss-net", default="random",
+                   help="random (default), a cnnlab run directory, or a VGG-19/16 weights file")
+    p.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
+                   help="adam (default: 2x faster a step here, and it never stalled) or lbfgs (Gatys's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the content image or noise")
+    p.add_argument("--save-every", type=int, help="also write the image every N steps")
+    p.add_argument("--images", help="train: a folder of photos to train the fast network on")
+    p.add_argument("--batch", type=int, default=4, help="train: photos per step")
+    p.set_defaults(func=cmd_style)
+
+
 def cmd_style(args) -> int:
     if args.args[0] == "train":
         return _train(args)

@@ -5,6 +5,18 @@ from ..app import sweep
 from ..errors import UserError
 
 
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="hyperparameter sweep with Optuna (or `cnnlab sweep report NAME`)")
+    p.add_argument("target", help="a sweep file (SWEEP.yaml), or `report`")
+    p.add_argument("name", nargs="?", help="with `report`: the sweep file or the sweep's name")
+    p.add_argument("--trials", type=int, help="number of trials (overrides the file's `trials`)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study")
+    p.add_argument("--storage", help="an RDB URL (postgresql://user@host/db) for workers on several machines")
+    p.add_argument("--runs-root", help="where trial runs and runs/sweeps/NAME go (default runs/, or CNNLAB_RUNS)")
+    p.add_argument("--store", help="the run store (default <runs-root>/cnnlab.db)")
+    p.set_defaults(func=cmd_sweep)
+
+
 def cmd_sweep(args) -> int:
     if args.target == "report":
         if not args.name:

@@ -1,5 +1,6 @@
 """Models in and out: Keras code, JSON and .keras files and PyTorch modules read into the model language
-(keras.py, keras_functional.py, pytorch.py; graph.py turns branching graphs into blocks), trained runs
+(keras.py, keras_functional.py, pytorch.py; keras_functional.py reads code with keras_interpret.py and
+keras_shapes.py, JSON with keras_json.py; graph.py turns branching graphs into blocks), trained runs
 written as ONNX, TorchScript or safetensors (export.py)."""
 from __future__ import annotations
 
