@@ -228,3 +228,15 @@ def _log_records(raw: bytes, block: int = 32768):
             pending += chunk
         elif kind == 4:
             yield pending + chunk
+
+
+def test_the_logger_flag_of_cnnlab_train(data_dir, tmp_path, capsys):
+    from cnnlab.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "--data", "mnist", "--data-dir", str(data_dir), "--epochs", "1", "--logger", "csv",
+                 "--run-dir", str(run), "--no-store", "--quiet"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["loggers"] == ["csv"]
+    assert "val_acc" in (run / "log.csv").read_text() or "test_acc" in (run / "log.csv").read_text()
+    assert main(["train", "--data", "mnist", "--data-dir", str(data_dir), "--logger", "neptune",
+                 "--run-dir", str(tmp_path / "other"), "--no-store"]) == 2
+    assert "--logger neptune: loggers.0 must be 'mlflow', 'wandb', 'tensorboard' or 'csv'" in capsys.readouterr().err

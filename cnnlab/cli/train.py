@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--store", help="record the run in this SQLite store (default runs/cnnlab.db, or CNNLAB_STORE)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     p.add_argument("--tensorboard", action="store_true", help="also log to <run>/tensorboard")
+    p.add_argument("--logger", action="append", metavar="NAME",
+                   help="log the run to NAME: mlflow, wandb, tensorboard or csv (repeat for several; replaces the "
+                        "config's `loggers`; docs/loggers.md)")
     p.add_argument("--nproc", type=int, help="data-parallel ranks on this machine (DDP; gloo on CPU, NCCL on CUDA)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the config and model against the data set, print summary and lint, train nothing")
@@ -47,6 +50,8 @@ def cmd_train(args) -> int:
     """The flags become overrides here, and go to cnnlab.app in one call: the trainer is reached from there,
     each module passing them on once (docs/app-layer.md)."""
     overrides = config_overrides(args) + (["tensorboard=true"] if args.tensorboard else []) + flag_overrides(args)
+    if args.logger:
+        overrides.append(("loggers", list(args.logger), f"--logger {' --logger '.join(args.logger)}"))
     if args.dry_run and not lifecycle.spreads(args.nproc):  # with --nproc, each rank checks (as it always has)
         print(checks.dry_run(args.config, overrides).render())
         return 0
