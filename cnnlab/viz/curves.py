@@ -4,9 +4,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+from ..mplbackend import headless
 
-matplotlib.use("Agg")
+headless()
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
