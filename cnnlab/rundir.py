@@ -26,10 +26,12 @@ import torch
 from . import config as config_mod
 from .errors import Conflict, UserError
 from .fsutil import write_text
+from .htmlrepr import block, esc, png, table
 from .schema.config import TrainConfig
 
 METRIC_COLUMNS = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds", "img_per_s")
 STOP_FILE = "STOP"
+SHOWN_EPOCHS = 12   # rows of the metrics table a notebook shows: the last ones; run.metrics holds them all
 
 
 class Run:
@@ -72,9 +74,46 @@ class Run:
             self._model = load_model(self.dir)
         return self._model
 
+    @property
+    def summary(self):
+        """The model's layer table and totals (a `Summary`: `render()` for a terminal, an HTML table in a
+        notebook)."""
+        from .models.summary import summarize
+        return summarize(self.model)
+
     def __repr__(self) -> str:
         acc = self.result.get("test_acc")
         return f"Run({str(self.dir)!r}, test_acc={acc})"
+
+    def _repr_html_(self) -> str:
+        """A notebook's view of the run: name, status, test accuracy, the last epochs' metrics and curves.png."""
+        result, rows = self.result, self.metrics
+        facts = [f"status {result.get('status')}"]
+        if result.get("test_acc") is not None:
+            facts.append(f"test accuracy {result['test_acc']:.4f}")
+        if result.get("model") and result.get("data"):
+            facts.append(f"{result['model']} on {result['data']}")
+        if result.get("wall_time_s") is not None:
+            facts.append(f"{result.get('epochs_completed')} epochs in {result['wall_time_s']:.1f} s")
+        parts = [f"<b>{esc(self.dir.name)}</b> \u2014 {esc(', '.join(facts))}"]
+        columns = [c for c in METRIC_COLUMNS if any(r.get(c) is not None for r in rows)]
+        if rows:
+            if len(rows) > SHOWN_EPOCHS:
+                parts.append(f"<div>the last {SHOWN_EPOCHS} of {len(rows)} epochs (run.metrics has them all)</div>")
+            parts.append(table([c.replace("_", " ") for c in columns],
+                               [[_metric_text(c, r.get(c)) for c in columns] for r in rows[-SHOWN_EPOCHS:]],
+                               right=tuple(range(len(columns)))))
+        curves = self.dir / "curves.png"
+        if curves.exists():
+            parts.append(f"<div>{png(curves.read_bytes(), 'loss and accuracy curves', width=660)}</div>")
+        return block(*parts)
+
+
+def _metric_text(column: str, value) -> str:
+    if value is None:
+        return ""
+    formats = {"epoch": "{:d}", "lr": "{:.3g}", "seconds": "{:.1f}", "img_per_s": "{:.0f}"}
+    return formats.get(column, "{:.4f}").format(int(value) if column == "epoch" else value)
 
 
 def read_metrics(path: Path) -> list[dict]:

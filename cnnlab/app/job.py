@@ -36,6 +36,7 @@ from ..train.finish import finish_run
 from ..train.progress import Progress
 from ..train.session import CheckpointWriter, Session, prepare
 from ..viz.curves import plot_curves
+from ..viz.notebook import NotebookProgress, in_notebook
 from ..viz.report import write_report
 
 REPORTED_BY = {"mlflow", "wandb"}  # loggers that keep report.html among a run's files
@@ -358,18 +359,24 @@ def _open_store(store, runs_root=None):
     return Store(store)
 
 
+def progress(quiet: bool = False) -> Listener:
+    """What a person watches a run with: in a Jupyter kernel a live bar and curves (NotebookProgress), else the
+    terminal's lines; `quiet` keeps only the result line, anywhere."""
+    return NotebookProgress() if not quiet and in_notebook() else Progress(quiet=quiet)
+
+
 def train(config=None, overrides: list | None = None, run_dir: str | None = None,
           runs_root: str | None = None, overwrite: bool = False, quiet: bool = False, store=True,
           listeners=()) -> Run:
     """Train as `cnnlab train` does. `config` is a path, YAML text or a dict; `overrides` `key=value` texts as
     `--set` takes them; returns the finished Run."""
     return Job(config, overrides, run_dir=run_dir, runs_root=runs_root, overwrite=overwrite,
-               listeners=[Progress(quiet=quiet), *listeners], store=store).run()
+               listeners=[progress(quiet), *listeners], store=store).run()
 
 
 def resume(run_dir: str | os.PathLike, quiet: bool = False, store=True, listeners=()) -> Run:
     """Continue a run from its last checkpoint; with a fixed seed on the CPU it ends as if never stopped."""
-    return Job.resume(run_dir, listeners=[Progress(quiet=quiet), *listeners], store=store).run()
+    return Job.resume(run_dir, listeners=[progress(quiet), *listeners], store=store).run()
 
 
 def start(config=None, overrides: list | None = None, **kwargs) -> Job:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..diagnose.facts import diagnose_run
 from ..errors import Conflict, NotFound, UserError
 from ..rundir import Run
-from ..track.compare import config_diff, model_diff
+from ..track.compare import Comparison, config_diff, model_diff
 from ..track.store import Store
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,150}$")
@@ -61,16 +61,20 @@ def detail(run: Run) -> dict:
             "verdict": verdict.as_dict() if verdict else None}
 
 
-def compare(runs: list[Run]) -> dict:
+def compare(runs: list[Run]) -> Comparison:
     """The config keys that differ (with each run's value), the curves and the results of several runs, and
     each later run's model against the first's, layer by layer (`model_diff`: {run id: rows}; a run whose
-    model is a registered name rather than a layer list is left out)."""
+    model is a registered name rather than a layer list is left out). A dict; in a notebook, tables and the
+    overlaid curves."""
+    from ..viz.curves import curves_png
     layers = {r.dir.name: _layers(r.config.model) for r in runs}
     first = runs[0].dir.name
-    return {"differ": config_diff({r.dir.name: r.config.model_dump() for r in runs}),
-            "metrics": {r.dir.name: r.metrics for r in runs}, "results": {r.dir.name: r.result for r in runs},
-            "model_diff": {run_id: model_diff(layers[first], ls) for run_id, ls in layers.items()
-                           if run_id != first and ls is not None and layers[first] is not None}}
+    metrics = {r.dir.name: r.metrics for r in runs}
+    return Comparison({"differ": config_diff({r.dir.name: r.config.model_dump() for r in runs}),
+                       "metrics": metrics, "results": {r.dir.name: r.result for r in runs},
+                       "model_diff": {run_id: model_diff(layers[first], ls) for run_id, ls in layers.items()
+                                      if run_id != first and ls is not None and layers[first] is not None}},
+                      draw_curves=lambda: curves_png(metrics, "compare"))
 
 
 def _layers(model) -> list | None:

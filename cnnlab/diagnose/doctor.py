@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..htmlrepr import block, esc
+
 
 @dataclass
 class Verdict:
@@ -30,6 +32,14 @@ class Verdict:
     def as_dict(self) -> dict:
         return {"regime": self.regime, "headline": self.headline, "prescriptions": self.prescriptions,
                 "details": self.details}
+
+    def _repr_html_(self) -> str:
+        """What `render` says, as a notebook shows it: the regime in bold, the next experiments numbered."""
+        details = "".join(f"<li>{esc(d)}</li>" for d in self.details)
+        steps = "".join(f"<li>{esc(p)}</li>" for p in self.prescriptions)
+        return block(f"<b>Diagnosis: {esc(self.regime)}</b> \u2014 {esc(self.headline)}",
+                     f"<ul>{details}</ul>" if details else "",
+                     f"<div>Next, in order of expected gain:</div><ol>{steps}</ol>" if steps else "")
 
 
 def _eval_prefix(rows: list[dict]) -> str | None:

@@ -82,8 +82,8 @@ def lr_find(session, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 
 
 
 def _plot(f: LRFinding, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
+    from ..mplbackend import headless
+    headless()
     import matplotlib.pyplot as plt
     from ..fsutil import atomic_path
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..htmlrepr import block, esc, table
 from .build import SpecModel
 from .layers import LayerInfo, fmt_shape
 
@@ -39,6 +40,18 @@ class Summary:
     def as_dict(self) -> dict:
         return {"name": self.name, "params_trainable": self.trainable, "params_non_trainable": self.non_trainable,
                 "params_total": self.total, "macs": self.macs, "activations_per_image": self.activations_per_image}
+
+    def _repr_html_(self) -> str:
+        """The layer table as a notebook shows it, with the totals beneath (`render` is the terminal's)."""
+        indent = "\u00a0\u00a0"  # no-break spaces: HTML would fold plain ones, and the nesting with them
+        rows = [[indent * r.depth + r.index, indent * r.depth + r.layer, fmt_shape(r.out_shape), f"{r.params:,}",
+                 f"{r.macs:,}"] for r in self.rows]
+        foot = [["", "Total params", "", f"{self.total:,}", f"{self.macs:,}"],
+                ["", "Trainable params", "", f"{self.trainable:,}", ""],
+                ["", "Non-trainable params", "", f"{self.non_trainable:,}", ""]]
+        title = (f"<b>Model: {esc(self.name)}</b> \u2014 input {esc(fmt_shape(self.input_shape))} (C x H x W), "
+                 f"{self.num_classes} classes; {esc(_human(self.macs, 'MAC'))} per image")
+        return block(title, table(["#", "Layer", "Output shape", "Param #", "MACs"], rows, right=(3, 4), foot=foot))
 
 
 def count_params(module: nn.Module) -> tuple[int, int]:

@@ -37,8 +37,8 @@ def trials_table(study) -> list[dict]:
 
 
 def write_sweep_report(spec: SweepSpec, runs_root: Path, url: str | None = None) -> tuple[Path, Path]:
-    import matplotlib
-    matplotlib.use("Agg")
+    from ..mplbackend import headless
+    headless()
     import optuna
     from optuna.visualization import matplotlib as ov
     study = open_study(spec, runs_root, url)

@@ -6,6 +6,7 @@ import json
 import re
 
 from ..errors import UserError, closest
+from ..htmlrepr import block, esc, png, table as html_table
 from ..models.layers import LayerError, normalise_entry
 
 LIST_COLUMNS = ("id", "model", "data", "epochs_completed", "params", "test_acc", "final_acc", "wall_time_s",
@@ -130,3 +131,40 @@ def compare(runs: list[dict]) -> tuple[str, str]:
     config_table = table(config_rows, ["key"] + ids) if differ else "(the configs are identical)"
     result_rows = [{"result": k, **{r["id"]: r.get(k) for r in runs}} for k in RESULT_KEYS]
     return config_table, table(result_rows, ["result"] + ids)
+
+
+RUN_RESULT_KEYS = ("status", "model", "data", "epochs_completed", "params_trainable", "macs", "test_acc",
+                   "test_acc_tta", "final_acc", "wall_time_s", "device")  # result.json's, where the store has its own
+
+
+class Comparison(dict):
+    """What comparing runs returns (cnnlab/app/runs.py `compare`): a plain dict, as the web page gets it in
+    JSON, that a notebook shows as tables — config keys that differ, results side by side, each later model's
+    layers against the first's — and the overlaid curves, drawn only when shown (`draw_curves` gives PNG
+    bytes; the server never pays for them)."""
+
+    def __init__(self, data: dict, draw_curves=None):
+        super().__init__(data)
+        self.draw_curves = draw_curves
+
+    def _repr_html_(self) -> str:
+        ids = list(self["results"])
+        if self["differ"]:
+            differ = html_table(["config key", *ids], [[k, *(_cell(v.get(i)) for i in ids)]
+                                                  for k, v in self["differ"].items()])
+        else:
+            differ = "<div>the configs are identical</div>"
+        keys = [k for k in RUN_RESULT_KEYS if any(k in r for r in self["results"].values())]
+        results = html_table(["result", *ids], [[k, *(_cell(self["results"][i].get(k)) for i in ids)] for k in keys],
+                        right=tuple(range(1, len(ids) + 1)))
+        parts = [f"<b>{esc(' vs '.join(ids))}</b>", differ, results]
+        for run_id, rows in self.get("model_diff", {}).items():
+            changed = [[r["op"], r["kind"], _cell(r["a"]), _cell(r["b"]),
+                        "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in r["changes"].items())]
+                       for r in rows if r["op"] != "same"]
+            if changed:
+                parts += [f"<div>layers of {esc(run_id)} against {esc(ids[0])}</div>",
+                          html_table(["", "layer", ids[0], run_id, "changes"], changed)]
+        if self.draw_curves is not None:
+            parts.append(f"<div>{png(self.draw_curves(), 'loss and accuracy curves of the runs', width=660)}</div>")
+        return block(*parts)

@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import UserError
+from ..htmlrepr import block, esc, image, table
 from ..rundir import Run
 from ..train.trained import TrainedModel
 
@@ -91,3 +92,26 @@ def see(run: Run | TrainedModel, image: torch.Tensor, top_k: int = 5, layer: str
                     for v, i in zip(values, indices)],
             "classes": trained.classes,
             "layers": layers}
+
+
+class Seen(dict):
+    """`see`'s answer (a dict, as the web page gets it in JSON) that a notebook shows: the image beside its top
+    classes, then one line per layer with its maps (the first AT_ONCE channels) or its values as a strip."""
+
+    def _repr_html_(self) -> str:
+        top = table(["class", "probability"], [[t["class"], f"{t['p']:.4f}"] for t in self["top"]], right=(1,))
+        picture = image(self["input"], "the image", width=112, pixelated=True)
+        lines = [f'<div style="display:flex;gap:1.5em;align-items:flex-start">{picture}{top}</div>']
+        for entry in self["layers"]:
+            shape = "x".join(str(n) for n in entry["shape"])
+            if "channels" in entry:
+                pictures = "".join(image(url, f"channel {c}", width=THUMB, title=f"channel {c}", pixelated=True)
+                                   for c, url in enumerate(entry["channels"]))
+                more = f" +{entry['more']} more" if entry["more"] else ""
+            else:
+                pictures = image(entry["vector"], "values", width=min(4 * len(entry["values"]), 768), height=16,
+                                 pixelated=True)
+                more = ""
+            lines.append(f"<div><b>{esc(entry['index'])}</b> {esc(entry['layer'])} \u2192 {esc(shape)}{more}</div>"
+                         f'<div style="display:flex;flex-wrap:wrap;gap:2px">{pictures}</div>')
+        return block(*lines)

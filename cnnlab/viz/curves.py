@@ -1,15 +1,16 @@
 """Loss and accuracy curves, train against validation/test: the picture users otherwise draw by hand."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import matplotlib
+from ..mplbackend import headless
 
-matplotlib.use("Agg")
+headless()
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..fsutil import atomic_path  # noqa: E402
+from ..fsutil import write_bytes  # noqa: E402
 
 
 def _series(rows: list[dict], key: str):
@@ -19,6 +20,12 @@ def _series(rows: list[dict], key: str):
 
 def plot_curves(runs: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
     """One figure, loss left and accuracy right; several runs overlay with one colour each."""
+    write_bytes(path, curves_png(runs, title))
+    return Path(path)
+
+
+def curves_png(runs: dict[str, list[dict]], title: str = "") -> bytes:
+    """The figure `plot_curves` writes, as PNG bytes (what a notebook shows, epoch by epoch)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, rows) in enumerate(runs.items()):
@@ -39,7 +46,7 @@ def plot_curves(runs: dict[str, list[dict]], path: str | Path, title: str = "") 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    return Path(path)
+    return buffer.getvalue()

@@ -4,9 +4,9 @@ from __future__ import annotations
 import io
 import math
 
-import matplotlib
+from ..mplbackend import headless
 
-matplotlib.use("Agg")
+headless()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+from ..mplbackend import headless
 
-matplotlib.use("Agg")
+headless()
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
