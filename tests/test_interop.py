@@ -461,7 +461,8 @@ def test_pytorch_package_module_with_concat_and_what_is_refused(tmp_path, capsys
     refused = {
         "Upsampling": "theirnets.small:Upsampling: fx node `up` (call_module Upsample) at line 35 "
                       "(`x = self.up(torch.relu(self.conv(x)))`): Upsample has no counterpart",
-        "Sized": "theirnets.small:Sized: Sized() fails without arguments",
+        "Sized": "theirnets.small:Sized: Sized() fails (Sized.__init__() missing 1 required positional argument: "
+                 "'width'); give its arguments in the reference, as theirnets.small:Sized(width=...)",
         "Gated": "theirnets.small:Gated: torch.fx cannot trace forward",
         "Missing": "theirnets.small:Missing: theirnets.small has no 'Missing'; its nn.Module classes: Branchy",
     }

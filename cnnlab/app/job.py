@@ -228,6 +228,9 @@ class Job:
         trainer.should_stop = self._should_stop
         for finding in lint(session.model):
             self.emit("log", {"text": finding.render()})
+        if session.weights is not None:
+            for line in session.weights.lines():
+                self.emit("log", {"text": line})
         if self.resume_state is not None:
             self.emit("log", {"text": f"Resuming {self.dir} after epoch {trainer.epoch}"})
         self.emit("log", {"text": f"Run {self.dir}  ({session.summary.name} on {session.data.name}, "

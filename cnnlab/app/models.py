@@ -206,8 +206,18 @@ class ImportReport:
                           f"cnnlab train {self.out} --data {self.data}"])
 
 
+def with_arguments(source: str, args: str) -> str:
+    """`vgg.py:VGG` and `--args "'VGG16'"` -> `vgg.py:VGG('VGG16')`."""
+    from ..interop.pytorch import parse_target
+    where, name, given, named = parse_target(source)
+    if name is None or given or named:
+        raise UserError(f"--args {args}: goes with a PyTorch reference without arguments, FILE.py:Name or "
+                        f"package.module:Name; got {source}")
+    return f"{where}:{name}({args})"
+
+
 def import_model(source: str, out: str | None = None, data: str | None = None, data_dir: str | None = None,
-                 root: str | None = None, overwrite: bool = False) -> ImportReport:
+                 root: str | None = None, overwrite: bool = False, args: str | None = None) -> ImportReport:
     """A model from another framework -> a model file with a comment per layer, checked against the data set
     its input shape names (or `data`). `source`: Keras code (a Sequential model, its `model.add(...)` lines
     alone, or the functional API), Keras JSON, a .keras file, `-` (standard input), or a PyTorch nn.Module as
@@ -215,6 +225,8 @@ def import_model(source: str, out: str | None = None, data: str | None = None, d
     from ..fsutil import write_text
     from ..interop import read_model
     from ..interop.imported import to_yaml as model_yaml
+    if args is not None:
+        source = with_arguments(source, args)
     text = sys.stdin.read() if source == "-" else None
     traced_on = input_for(data, data_dir, root)[0] if data else None  # a PyTorch module runs on the data's images
     imported = read_model(source, text, traced_on)

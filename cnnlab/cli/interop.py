@@ -12,12 +12,17 @@ def register(sub) -> None:
                                    "comment per layer, then print its summary and lint. Keras code is read, never "
                                    "run: a Sequential model, its model.add(...) lines alone, or the functional API "
                                    "(Input, Add, Concatenate, Model(inputs, outputs)); also Keras JSON and .keras "
-                                   "files. A PyTorch nn.Module is made with no arguments and traced with torch.fx "
+                                   "files. A PyTorch nn.Module is made by its class or a function returning one (with --args, or arguments "
+                                   "in the reference: vgg.py:VGG('VGG16')) and traced with torch.fx "
                                    "(from a file, only its imports, definitions and constants run). Branches "
                                    "become residual and concat blocks.")
     p.add_argument("file", help="Keras code (.py), model.to_json() output, a .keras file, - for standard input, or "
-                                "a PyTorch module: their_net.py:Net, package.module:Net, or their_net.py")
+                                "a PyTorch module: their_net.py:Net, resnet.py:ResNet18 (a function returning one), "
+                                "vgg.py:VGG('VGG16'), package.module:Net, or their_net.py")
     p.add_argument("-o", "--out", help="model file to write (default: FILE's name with .yaml)")
+    p.add_argument("--args", help="arguments to make a PyTorch module with, as Python values: `--args \"'VGG16'\"` "
+                                  "for vgg.py:VGG, `--args net_size=1` (or write them in the reference: "
+                                  "vgg.py:VGG('VGG16'))")
     p.add_argument("--data", help="data set to check it against, and to trace a PyTorch module on (default: from "
                                   "its input shape, else cifar10)")
     p.add_argument("--overwrite", action="store_true")
@@ -36,7 +41,7 @@ def register(sub) -> None:
 def cmd_import(args) -> int:
     """Keras code, JSON or .keras, or a PyTorch module -> a model file with a comment per layer; then its
     summary and lint."""
-    print(models.import_model(args.file, args.out, args.data, args.data_dir, args.root, args.overwrite).render())
+    print(models.import_model(args.file, args.out, args.data, args.data_dir, args.root, args.overwrite, args.args).render())
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 # The short flags of `cnnlab train` and the config key each sets. They come after every --set, and an error
 # names the flag: `--epochs 0: epochs must be an integer from 1 to 100,000, got 0`.
 SHORT_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optimizer.lr", "device": "device",
-               "seed": "seed", "precision": "precision", "recipe": "recipe"}
+               "seed": "seed", "precision": "precision", "recipe": "recipe", "weights": "weights"}
 
 
 def config_overrides(args) -> list[str]:

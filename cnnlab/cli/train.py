@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--store", help="record the run in this SQLite store (default runs/cnnlab.db, or CNNLAB_STORE)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     p.add_argument("--tensorboard", action="store_true", help="also log to <run>/tensorboard")
+    p.add_argument("--weights", help="start from trained weights: a .safetensors or .pt/.pth file, a training "
+                                     "script's checkpoint, or a run directory (classifier made new for the classes)")
     p.add_argument("--logger", action="append", metavar="NAME",
                    help="log the run to NAME: mlflow, wandb, tensorboard or csv (repeat for several; replaces the "
                         "config's `loggers`; docs/loggers.md)")

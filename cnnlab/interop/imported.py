@@ -28,10 +28,14 @@ class Imported:
     framework: str = "Keras"
     params: int | None = None  # what the source framework counts, when it was counted (PyTorch: sum of numel)
     file: str | None = None    # the file it was read from (None: standard input, an installed package)
+    # this model's tensor names -> the source module's, checked by equal outputs (cnnlab/models/weights.py):
+    # a checkpoint of the source loads into the imported model
+    weights_names: dict | None = None
 
     @property
     def spec(self) -> dict:
-        return {"name": self.name, "layers": entries(self.layers)}
+        spec = {"name": self.name, "layers": entries(self.layers)}
+        return {**spec, "weights_names": self.weights_names} if self.weights_names else spec
 
     def all_notes(self) -> list[str]:
         """The import's notes, then every layer's, blocks' layers included, in order, each once (a helper
@@ -110,9 +114,14 @@ def _render(layers: list[Layer], indent: int) -> list[str]:
 
 def to_yaml(imported: Imported, source: str) -> str:
     """The model file, one layer a line, each with a comment naming where it came from."""
-    lines = [f"# Imported by `cnnlab import` from {source} ({imported.framework}). Weights are not imported;",
+    weights = ("a checkpoint of it loads with --weights CKPT (weights_names below maps the tensors)"
+               if imported.weights_names else "weights are not imported")
+    lines = [f"# Imported by `cnnlab import` from {source} ({imported.framework}); {weights}.",
              "# cnnlab initialises as PyTorch does. Train it with: cnnlab train THIS_FILE --data NAME"]
     lines += [f"# note: {n}" for n in imported.all_notes()]
     lines += [f"name: {yaml.safe_dump(imported.name, default_style=None).splitlines()[0]}", "layers:"]
     lines += _render(imported.layers, 2)
+    if imported.weights_names:
+        lines.append("weights_names:  # this model's tensors -> the source's, for its checkpoints")
+        lines += [f"  {ours}: {theirs}" for ours, theirs in imported.weights_names.items()]
     return "\n".join(lines) + "\n"

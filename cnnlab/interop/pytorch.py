@@ -14,6 +14,7 @@ where it is not installed, is skipped): the training loop and data download of a
 from __future__ import annotations
 
 import ast
+import inspect
 import importlib
 import math
 import operator
@@ -52,12 +53,34 @@ class _Misfit(Exception):
 # ------------------------------------------------------------------ finding the class
 
 def split_target(source: str) -> tuple[str, str | None]:
-    """('their_net.py', 'Net') for 'their_net.py:Net', ('pkg.nets', 'Net') for 'pkg.nets:Net', and
-    ('their_net.py', None) for a file alone."""
-    where, colon, name = source.rpartition(":")
-    if colon and name.isidentifier() and where and (where.endswith(".py") or _dotted(where)):
-        return where, name
-    return source, None
+    """('their_net.py', 'Net') for 'their_net.py:Net' or 'their_net.py:VGG("VGG16")', ('pkg.nets', 'Net') for
+    'pkg.nets:Net', and ('their_net.py', None) for a file alone."""
+    where, name, _, _ = parse_target(source)
+    return where, name
+
+
+def parse_target(source: str) -> tuple[str, str | None, tuple, dict]:
+    """(where, name, args, kwargs) of a reference: `file.py:Net`, `package.module:Net`, or either with a call,
+    `vgg.py:VGG('VGG16')`, `shufflenetv2.py:ShuffleNetV2(net_size=1)`, `resnet.py:ResNet18()` (a class or a
+    function returning a module, called with these plain values). A file alone: (source, None, (), {})."""
+    where, colon, ref = source.partition(":")
+    if not (colon and where and (where.endswith(".py") or _dotted(where))):
+        return source, None, (), {}
+    if ref.isidentifier():
+        return where, ref, (), {}
+    try:
+        call = ast.parse(ref.strip(), mode="eval").body
+    except SyntaxError:
+        return source, None, (), {}
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+        return source, None, (), {}
+    try:
+        args = tuple(ast.literal_eval(a) for a in call.args)
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+    except ValueError:
+        raise UserError(f"{source}: the arguments in the reference must be plain values (numbers, strings, "
+                        f"lists, dicts), as in {where}:VGG('VGG16') or {where}:ShuffleNetV2(net_size=1)") from None
+    return where, call.func.id, args, kwargs
 
 
 def _dotted(text: str) -> bool:
@@ -126,8 +149,9 @@ def _load_file(path: Path, source: str) -> tuple[types.ModuleType, ast.Module, l
 
 
 def load(source: str) -> tuple[nn.Module, str, list[str]]:
-    """(the module, made with no arguments; 'file.py:Class' as messages name it; notes)."""
-    where, name = split_target(source)
+    """(the module, made by its class or a function that returns one, with the reference's arguments or none;
+    'file.py:Name' as messages name it; notes)."""
+    where, name, args, kwargs = parse_target(source)
     notes: list[str] = []
     if where.endswith(".py"):
         path = Path(where)
@@ -162,17 +186,34 @@ def load(source: str) -> tuple[nn.Module, str, list[str]]:
         raise UserError(f"{label}: {where} has no '{name}'; its nn.Module classes: {', '.join(classes) or 'none'}")
     if isinstance(target, nn.Module):
         return target, label, notes
-    if not (isinstance(target, type) and issubclass(target, nn.Module)):
-        raise UserError(f"{label}: {name} is a {type(target).__name__}, not an nn.Module class")
+    is_class = isinstance(target, type) and issubclass(target, nn.Module)
+    if not (is_class or inspect.isfunction(target)):
+        raise UserError(f"{label}: {name} is a {type(target).__name__}, not an nn.Module class or a function "
+                        "returning one")
+    called = f"{name}({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
     try:
-        made = target()
+        made = target(*args, **kwargs)
     except TypeError as exc:
-        raise UserError(f"{label}: {name}() fails without arguments ({exc}); cnnlab makes the model with "
-                        "none: give its constructor's arguments defaults") from None
+        raise UserError(f"{label}: {called} fails ({exc}); give its arguments in the reference, as "
+                        f"{where}:{_wanted(target, name)} with plain values, or with --args") from None
     except Exception as exc:  # noqa: BLE001 — their constructor: its failure is reported as theirs
         hint = f" ({Path(where).name}: only imports, definitions and constants were run)" if skipped else ""
-        raise UserError(f"{label}: {name}() failed: {type(exc).__name__}: {str(exc).splitlines()[0]}{hint}") from None
+        raise UserError(f"{label}: {called} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}{hint}") from None
+    if not isinstance(made, nn.Module):
+        raise UserError(f"{label}: {called} returned a {type(made).__name__}, not an nn.Module")
+    if args or kwargs or not is_class:
+        notes.append(f"made the model with {called}")
     return made, label, notes
+
+
+def _wanted(target, name: str) -> str:
+    """`VGG(vgg_name=...)`: the call its required parameters ask for."""
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return f"{name}(...)"
+    required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return f"{name}({', '.join(f'{p}=...' for p in required)})"
 
 
 # ------------------------------------------------------------------ tracing
@@ -595,8 +636,56 @@ def import_pytorch(source: str, input_shape: tuple | None = None) -> Imported:
     if ours != used:
         raise UserError(f"{label}: the imported model holds {ours:,} parameters where {label.rpartition(':')[2]} "
                         f"holds {used:,}; this is a bug in cnnlab's import, please report it with the file")
+    imported.weights_names = weights_names(model, built, shape)
+    if imported.weights_names is None:
+        notes.append(f"{label.rpartition(':')[2]}'s checkpoints cannot be loaded into the imported model: its "
+                     "tensors do not pair with cnnlab's in the order they are used")
     stats = sum(b.numel() for name, b in built.named_buffers() if name.endswith(("running_mean", "running_var")))
     notes.append(f"PyTorch counts {theirs:,} parameters (sum of p.numel()): cnnlab's `Trainable params` line"
                  + (f"; its total adds the {stats:,} BatchNorm running means and variances (buffers in PyTorch, "
                     "counted by Keras)" if stats else ""))
     return imported
+
+
+# ------------------------------------------------------------------ their weights in our model
+
+def _tensors_in_use_order(model: nn.Module, shape: tuple) -> list[tuple[str, torch.Tensor]]:
+    """The model's state tensors (parameters and buffers), module by module in the order forward first uses
+    each module."""
+    order: list[str] = []
+    owners = {name: m for name, m in model.named_modules()
+              if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: order.append(name))
+             for name, m in owners.items()]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.randn(2, *shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    state = model.state_dict()
+    out = []
+    for name in dict.fromkeys(order):
+        prefix = f"{name}." if name else ""
+        local = [k for k, _ in owners[name].named_parameters(recurse=False)] + \
+                [k for k, _ in owners[name].named_buffers(recurse=False)]
+        out += [(prefix + k, state[prefix + k]) for k in local if prefix + k in state]
+    return out
+
+
+def weights_names(theirs: nn.Module, ours: nn.Module, shape: tuple) -> dict[str, str] | None:
+    """Our tensor names -> theirs, paired in the order forward uses them, kept only where every shape matches
+    and our model, given their tensors, computes what theirs computes (the same outputs to 1e-4)."""
+    try:
+        a, b = _tensors_in_use_order(ours, shape), _tensors_in_use_order(theirs, shape)
+    except Exception:  # noqa: BLE001 — a module that cannot run twice in eval: no map, said in the notes
+        return None
+    if len(a) != len(b) or any(x.shape != y.shape for (_, x), (_, y) in zip(a, b)):
+        return None
+    names = {ours_name: their_name for (ours_name, _), (their_name, _) in zip(a, b)}
+    state = theirs.state_dict()
+    ours.load_state_dict({k: state[v] for k, v in names.items()}, strict=False)
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        same = torch.allclose(ours.eval()(x), theirs.eval()(x), atol=1e-4, rtol=1e-4)
+    return names if same else None

@@ -100,6 +100,14 @@ def _build_module(spec: dict, input_shape, num_classes: int, where: str) -> Modu
     return model
 
 
+def _check_names(names, located: Located) -> None:
+    """`weights_names` (written by `cnnlab import`): tensor names of this model -> the source module's."""
+    if names is not None and not (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                                  for k, v in names.items())):
+        raise UserError(f"{located.where(('weights_names',))}: weights_names maps this model's tensor names to "
+                        "the source's (name: name), as `cnnlab import` writes it")
+
+
 def resolve_spec(spec, input_shape, num_classes: int) -> Located:
     """Turn any accepted form into Located({'name':..., 'layers': [...]} or {'module': ...}), refusing a
     layer list past the size limits (cnnlab/schema/limits.py) before anything reads it layer by layer.
@@ -128,10 +136,11 @@ def _resolve(spec, input_shape, num_classes: int) -> Located:
         if "module" in data:
             return located
         if "layers" in data:
-            extra = set(data) - {"name", "layers"}
+            extra = set(data) - {"name", "layers", "weights_names"}
             if extra:
                 raise UserError(f"{located.where((sorted(extra)[0],))}: unknown model key '{sorted(extra)[0]}'; "
-                                "valid: name, layers (or module, or a registered model name)")
+                                "valid: name, layers, weights_names (or module, or a registered model name)")
+            _check_names(data.get("weights_names"), located)
             return located
         name = data.get("model", data.get("name"))
         if isinstance(name, str):
@@ -164,4 +173,7 @@ def build_model(spec, input_shape, num_classes: int) -> nn.Module:
         error = LayerError(problem)
         error.partial = infos  # every layer built: lint can still read all of them
         raise error
-    return SpecModel(infos, input_shape, num_classes, {"name": data.get("name", "model"), "layers": layers})
+    spec = {"name": data.get("name", "model"), "layers": layers}
+    if data.get("weights_names"):
+        spec["weights_names"] = data["weights_names"]
+    return SpecModel(infos, input_shape, num_classes, spec)

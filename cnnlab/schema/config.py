@@ -250,6 +250,10 @@ class TrainConfig(Section):
     parent: Annotated[str, Field(max_length=200)] | None = None
     # the sweep or rescue the run is a trial of (`sweep:NAME`, `rescue:NAME`): loggers nest it under that parent
     group: Annotated[str, Field(max_length=200)] | None = None
+    # start from trained weights: a .safetensors or PyTorch weights file, a training script's checkpoint, or a
+    # cnnlab run directory (also written `model: {name: ..., weights: ...}`; docs/training.md "Starting from weights")
+    weights: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    weights_partial: bool = False             # body tensors whose shapes differ are left new instead of an error
     model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
         {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})] = "tutorial"
     data: DataConfig = DataConfig()

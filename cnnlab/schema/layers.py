@@ -265,5 +265,6 @@ def layer_json_schema() -> dict:
                         "additionalProperties": False})
     defs["Layer"] = {"oneOf": options}
     return {"$defs": defs, "type": "object", "properties": {
-        "name": {"type": "string"}, "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Layer"}}},
+        "name": {"type": "string"}, "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Layer"}},
+        "weights_names": {"type": "object", "additionalProperties": {"type": "string"}}},
         "required": ["layers"], "additionalProperties": False}

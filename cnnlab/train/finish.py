@@ -83,6 +83,8 @@ def finish_run(session, run_dir: Path, status: str, message: str | None = None, 
         "model": summary.name, "data": session.data.name, "versions": _versions(),
         "git_commit": _git_commit(), "finished_at": datetime.now().isoformat(timespec="seconds"),
     })
+    if session.cfg.weights:  # where the run started from: the report and Compare say it
+        result["weights"] = session.weights.as_dict() if session.weights else {"source": session.cfg.weights}
     if message or t.stop_reason:
         result["message"] = message or t.stop_reason
     for write in also_write:  # the job's own files (the curves), before the result that says all is there

@@ -18,6 +18,7 @@ from ..events import Emitter, Listener
 from ..fsutil import atomic_path, write_text
 from ..models import build_model, resolve_spec
 from ..models.summary import render, summarize
+from ..models.weights import load_weights
 from ..rundir import write_metrics
 from ..schema.config import AugmentConfig, TrainConfig
 from ..yamlio import Located
@@ -42,6 +43,7 @@ def prepare(config=None, overrides: list | None = None) -> tuple[TrainConfig, Lo
     with every key), and the model as written, with its file and lines, so a layer's error points at the line
     that holds it. `overrides`: as cnnlab.config.resolve takes them."""
     cfg, located = config_mod.resolve(config, overrides)
+    cfg, located = _lift_weights(cfg, located)
     model = cfg.model
     if isinstance(model, str) and (model.endswith((".yaml", ".yml")) or Path(model).is_file()):
         spec = resolve_spec(model, (1, 1, 1), 1)  # a model file: copied in, so the run directory stands alone
@@ -52,6 +54,25 @@ def prepare(config=None, overrides: list | None = None) -> tuple[TrainConfig, Lo
         spec = Located(model, "model")
     return cfg.model_copy(update={"model": model, "name": cfg.name or _default_name(model),
                                   "augment": augmentation(cfg), "batch_size": _batch_size(cfg)}), spec
+
+
+def _lift_weights(cfg: TrainConfig, located: Located) -> tuple[TrainConfig, Located]:
+    """`model: {name: resnet18, weights: FILE}` is `weights: FILE` beside the model: the model is what is built,
+    the weights where it starts. A run directory as the source is the run's parent (its lineage)."""
+    model, weights = cfg.model, cfg.weights
+    if isinstance(model, dict) and "weights" in model:
+        if weights is not None and weights != model["weights"]:
+            raise UserError(f"weights: given twice, {weights!r} and model.weights {model['weights']!r}; keep one")
+        weights = model["weights"]
+        if not isinstance(weights, str) or not weights:
+            raise UserError(f"model.weights: a weights file or run directory, got {weights!r}")
+        model = {k: v for k, v in model.items() if k != "weights"}
+        if isinstance(located.data, dict) and isinstance(located.data.get("model"), dict):
+            located = Located({**located.data, "model": model}, located.source, located.lines)
+    update = {"model": model, "weights": weights}
+    if weights is not None and cfg.parent is None and Path(weights, "config.yaml").is_file():
+        update["parent"] = Path(weights).resolve().name
+    return cfg.model_copy(update=update), located
 
 
 def augmentation(cfg: TrainConfig):
@@ -168,8 +189,11 @@ class Session:
         self.mean, self.std = self.data.channel_stats()
         self.augmenter = Augmenter(cfg.augment, self.mean, self.std, self.placement.device,
                                    self.placement.channels_last, cfg.seed)
+        self.weights = None  # what `weights` loaded (LoadedWeights), for the run's log and result
         if resume_state is None:
             init_from_data(self.model, self.data.train_x, self.augmenter)
+            if cfg.weights:
+                self.weights = load_weights(self.model, cfg.weights, _weights_names(self.model), cfg.weights_partial)
         self.world = distributed.init(self.placement.device)
         wrapped = self._data_parallel(cfg) if self.world.distributed else None
         if should_compile(cfg.compile, self.placement):
@@ -205,6 +229,12 @@ class Session:
             write_text(run_dir / "config.yaml", config_mod.dump(self.cfg))
         write_text(run_dir / "data.json", json.dumps(self.data_info(), indent=2))
         write_text(run_dir / "summary.txt", render(self.summary, self.cfg.batch_size) + "\n")
+
+
+def _weights_names(model) -> dict | None:
+    """An imported model's map from its tensor names to the original module's (cnnlab/models/weights.py)."""
+    spec = getattr(model, "spec", None)
+    return spec.get("weights_names") if isinstance(spec, dict) else None
 
 
 class CheckpointWriter(Listener):

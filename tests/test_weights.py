@@ -1,0 +1,118 @@
+"""Starting from trained weights: a file, a training script's checkpoint, a past run; PyTorch models made by a
+function or with arguments (tests/pytorch_cifar: models of a well-known public CIFAR-10 collection, MIT)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.errors import UserError
+from cnnlab.interop.pytorch import import_pytorch, load
+from cnnlab.models import build_model
+from cnnlab.models.weights import load_weights
+
+CIFAR = Path(__file__).parent / "pytorch_cifar"
+
+
+@pytest.mark.parametrize("reference, params", [
+    ("resnet.py:ResNet18", 11_173_962),              # a function returning the module
+    ("vgg.py:VGG('VGG16')", 14_728_266),             # a class that needs an argument
+    ("mobilenetv2.py:MobileNetV2", 2_296_922),
+])
+def test_factory_functions_and_constructor_arguments_import_with_their_counts(reference, params):
+    imported = import_pytorch(str(CIFAR / reference), (3, 32, 32))
+    assert imported.params == params
+    built = build_model(imported.spec, (3, 32, 32), 10)
+    assert sum(p.numel() for p in built.parameters()) == params
+
+
+def test_arguments_can_come_with_args_and_a_missing_one_is_named(tmp_path, capsys):
+    out = tmp_path / "vgg11.yaml"
+    assert main(["import", str(CIFAR / "vgg.py:VGG"), "--args", "'VGG11'", "-o", str(out)]) == 0
+    assert "made the model with VGG('VGG11')" in capsys.readouterr().out
+    assert main(["import", str(CIFAR / "vgg.py:VGG"), "-o", str(tmp_path / "x.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "VGG() fails" in err and "vgg.py:VGG(vgg_name=...)" in err and "Traceback" not in err
+
+
+def test_their_checkpoint_loads_into_the_imported_model_and_computes_what_theirs_does(tmp_path):
+    net = load(str(CIFAR / "resnet.py:ResNet18"))[0].eval()
+    with torch.no_grad():  # trained-looking statistics, so that a wrong pairing shows
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+    checkpoint = tmp_path / "ckpt.pth"  # as their training script saves it, through DataParallel
+    torch.save({"net": torch.nn.DataParallel(net).state_dict(), "acc": 93.02, "epoch": 199}, checkpoint)
+    assert next(iter(torch.load(checkpoint)["net"])).startswith("module.")
+    imported = import_pytorch(str(CIFAR / "resnet.py:ResNet18"), (3, 32, 32))
+    ours = build_model(imported.spec, (3, 32, 32), 10)
+    loaded = load_weights(ours, checkpoint, ours.spec["weights_names"])
+    assert not loaded.new and not loaded.unused and not loaded.replaced
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), net(x), atol=1e-5)
+
+
+def test_a_run_continues_from_another_run_s_weights_with_its_parent(data_dir, tmp_path):
+    base = cnnlab.train({"model": "tutorial", "data": {"name": "mnist", "dir": str(data_dir)}, "epochs": 1,
+                         "threads": 1}, run_dir=str(tmp_path / "base"), quiet=True, store=False)
+    heard = []
+    run = cnnlab.Job({"model": {"name": "tutorial", "weights": str(base.dir)}, "epochs": 1, "threads": 1,
+                      "data": {"name": "mnist", "dir": str(data_dir)}}, run_dir=tmp_path / "next",
+                     listeners=[heard.append], store=False).run()
+    assert run.config.parent == "base" and run.config.weights == str(base.dir)
+    assert run.result["weights"]["loaded"] == 10 and run.result["weights"]["new"] == []
+    assert any(e.type == "log" and e.data["text"] == f"weights from {base.dir}: 10 tensors loaded" for e in heard)
+    saved = yaml.safe_load((run.dir / "config.yaml").read_text())
+    assert saved["weights"] == str(base.dir) and saved["model"] in ("tutorial", {"name": "tutorial"})
+
+
+def test_the_classifier_is_made_new_for_another_class_count(tmp_path):
+    ten = build_model("tutorial", (1, 28, 28), 10)
+    save_file({k: v.contiguous() for k, v in ten.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    five = build_model("tutorial", (1, 28, 28), 5)
+    report = load_weights(five, tmp_path / "w.safetensors")
+    head = [name for name, _, _ in report.replaced]
+    assert head and all(name.startswith(f"layers.{len(five.infos) - 1}.") for name in head)
+    assert "new classifier (the class count differs)" in "\n".join(report.lines())
+    assert torch.equal(five.state_dict()["layers.0.0.weight"], ten.state_dict()["layers.0.0.weight"])
+
+
+class Payload:  # what a pickle that runs code on load would hold
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: torch.save({"net": Payload()}, p), "refused, it holds Python objects that would run code"),
+    (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "cannot be read as PyTorch weights"),
+    (lambda p: torch.save({"epoch": 3, "acc": 0.9}, p), "holds a dict without a state dict (its keys: epoch, acc)"),
+    (lambda p: torch.save({"conv.weight": torch.zeros(2, 2)}, p), "none of its 1 tensors fits this model"),
+    (lambda p: torch.save({**build_model("tutorial", (1, 28, 28), 10).state_dict(),
+                           "layers.0.0.weight": torch.zeros(7, 1, 5, 5)}, p), "is (7, 1, 5, 5) in the file and"),
+])
+def test_a_weights_file_that_is_not_weights_for_this_model_gets_one_sentence(make, says, tmp_path, data_dir, capsys):
+    path = tmp_path / "w.pth"
+    make(path)
+    with pytest.raises(UserError) as err:
+        load_weights(build_model("tutorial", (1, 28, 28), 10), path)
+    assert says in str(err.value) and "\n" not in str(err.value)
+    code = main(["train", "--data", "mnist", "--data-dir", str(data_dir), "--weights", str(path), "--epochs", "1",
+                 "--run-dir", str(tmp_path / "run"), "--no-store"])
+    out = capsys.readouterr()
+    assert code == 2 and says in out.err and "Traceback" not in out.err and "this ran" not in out.out
+
+
+def test_weights_given_twice_and_a_missing_file(tmp_path, data_dir):
+    cfg = {"model": {"name": "tutorial", "weights": "a.pt"}, "weights": "b.pt",
+           "data": {"name": "mnist", "dir": str(data_dir)}}
+    with pytest.raises(UserError, match="given twice"):
+        cnnlab.Job(cfg, run_dir=tmp_path / "r", store=False)
+    with pytest.raises(UserError, match="no such file or run directory"):
+        load_weights(build_model("tutorial", (1, 28, 28), 10), tmp_path / "nothing.pt")
