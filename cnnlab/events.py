@@ -81,9 +81,12 @@ class Listener:
 
 class Emitter:
     """Sends each event to every listener in order. A listener that raises is dropped with one warning (a
-    `log` event) and the run goes on: a logger whose server is down never stops training. An event emitted
-    while another is being delivered (a checkpoint written on epoch_end) is delivered after it, so every
-    listener hears the events in the same order."""
+    `log` event; on stderr where the event was `log` or `end`, which stays the last) and its `dropped(exc)`
+    is called if it has one; the run goes on: a logger whose server is down never stops training. A listener
+    marked `required = True` (the checkpoint writer) is part of the run: what it raises fails the run. An
+    event emitted while another is being delivered (a checkpoint written on epoch_end) is delivered after it,
+    so every listener hears the events in the same order. Emit from one thread (the job's); listeners may be
+    added from another between events."""
 
     def __init__(self, listeners=(), run: str | None = None):
         self.listeners: list[Callable[[Event], None]] = list(listeners)
@@ -102,6 +105,9 @@ class Emitter:
             try:
                 while self._pending:
                     self._deliver(self._pending.pop(0))
+            except BaseException:
+                self._pending.clear()  # a required listener failed the run: what was queued is moot
+                raise
             finally:
                 self._delivering = False
         return event
@@ -116,14 +122,27 @@ class Emitter:
             try:
                 listener(event)
             except Exception as exc:  # noqa: BLE001 — a broken listener must not take the run down
+                if getattr(listener, "required", False):
+                    raise
                 if listener in self.listeners:
                     self.listeners.remove(listener)
+                _tell_dropped(listener, exc)
                 text = (f"warning: listener {_name(listener)} failed on '{event.type}' ({exc}); "
                         "it hears no more events")
-                if event.type == "log":
+                if event.type in ("log", "end"):
                     print(text, file=sys.stderr)
                 else:
                     self._pending.append(Event("log", {"text": text}, self.run))
+
+
+def _tell_dropped(listener, exc: Exception) -> None:
+    """A dropped listener's last word (an MLflow run marked FAILED rather than left RUNNING), if it has one."""
+    dropped = getattr(listener, "dropped", None)
+    if dropped is not None:
+        try:
+            dropped(exc)
+        except Exception:  # noqa: BLE001 — it is gone either way
+            pass
 
 
 def _name(listener) -> str:

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -249,3 +250,24 @@ def test_every_event_a_run_says_is_documented_with_its_fields(data_dir, tmp_path
     for name, fields in EVENTS.items():
         assert f"| `{name}` |" in table and f"  {name} " in docstring, name
         assert all(field in table for field in fields), name
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_the_run(data_dir, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        cnnlab.Job(small(data_dir), run_dir=tmp_path / "run", store=False).run()
+    assert cnnlab.Run(tmp_path / "run").result["status"] == "failed"
+
+
+def test_end_stays_last_when_a_listener_fails_on_it_and_quiet_keeps_warnings(data_dir, tmp_path, capsys):
+    def fails_at_the_end(event):
+        if event.type in ("end", "epoch_end"):
+            raise RuntimeError("gone")
+    heard = []
+    cnnlab.train(small(data_dir, 1), run_dir=str(tmp_path / "run"), quiet=True, store=False,
+                 listeners=[fails_at_the_end, heard.append])
+    assert heard[-1].type == "end"
+    err = capsys.readouterr().err
+    assert "warning: listener fails_at_the_end failed on 'epoch_end' (gone)" in err

@@ -239,4 +239,26 @@ def test_the_logger_flag_of_cnnlab_train(data_dir, tmp_path, capsys):
     assert "val_acc" in (run / "log.csv").read_text() or "test_acc" in (run / "log.csv").read_text()
     assert main(["train", "--data", "mnist", "--data-dir", str(data_dir), "--logger", "neptune",
                  "--run-dir", str(tmp_path / "other"), "--no-store"]) == 2
-    assert "--logger neptune: loggers.0 must be 'mlflow', 'wandb', 'tensorboard' or 'csv'" in capsys.readouterr().err
+    assert "--logger neptune: loggers.0.name must be 'mlflow', 'wandb', 'tensorboard' or 'csv', got 'neptune'" in capsys.readouterr().err
+
+
+def test_the_csv_log_of_a_resumed_run_drops_what_the_killed_attempt_logged_past_its_checkpoint(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    cnnlab.Job(config(data_dir, 2, loggers=["csv"]), run_dir=run_dir, store=False).run()
+    with (run_dir / "log.csv").open("a") as f:  # as if epoch 3 had been logged before a kill
+        f.write("0,3,,loss,9.9\n")
+    checkpoint = torch_load(run_dir / "checkpoint.pt")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["epochs"] = 4
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert checkpoint["epoch"] == 2
+    cnnlab.Job.resume(run_dir, store=False).run()
+    rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    assert [r["epoch"] for r in rows if r["metric"] == "loss"] == ["1", "2", "3", "4"]
+    assert "9.9" not in [r["value"] for r in rows]
+    assert len([r for r in rows if r["metric"] == "final/test_acc"]) == 1
+
+
+def torch_load(path):
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=False)

@@ -97,15 +97,18 @@ def test_a_bad_config_value_is_a_400_naming_its_key(client):
     short_error(response, 400, "epochs")
 
 
-def test_a_logger_told_where_to_write_is_refused_and_a_named_one_is_not(client, data_dir):
-    """A page names loggers; where they write (an MLflow server, a folder) is the server's to decide."""
+def test_a_logger_with_options_or_weights_is_refused_and_a_named_one_is_not(client, data_dir):
+    """A page names loggers; where and how they write (an MLflow server, a folder, every step) is the server's to
+    decide; nor does a page name a weights file on the server."""
     for logger, key in (({"name": "mlflow", "tracking_uri": "http://collector.example:5000"}, "tracking_uri"),
-                        ({"name": "wandb", "dir": "/home"}, "dir")):
+                        ({"name": "wandb", "dir": "/home"}, "dir"), ({"name": "csv", "every_n_steps": 1}, "every_n_steps")):
         response = client.post("/api/runs", json={"config": {**QUICK, "loggers": ["csv", logger]}})
         short_error(response, 400, f"config.loggers[1].{key}", "refused over the network", "MLFLOW_TRACKING_URI")
+    response = client.post("/api/runs", json={"config": {**QUICK, "weights": "/etc/passwd"}})
+    short_error(response, 400, "config.weights", "refused over the network")
     from cnnlab.app.lifecycle import checked
-    cfg = checked({**QUICK, "loggers": ["mlflow", {"name": "wandb", "experiment": "course"}]}, str(data_dir))
-    assert [getattr(x, "name", x) for x in cfg.loggers] == ["mlflow", "wandb"]
+    cfg = checked({**QUICK, "loggers": ["mlflow", "wandb", "csv"]}, str(data_dir))
+    assert [x.name for x in cfg.loggers] == ["mlflow", "wandb", "csv"]
 
 
 # ------------------------------------------------------------------ a real server

@@ -199,7 +199,9 @@ class Job:
 
     def _run(self) -> Run:
         # Load the data and build the model first: bad input fails before a run directory is claimed.
-        self.session = session = Session(self.cfg, self.resume_state, events=self.bus, spec=self.spec)
+        # ranks above 0 say nothing (rank 0 tells): their trainer gets no listeners, so no batch_end syncs
+        self.session = session = Session(self.cfg, self.resume_state, events=self.bus if self.rank == 0 else None,
+                                         spec=self.spec)
         if self.rank > 0:
             return self._run_as_helper()
         if self.dir is None:
@@ -320,6 +322,8 @@ class _Recorder(Listener):
     """The job's own first listener: keeps every event but batches for a listener that comes late, and feeds
     the queues of `job.events()`."""
 
+    required = True
+
     def __init__(self, job: "Job"):
         self.job = job
 
@@ -329,13 +333,8 @@ class _Recorder(Listener):
 
 def _logger_specs(cfg) -> list[tuple[str, dict]]:
     """(name, options) of each logger the config asks for; `tensorboard: true` is `loggers: [tensorboard]`."""
-    specs = []
-    for entry in cfg.loggers:
-        if isinstance(entry, str):
-            specs.append((entry, {}))
-        else:
-            options = entry.model_dump(exclude={"name"}, exclude_none=True)
-            specs.append((entry.name, options))
+    specs = [(entry.name, {k: v for k, v in entry.__dict__.items() if k != "name" and v is not None})
+             for entry in cfg.loggers]
     if cfg.tensorboard and "tensorboard" not in [name for name, _ in specs]:
         specs.append(("tensorboard", {}))
     return specs

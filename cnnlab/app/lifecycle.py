@@ -10,6 +10,7 @@ impossible model, a crashed worker — is written down as failed with its one-li
 by a server restart is marked interrupted, to be resumed."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import threading
@@ -34,7 +35,7 @@ JOURNAL = ".served.json"   # in the runs folder: the runs each server accepted, 
 UNFINISHED = (None, "queued", "running", "running or crashed")
 RESUMABLE = ("interrupted", "failed", "crashed")
 # where a logger writes: the server's own settings decide (MLFLOW_TRACKING_URI; W&B's files in the run)
-PLACES = ("tracking_uri", "dir")
+LOGGER_LIBRARIES = {"mlflow": "mlflow", "wandb": "wandb", "tensorboard": "tensorboard"}  # checked before a web run
 _journal_lock = threading.Lock()  # requests submit from several threads
 
 
@@ -168,13 +169,20 @@ def checked(config: dict, data_dir: str | None = None):
     config["data"] = dict(config.get("data") or {})
     if data_dir and not config["data"].get("dir"):
         config["data"]["dir"] = data_dir
+    if config.get("weights") is not None or (isinstance(config.get("model"), dict) and "weights" in config["model"]):
+        raise UserError("config.weights: a file on the server is refused over the network; start from weights "
+                        "with `cnnlab train --weights` on the server's machine")
     cfg, _ = prepare(config)
     for i, logger in enumerate(cfg.loggers):
-        place = next((key for key in PLACES if getattr(logger, key, None) is not None), None)
-        if place:
-            raise UserError(f"config.loggers[{i}].{place}: where a logger writes is refused over the network; "
-                            f"the server's own settings decide (MLflow: its MLFLOW_TRACKING_URI; W&B: the run "
-                            f"directory). Name the logger alone: loggers: [{logger.name}]")
+        option = next((key for key, value in logger.__dict__.items() if key != "name" and value is not None), None)
+        if option:
+            raise UserError(f"config.loggers[{i}].{option}: a logger's options are refused over the network; the "
+                            f"server's own settings decide (MLflow: its MLFLOW_TRACKING_URI; W&B: WANDB_MODE, the "
+                            f"run directory). Name the logger alone: loggers: [{logger.name}]")
+        missing = LOGGER_LIBRARIES.get(logger.name)
+        if missing and importlib.util.find_spec(missing) is None:
+            raise UserError(f"config.loggers[{i}]: the {logger.name} logger needs the {missing} package, which this "
+                            "server does not have (pip install 'cnnlab[loggers]' where it runs)")
     return cfg
 
 

@@ -138,7 +138,9 @@ class Watch:
     the doctor's provisional verdict, then its result, the diagnosis and the end. Paths under the runs folder
     and process ids are left out: a page names the run, never the server's folders."""
 
-    FORWARDED = ("fit_start", "log", "error", "batch_end")
+    # as the job says them; epoch_end comes from metrics.csv as written (so a CLI run streams too), with the
+    # doctor's provisional verdict beside the row
+    FORWARDED = ("fit_start", "log", "error", "batch_end", "epoch_start", "evaluation", "checkpoint")
 
     def __init__(self, runs_root: Path, run_id: str, past: list[dict] = ()):
         self.root, self.id = Path(runs_root), run_id
@@ -181,7 +183,7 @@ class Watch:
 
     def _scrub(self, data: dict) -> dict:
         root = str(self.root)
-        clean = {k: v for k, v in data.items() if k not in ("run_dir", "pid")}
+        clean = {k: v for k, v in data.items() if k not in ("run_dir", "pid", "path")}
         for key in ("text", "message"):
             if isinstance(clean.get(key), str):
                 clean[key] = clean[key].replace(root + "/", "").replace(root, "the runs folder")

@@ -15,7 +15,8 @@ import math
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema,
+                      model_validator)
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta", "muon")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "warmup_linear", "warmup_cosine", "plateau")
@@ -227,12 +228,38 @@ class LoggerConfig(Section):
     name: Literal[LOGGERS]
     # also log the running training loss/accuracy every this many steps (batch_end events), not only per epoch
     every_n_steps: Count | None = None
-    # MLflow: the tracking server or folder (default: MLFLOW_TRACKING_URI, else ./mlruns); W&B: unused
+    # MLflow: a tracking server, database or folder (default: MLFLOW_TRACKING_URI, else MLflow's default)
     tracking_uri: Annotated[str, Field(max_length=2000)] | None = None
     # MLflow experiment / W&B project (default: MLFLOW_EXPERIMENT_NAME / WANDB_PROJECT, else "cnnlab")
     experiment: Annotated[str, Field(max_length=200)] | None = None
-    # W&B: the folder its offline files go to (default: the run directory); csv: unused
+    # W&B: the folder its offline files go to (default: the run directory)
     dir: Annotated[str, Field(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _its_own_options(self):
+        allowed = LOGGER_OPTIONS[self.name]
+        given = [k for k in ("tracking_uri", "experiment", "dir", "every_n_steps") if getattr(self, k) is not None]
+        for key in given:
+            if key not in allowed:
+                raise ValueError(f"{key} is not an option of the {self.name} logger; its options: "
+                                 f"{', '.join(allowed)}")
+        return self
+
+
+def _logger_entry(v):
+    """A bare name is the logger with its defaults: `mlflow` is `{name: mlflow}`."""
+    return {"name": v} if isinstance(v, str) else v
+
+
+def _logger_dump(logger: LoggerConfig):
+    """As written: the bare name where no option is set, else the options that are."""
+    options = {k: v for k, v in logger.__dict__.items() if v is not None}
+    return logger.name if list(options) == ["name"] else options
+
+
+LOGGER_OPTIONS = {"mlflow": ("every_n_steps", "tracking_uri", "experiment"),
+                  "wandb": ("every_n_steps", "experiment", "dir"),
+                  "tensorboard": ("every_n_steps",), "csv": ("every_n_steps",)}
 
 
 def _device(v):
@@ -288,7 +315,8 @@ class TrainConfig(Section):
     sync_batchnorm: bool = False              # data-parallel runs: BatchNorm statistics over all ranks' images
     tensorboard: bool = False                 # also log scalars to <run>/tensorboard (as loggers: [tensorboard])
     # where else the run is logged, by name or with options: [mlflow, wandb, tensorboard, csv] (docs/loggers.md)
-    loggers: list[Literal[LOGGERS] | LoggerConfig] = []
+    loggers: list[Annotated[LoggerConfig, BeforeValidator(_logger_entry), PlainSerializer(_logger_dump),
+                            WithJsonSchema({"anyOf": [{"enum": list(LOGGERS)}, LoggerConfig.model_json_schema()]})]] = []
     eval_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 1  # epochs between evaluations; the last always is
     average: AverageConfig | None = None         # lookahead / EMA of the weights
     resolution: ResolutionConfig | None = None   # lower resolution in the first epochs

@@ -75,14 +75,25 @@ def field_at(model: type[BaseModel], loc: tuple) -> FieldInfo | None:
 
 
 def valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys valid inside the section at `loc` ([] if it is not a section)."""
+    """The keys valid inside the section at `loc` ([] if it is not a section); a list index steps into the
+    list's items (`loggers.0`: a logger's keys)."""
+    annotation = None
     for key in loc:
-        field = model.model_fields.get(key) if isinstance(key, str) else None
-        model = next((o for o in _options(field.annotation) if isinstance(o, type) and issubclass(o, BaseModel)),
-                     None) if field else None
-        if model is None:
+        if isinstance(key, int):  # an item of the list the previous key holds
+            annotation = next((typing.get_args(o)[0] for o in _options(annotation)
+                               if typing.get_origin(o) is list and typing.get_args(o)), None)
+            model = _section(annotation)
+        elif model is not None and key in model.model_fields:
+            annotation = model.model_fields[key].annotation
+            model = _section(annotation)
+        elif not _is_member(key):
             return []
-    return list(model.model_fields)
+    return list(model.model_fields) if model is not None else []
+
+
+def _section(annotation) -> type[BaseModel] | None:
+    """The model among an annotation's alternatives (`X | None`, `Literal[...] | X`), if any."""
+    return next((o for o in _options(annotation) if isinstance(o, type) and issubclass(o, BaseModel)), None)
 
 
 def _is_member(key) -> bool:

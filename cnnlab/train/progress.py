@@ -45,6 +45,8 @@ class Progress(Listener):
             print(text, file=self.stream, flush=True)
 
     def on_log(self, data, event) -> None:
+        if self.quiet and data["text"].startswith("warning"):
+            print(data["text"], file=sys.stderr, flush=True)  # --quiet keeps warnings, where logs go
         self.write(data["text"])
 
     def on_batch_end(self, d, event) -> None:

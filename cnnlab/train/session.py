@@ -240,7 +240,8 @@ def _weights_names(model) -> dict | None:
 class CheckpointWriter(Listener):
     """metrics.csv and checkpoint.pt after every epoch (atomically), so a killed run resumes; then says so with
     a `checkpoint` event. The first listener of a job's events: the checkpoint is on disk before anyone else
-    hears of the epoch."""
+    hears of the epoch. Required: a checkpoint that cannot be written (a full disk) fails the run."""
+    required = True
 
     def __init__(self, run_dir: Path, trainer, events: Emitter):
         self.dir, self.trainer, self.events = run_dir, trainer, events

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ...events import Listener, register
+from ...fsutil import write_text
 from .common import final_scores, numbers
 
 COLUMNS = ("time", "epoch", "step", "metric", "value")
@@ -31,6 +32,18 @@ class CSVLogger(Listener):
 
     def on_fit_start(self, d, event) -> None:
         self.path = Path(d["run_dir"]) / "log.csv"
+        self._drop_after(len(d["history"]))
+
+    def _drop_after(self, epochs: int) -> None:
+        """A resumed run trains again from its checkpoint: rows a killed attempt logged past it go, as
+        metrics.csv's do."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as f:
+            rows = list(csvlib.reader(f))
+        kept = rows[:1] + [r for r in rows[1:] if r[1] and int(r[1]) <= epochs and not r[3].startswith("final/")]
+        if len(kept) != len(rows):
+            write_text(self.path, "".join(",".join(r) + "\n" for r in kept))
 
     def on_batch_end(self, d, event) -> None:
         if d["step"] % self.every:

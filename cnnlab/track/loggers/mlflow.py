@@ -67,7 +67,7 @@ class MLflowLogger(Listener):
         self.run_id = run.info.run_id
         write_text(self.run_dir / STATE, json.dumps({"tracking_uri": self.uri, "experiment_id": experiment_id,
                                                      "run_id": self.run_id}))
-        self._log_params(params(config))
+        self._log_params({k: v for k, v in params(config).items() if v != "None"})  # unset keys say nothing
         self._log_params({"params_trainable": str(d["summary"].get("params_trainable")),
                           "train_images": str(d["data"].get("train"))})
 
@@ -85,9 +85,16 @@ class MLflowLogger(Listener):
     def on_end(self, d, event) -> None:
         if self.run_id is None:
             return  # ended before it trained: there is no MLflow run to close
-        for path in artifacts(self.run_dir):
-            self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, final_status(d["status"]))
+        try:
+            for path in artifacts(self.run_dir):
+                self.client.log_artifact(self.run_id, str(path))
+        finally:  # the status first of all: a run is never left RUNNING by an upload that failed
+            self.client.set_terminated(self.run_id, final_status(d["status"]))
+
+    def dropped(self, exc: Exception) -> None:
+        """Dropped mid-run (the Emitter calls this): the MLflow run says FAILED, if the server still answers."""
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, "FAILED")
 
     # ------------------------------------------------------------------ helpers
     def _experiment_id(self) -> str:
