@@ -70,14 +70,18 @@ def test_a_finished_run_in_mlflow_wandb_and_csv(data_dir, tmp_path, monkeypatch)
     assert [r["step"] for r in rows if r["metric"] == "step_loss"] == ["5", "10", "15", "20"]
 
 
-def test_a_diverged_run_is_failed_in_mlflow(data_dir, tmp_path):
+def test_a_diverged_run_is_failed_in_mlflow_and_wandb(data_dir, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     uri = str(tmp_path / "mlruns")
-    cfg = config(data_dir, optimizer={"lr": 1e6}, loss={"label_smoothing": 0}, loggers=[{"name": "mlflow",
-                                                                                      "tracking_uri": uri}])
+    cfg = config(data_dir, optimizer={"lr": 1e6}, loss={"label_smoothing": 0},
+                 loggers=[{"name": "mlflow", "tracking_uri": uri}, "wandb"])
     with pytest.raises(UserError, match="became"):
         cnnlab.Job(cfg, run_dir=tmp_path / "run", store=False).run()
     (found,) = mlflow_runs(uri)
     assert found.info.status == "FAILED"
+    records = wandb_records(tmp_path / "run" / "wandb")
+    assert records["exit"] == 1 and records["summary"]["status"] == "diverged"
 
 
 def test_a_stopped_run_is_killed_and_its_resume_continues_the_same_run(data_dir, tmp_path, monkeypatch):
@@ -105,9 +109,11 @@ def test_a_stopped_run_is_killed_and_its_resume_continues_the_same_run(data_dir,
 
 def test_sweep_trials_are_nested_under_one_parent_run(data_dir, tmp_path, monkeypatch):
     pytest.importorskip("optuna")
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     from cnnlab.app import sweep
     uri = str(tmp_path / "mlruns")
-    spec = {"name": "tiny", "base": config(data_dir, 1, loggers=[{"name": "mlflow", "tracking_uri": uri}]),
+    spec = {"name": "tiny", "base": config(data_dir, 1, loggers=[{"name": "mlflow", "tracking_uri": uri}, "wandb"]),
             "sampler": "random", "trials": 2,
             "space": {"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}}
     path = tmp_path / "sweep.yaml"
@@ -120,6 +126,8 @@ def test_sweep_trials_are_nested_under_one_parent_run(data_dir, tmp_path, monkey
     assert parent.info.run_name == "sweep:tiny" and len(trials) == 2
     assert all(t.data.tags["mlflow.parentRunId"] == parent.info.run_id for t in trials)
     assert {t.info.status for t in trials} == {"FINISHED"}
+    groups = [wandb_records(Path(t.data.tags["cnnlab.run_dir"]) / "wandb")["group"] for t in trials]
+    assert groups == ["sweep:tiny", "sweep:tiny"]
 
 
 def test_a_logger_whose_server_is_down_warns_once_and_the_run_goes_on(data_dir, tmp_path):
@@ -177,12 +185,22 @@ def wait_for(port: int, server, seconds: float = 90) -> None:
     pytest.fail("mlflow server did not start in time")
 
 
-def wandb_records(folder: Path, run: str = "offline-run-*") -> dict:
+def wandb_records(folder: Path, run: str = "offline-run-*", wait_s: float = 20) -> dict:
     """What an offline W&B run wrote, read back from its .wandb file (a LevelDB-style log of protobuf records,
-    as `wandb sync` reads it): history rows, config, summary, the artifact's files and the exit code."""
+    as `wandb sync` reads it): history rows, config, summary, the artifact's files and the exit code. W&B's
+    service writes the file after `finish()` returns: read until the exit record is there."""
+    deadline = time.time() + wait_s
+    while True:
+        out = _wandb_records(folder, run)
+        if out["exit"] is not None or time.time() > deadline:
+            return out
+        time.sleep(0.25)
+
+
+def _wandb_records(folder: Path, run: str) -> dict:
     from wandb.proto import wandb_internal_pb2 as pb
     (path,) = folder.glob(f"{run}/run-*.wandb")
-    out = {"history": [], "config": {}, "summary": {}, "artifact": [], "exit": None}
+    out = {"history": [], "config": {}, "summary": {}, "artifact": [], "exit": None, "group": None}
     for data in _log_records(path.read_bytes()):
         record = pb.Record()
         record.ParseFromString(data)
@@ -192,6 +210,7 @@ def wandb_records(folder: Path, run: str = "offline-run-*") -> dict:
                                    if not _key(i).startswith("_")})
         elif kind == "run":
             out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
+            out["group"] = record.run.run_group
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
         elif kind == "summary":

@@ -40,7 +40,7 @@ class WandbLogger(Listener):
         config = d["config"]
         self.run = wandb.init(
             project=self.project, name=d["name"], id=run_id or uuid.uuid4().hex[:8], resume="allow",
-            dir=str(folder), mode=os.environ.get("WANDB_MODE", "offline"), group=config.get("group"),
+            dir=str(folder), mode=os.environ.get("WANDB_MODE") or "offline", group=config.get("group"),
             config=params(config), reinit="create_new",
             tags=[t for t in (d["data"]["name"], config.get("parent") and f"parent:{config['parent']}") if t],
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
