@@ -116,3 +116,40 @@ def test_weights_given_twice_and_a_missing_file(tmp_path, data_dir):
         cnnlab.Job(cfg, run_dir=tmp_path / "r", store=False)
     with pytest.raises(UserError, match="no such file or run directory"):
         load_weights(build_model("tutorial", (1, 28, 28), 10), tmp_path / "nothing.pt")
+
+
+def test_a_fine_tune_trains_the_head_first_with_the_body_s_statistics_kept_then_everything(data_dir, tmp_path):
+    small_cnn = str(Path(__file__).parents[1] / "examples" / "small-cnn.yaml")
+    data = {"name": "mnist", "dir": str(data_dir)}
+    base = cnnlab.train({"model": small_cnn, "data": data, "epochs": 1, "threads": 1, "batch_size": 50},
+                        run_dir=str(tmp_path / "base"), quiet=True, store=False)
+    start = {k: v.clone() for k, v in cnnlab.Run(base.dir).model.state_dict().items()}
+    job = cnnlab.Job({"model": small_cnn, "data": data, "epochs": 2, "threads": 1, "batch_size": 50,
+                      "weights": str(base.dir), "finetune": {"freeze": "body", "head_epochs": 1}},
+                     run_dir=tmp_path / "tuned", store=False)
+    after = []
+    job.listeners.append(lambda e: e.type == "epoch_end" and after.append(
+        {k: v.detach().clone() for k, v in job.session.model.state_dict().items()}))
+    job.run()
+    head = max(int(k.split(".")[1]) for k in start)  # the last layer, the classifier
+    body = [k for k in start if int(k.split(".")[1]) != head and not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(after[0][k], start[k]) for k in body)  # weights and BatchNorm statistics kept
+    assert not all(torch.equal(after[0][k], start[k]) for k in start if int(k.split(".")[1]) == head)
+    assert not all(torch.equal(after[1][k], after[0][k]) for k in body)  # then everything trains
+    scales = sorted({g["lr_scale"] for g in job.session.trainer.optimizer.param_groups})
+    assert scales[0] == pytest.approx(0.01) and scales[-1] == 1.0  # lr/100 at the first layer, lr at the head
+    summary = job.session.summary
+    assert summary.trainable == sum(p.numel() for p in job.session.model.layers[head].parameters())
+    assert [r.frozen for r in summary.rows if r.params and r.depth == 0][-1] is False
+    assert any(r.layer.endswith("(frozen)") for r in summary.rows)
+
+
+def test_lint_warns_of_a_frozen_net_trained_too_long_and_a_fine_tune_at_a_scratch_rate():
+    from cnnlab.diagnose.lint import lint_training
+    from cnnlab.train.session import prepare_config
+    long = prepare_config({"epochs": 30, "weights": "w.pt", "finetune": {"head_epochs": "all"}})
+    scratch = prepare_config({"epochs": 5, "weights": "w.pt"})
+    gentle = prepare_config({"epochs": 5, "weights": "w.pt", "finetune": {}})
+    assert [f.rule for f in lint_training(long)] == ["frozen-too-long"]
+    assert [f.rule for f in lint_training(scratch)] == ["finetune-at-scratch-rate"]
+    assert lint_training(gentle) == []

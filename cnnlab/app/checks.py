@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..diagnose.lint import lint
+from ..diagnose.lint import lint, lint_training
 from ..models import build_model
 from ..models.summary import summarize
 from ..train.session import Session, check_resolution, prepare
@@ -36,7 +36,8 @@ def dry_run(config=None, overrides: list | None = None) -> DryRun:
     model = build_model(spec, shape, classes)
     with torch.device("meta"):
         check_resolution(spec, cfg, shape, classes)
-    return DryRun(ModelReport(summarize(model), lint(model), batch_size=cfg.batch_size), cfg.name, cfg.data.name,
+    return DryRun(ModelReport(summarize(model), lint(model) + lint_training(cfg), batch_size=cfg.batch_size),
+                  cfg.name, cfg.data.name,
                   cfg.epochs, cfg.batch_size)
 
 

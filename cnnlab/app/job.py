@@ -24,7 +24,7 @@ import torch
 from .. import config as config_mod
 from ..diagnose.doctor import diagnose
 from ..diagnose.facts import run_facts
-from ..diagnose.lint import lint
+from ..diagnose.lint import lint, lint_training
 from ..errors import UserError
 from ..events import Emitter, Event, Listener, make_listener
 from ..rundir import STOP_FILE, Run, new_run_dir
@@ -228,11 +228,13 @@ class Job:
         self.bus.run = str(self.dir)
         self.listeners.insert(0, CheckpointWriter(self.dir, trainer, self.bus))  # on disk before anyone hears
         trainer.should_stop = self._should_stop
-        for finding in lint(session.model):
+        for finding in lint(session.model) + lint_training(session.cfg):
             self.emit("log", {"text": finding.render()})
         if session.weights is not None:
             for line in session.weights.lines():
                 self.emit("log", {"text": line})
+        if trainer.finetune is not None:
+            self.emit("log", {"text": trainer.finetune.describe()})
         if self.resume_state is not None:
             self.emit("log", {"text": f"Resuming {self.dir} after epoch {trainer.epoch}"})
         self.emit("log", {"text": f"Run {self.dir}  ({session.summary.name} on {session.data.name}, "

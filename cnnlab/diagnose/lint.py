@@ -284,6 +284,32 @@ def lint(model: nn.Module) -> list[Finding]:
     return _lint_infos(model.infos, model.num_classes) + _param_hog(model)
 
 
+FROM_SCRATCH_LR = {"sgd": 0.05, "muon": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adadelta": 1.0}
+
+
+def lint_training(cfg) -> list[Finding]:
+    """Findings about how a model starting from weights is trained (a TrainConfig; pure)."""
+    findings = []
+    ft = cfg.finetune
+    if ft is not None and ft.freeze == "body" and (ft.head_epochs == "all" or ft.head_epochs >= cfg.epochs) \
+            and cfg.epochs > 10:
+        findings.append(Finding(
+            "frozen-too-long", ["body"], f"only the classifier trains, for all {cfg.epochs} epochs",
+            "a classifier on fixed features learns what it can in a few epochs; the rest of the run buys nothing "
+            "unless the body adapts to the new images",
+            "finetune: {head_epochs: 2} unfreezes the body after 2 epochs (or train fewer epochs)"))
+    scratch = FROM_SCRATCH_LR.get(cfg.optimizer.name)
+    if cfg.weights and ft is None and scratch and cfg.optimizer.lr >= scratch:
+        findings.append(Finding(
+            "finetune-at-scratch-rate", ["all"], f"every layer starts from {cfg.weights} and trains at "
+            f"lr {cfg.optimizer.lr:g}, a from-scratch rate",
+            "the first steps at that rate, with a new classifier's large gradients, wash out much of what the "
+            "weights knew",
+            "finetune: {freeze: body, head_epochs: 1} (the head first, then lower rates for the early layers), "
+            f"or --lr {cfg.optimizer.lr / 10:g}"))
+    return findings
+
+
 def lint_spec(spec, input_shape, num_classes: int) -> tuple[UserError | None, list[Finding]]:
     """(the build error or None, findings) for a model that may not build: the rules still read every layer
     built before the bad one, and the last layer as written (a softmax output is worth saying either way)."""

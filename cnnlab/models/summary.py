@@ -20,6 +20,7 @@ class Row:
     params: int
     macs: int
     depth: int = 0
+    frozen: bool = False  # its parameters do not train (fine-tuning's frozen body)
 
 
 @dataclass
@@ -68,7 +69,10 @@ def _spec_rows(infos: list[LayerInfo], depth: int = 0) -> list[Row]:
         own = sum(count_params(info.module))
         if info.children:
             own -= sum(sum(count_params(c.module)) for c in info.children)
-        rows.append(Row(info.index, info.desc, info.out_shape, own, info.macs, depth))
+        params = list(info.module.parameters())
+        frozen = bool(params) and not any(p.requires_grad for p in params)
+        rows.append(Row(info.index, info.desc + (" (frozen)" if frozen else ""), info.out_shape, own, info.macs,
+                        depth, frozen))
         rows += _spec_rows(info.children, depth + 1)
     return rows
 

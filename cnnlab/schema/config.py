@@ -268,6 +268,18 @@ def _device(v):
     raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
 
 
+class FinetuneConfig(Section):
+    """Fine-tuning as a schedule (fastai's fine_tune): the new head alone first, then everything."""
+    # what is frozen in the first `head_epochs`: `body` (every layer but the classifier) or the first N layers
+    freeze: Literal["body"] | Annotated[int, Field(ge=1, le=10_000)] = "body"
+    # epochs with `freeze` in place (BatchNorm statistics of the frozen part frozen too); `all`: the whole run
+    head_epochs: Literal["all"] | Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 1
+    # after them: `discriminative` rates, from lr/spread at the first layer rising geometrically to lr at the
+    # head (fastai's slice(lr/100, lr)), or `uniform` (one rate)
+    rates: Literal["discriminative", "uniform"] = "discriminative"
+    spread: Annotated[float, Field(ge=1, le=1e6)] = 100.0
+
+
 class TrainConfig(Section):
     recipe: str | None = None                 # start from a shipped recipe (`cnnlab recipes`) instead of the defaults
     name: Annotated[Any, BeforeValidator(_run_name), WithJsonSchema(
@@ -281,6 +293,7 @@ class TrainConfig(Section):
     # cnnlab run directory (also written `model: {name: ..., weights: ...}`; docs/training.md "Starting from weights")
     weights: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
     weights_partial: bool = False             # body tensors whose shapes differ are left new instead of an error
+    finetune: FinetuneConfig | None = None    # freeze, train the head, unfreeze with layer-wise rates
     model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
         {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})] = "tutorial"
     data: DataConfig = DataConfig()

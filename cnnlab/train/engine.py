@@ -22,6 +22,7 @@ from ..schema.config import TrainConfig
 from .augment import Augmenter, BatchResizer, resized_images
 from .averaging import WeightAverage
 from .filtering import hardest
+from .finetune import Finetune, rate_scales
 from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimizer
 
 
@@ -159,7 +160,12 @@ class Trainer:
         self.should_stop = should_stop  # asked after every batch
         self.epochs = config.epochs
         self.batch_size = config.batch_size
-        self.optimizer = make_optimizer(model, config.optimizer)
+        # made before anything is frozen: every parameter has its group, and a frozen one simply gets no gradient
+        self.finetune = Finetune(model, config.finetune, config.epochs) if config.finetune else None
+        self.optimizer = make_optimizer(model, config.optimizer,
+                                        rate_scales(model, config.finetune) if config.finetune else None)
+        if self.finetune is not None:
+            self.finetune.apply(0)
         self.base_lr = config.optimizer.lr
         self.scaler = grad_scaler(placement)
         self.plateau = Plateau(config.schedule.patience, config.schedule.factor)
@@ -258,6 +264,8 @@ class Trainer:
     def _train_epoch(self) -> dict:
         model, placement, cfg = self.forward_model, self.placement, self.config
         model.train()
+        if self.finetune is not None:
+            self.finetune.apply(self.epoch)
         n = len(self.train_x)
         order = torch.randperm(n, generator=self.order_generator).to(placement.device)
         smoothing, reduction = cfg.loss.label_smoothing, cfg.loss.reduction

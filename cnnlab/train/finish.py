@@ -16,6 +16,7 @@ from .. import faults
 from ..device import peak_memory
 from ..errors import UserError
 from ..fsutil import atomic_path, write_text
+from ..models.summary import summarize
 from ..rundir import Run
 from .session import prepare_data
 from .trained import TrainedModel
@@ -73,7 +74,9 @@ def finish_run(session, run_dir: Path, status: str, message: str | None = None, 
     if val_rows:
         result["val_acc"] = val_rows[-1]["val_acc"]
         result["best_val_acc"] = max(r["val_acc"] for r in val_rows)
-    summary = session.summary
+    # a fine-tune's frozen layers count as trainable once they trained (the summary at the start says frozen)
+    summary = summarize(session.model) if t.finetune is not None and not t.finetune.is_frozen(t.epoch - 1) \
+        else session.summary
     result.update({
         "final_acc": result.get("test_acc_tta", result.get("test_acc")),
         "params_trainable": summary.trainable, "params_non_trainable": summary.non_trainable,

@@ -18,25 +18,28 @@ def parameter_kind(p: torch.Tensor) -> str:
     return "conv" if p.ndim == 4 else "dense" if p.ndim >= 2 else "bias"
 
 
-def param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict]:
+def param_groups(model: nn.Module, cfg: OptimizerConfig, scales: dict[int, float] | None = None) -> list[dict]:
     """One group per kind of parameter (conv filters, dense weights, biases and BatchNorm), each with the
     optimizer's settings unless `optimizer.groups.<kind>` overrides them. By default only conv and dense
     weights decay: decaying BatchNorm scales and biases hurts and gains nothing. `lr_scale` is the group's
-    rate relative to the main one, so the schedule moves them all together."""
+    rate relative to the main one, so the schedule moves them all together. `scales`: a further rate per
+    parameter (by id; fine-tuning's discriminative rates), each scale a group of its own."""
     lr = cfg.lr
-    by_kind: dict[tuple, list] = {("conv", None): [], ("dense", None): [], ("bias", None): []}
+    scales = scales or {}
+    by_kind: dict[tuple, list] = {("conv", None, 1.0): [], ("dense", None, 1.0): [], ("bias", None, 1.0): []}
     for p in model.parameters():
         if p.requires_grad:  # a parameter with `decay_epochs` (a whitening bias) gets a group of its own
-            by_kind.setdefault((parameter_kind(p), getattr(p, "decay_epochs", None)), []).append(p)
+            key = (parameter_kind(p), getattr(p, "decay_epochs", None), scales.get(id(p), 1.0))
+            by_kind.setdefault(key, []).append(p)
     groups = []
-    for (kind, decay_epochs), params in by_kind.items():
+    for (kind, decay_epochs, scale), params in by_kind.items():
         if not params:
             continue
         o = getattr(cfg.groups, kind) or GroupConfig()  # a kind not named follows the optimizer
         group = {"params": params, "kind": kind,
                  "weight_decay": o.weight_decay if o.weight_decay is not None
                  else (cfg.weight_decay if kind != "bias" else 0.0),
-                 "lr_scale": (o.lr / lr) if o.lr is not None else 1.0}
+                 "lr_scale": ((o.lr / lr) if o.lr is not None else 1.0) * scale}
         if o.momentum is not None:
             group["momentum"] = o.momentum
         if decay_epochs:
@@ -81,9 +84,9 @@ class Optimizers:
             opt.load_state_dict(s)
 
 
-def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: OptimizerConfig, scales: dict[int, float] | None = None):
     name = cfg.name
-    groups = param_groups(model, cfg)
+    groups = param_groups(model, cfg, scales)
     lr = cfg.lr
     for g in groups:
         g["lr"] = lr * g["lr_scale"]

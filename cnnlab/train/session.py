@@ -204,6 +204,9 @@ class Session:
                                world=self.world, wrapped=wrapped)
         if resume_state is not None:
             self.trainer.load_state_dict(resume_state)
+        if self.trainer.finetune is not None:  # the frozen layers, as they start
+            self.trainer.finetune.apply(self.trainer.epoch)
+            self.summary = summarize(self.model)
 
     def _data_parallel(self, cfg: TrainConfig):
         """DDP around the model (the model itself is what is saved, evaluated and linted)."""
