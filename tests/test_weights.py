@@ -153,3 +153,17 @@ def test_lint_warns_of_a_frozen_net_trained_too_long_and_a_fine_tune_at_a_scratc
     assert [f.rule for f in lint_training(long)] == ["frozen-too-long"]
     assert [f.rule for f in lint_training(scratch)] == ["finetune-at-scratch-rate"]
     assert lint_training(gentle) == []
+
+
+def test_the_doctor_prescribes_differently_for_a_run_from_weights():
+    from cnnlab.diagnose.doctor import diagnose
+    rows = [{"epoch": e, "loss": 2.0 - 0.01 * e, "acc": 0.3 + 0.01 * e, "val_loss": 2.0 - 0.01 * e,
+             "val_acc": 0.3 + 0.01 * e, "lr": 0.01} for e in range(1, 13)]
+    base = {"dropout": [], "batchnorm": True, "conv_filters": [32, 64], "dense_head": None, "weight_decay": 5e-4,
+            "label_smoothing": 0.1, "augment": ["crop"], "recipe": None}
+    scratch = diagnose(rows, 10, {**base, "pretrained": None})
+    frozen = diagnose(rows, 10, {**base, "pretrained": {"weights": "runs/a", "finetune": {
+        "freeze": "body", "head_epochs": "all", "rates": "discriminative", "spread": 100.0}}})
+    assert frozen.regime == scratch.regime and frozen.prescriptions[0].startswith("unfreeze more")
+    assert frozen.prescriptions[1:] == scratch.prescriptions
+    assert any("started from the weights of runs/a" in d for d in frozen.details)

@@ -59,10 +59,36 @@ _MORE_COMPUTE = ("underfitting", "still-improving", "good-fit", "too-short")
 
 def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None) -> Verdict:
     verdict = _diagnose(rows, num_classes, facts)
+    pretrained = (facts or {}).get("pretrained")
+    if pretrained:
+        verdict = _from_weights(verdict, pretrained)
     recipe = (facts or {}).get("recipe")
     if recipe and verdict.regime in _MORE_COMPUTE:
         return _within_budget(verdict, recipe)
     return verdict
+
+
+def _from_weights(verdict: Verdict, pretrained: dict) -> Verdict:
+    """A run that started from trained weights is tuned differently: the body is what holds it back or
+    forgets, so what comes first is how much of it trains and how fast."""
+    ft = pretrained.get("finetune")
+    frozen_all = ft is not None and ft["head_epochs"] == "all"
+    if verdict.regime in ("underfitting", "still-improving", "too-short", "lr-too-low"):
+        first = ["unfreeze more: the frozen body cannot adapt to these images (finetune: {head_epochs: 2}, then "
+                 "every layer trains)"] if frozen_all else \
+            ["train the body faster: a smaller spread between the head's rate and the first layer's "
+             "(finetune.spread 10), or more epochs after the head's"] if ft else \
+            ["fine-tune as a schedule: finetune: {freeze: body, head_epochs: 1} (the new head first, then every "
+             "layer at lower rates for the early layers)"]
+    elif verdict.regime in ("overfitting", "diverged", "lr-too-high"):
+        first = ["lower the body's rate: finetune: {spread: 1000} keeps the early layers closer to the weights, "
+                 "or keep the body frozen longer (finetune.head_epochs)"] if ft else \
+            ["fine-tune as a schedule rather than at a from-scratch rate: finetune: {freeze: body, head_epochs: 1} "
+             "and a lower --lr"]
+    else:
+        return verdict
+    note = f"this run started from the weights of {pretrained['weights']}"
+    return Verdict(verdict.regime, verdict.headline, first + verdict.prescriptions, [note] + verdict.details)
 
 
 def _within_budget(verdict: Verdict, recipe: dict) -> Verdict:

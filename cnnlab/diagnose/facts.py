@@ -38,6 +38,9 @@ def run_facts(model: nn.Module, config: TrainConfig) -> dict:
         elif kind == "conv":
             facts["conv_filters"].append(int(args["filters"]))
     facts["recipe"] = recipe_facts(config)
+    facts["pretrained"] = None if not config.weights else {
+        "weights": config.weights,
+        "finetune": config.finetune.model_dump() if config.finetune else None}
     head = dense_head(model) if infos else None  # (a user's own module has no layer table to point into)
     if head:
         top, share = head[0], head[1]
