@@ -2,7 +2,7 @@
 
     python bench/finetune.py --data-dir ../shared/datasets [--seeds 1,2,3] [--pretrain-epochs 3]
 
-Pretrains examples/small-cnn.yaml on Fashion-MNIST (all 60,000 training images), then trains on 20 images a
+Pretrains examples/small-cnn.yaml on Fashion-MNIST (the first --pretrain-limit training images), then trains on 20 images a
 class of the MNIST sample (200 images, `data.subset`) three ways at the same epochs and compute: from scratch,
 from the pretrained weights with every layer training (plain full fine-tuning), and fine-tuned as a schedule
 (`finetune: {freeze: body, head_epochs: H}`: the head alone, then every layer at discriminative rates).
@@ -35,16 +35,18 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--epochs", type=int, default=15, help="epochs on the 200 target images")
     parser.add_argument("--head-epochs", type=int, default=3)
-    parser.add_argument("--pretrain-epochs", type=int, default=3)
+    parser.add_argument("--pretrain-epochs", type=int, default=2)
+    parser.add_argument("--pretrain-limit", type=int, default=20000, help="Fashion-MNIST training images")
     parser.add_argument("--out", help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="cnnlab-finetune-"))
     print(f"machine: {platform.processor() or platform.machine()}, {platform.python_version()}; runs in {root}")
-    source = cnnlab.train({"model": MODEL, "data": {"name": "fashion-mnist", "dir": args.data_dir},
+    source = cnnlab.train({"model": MODEL, "data": {"name": "fashion-mnist", "dir": args.data_dir,
+                                                    "limit": args.pretrain_limit},
                            "epochs": args.pretrain_epochs, "seed": 0}, run_dir=str(root / "pretrained"),
                           quiet=True, store=False)
-    print(f"pretrained on Fashion-MNIST: test accuracy {source.result['test_acc']:.4f} "
-          f"({args.pretrain_epochs} epochs, {source.result['wall_time_s']:.0f} s)")
+    print(f"pretrained on {args.pretrain_limit:,} Fashion-MNIST images: test accuracy "
+          f"{source.result['test_acc']:.4f} ({args.pretrain_epochs} epochs, {source.result['wall_time_s']:.0f} s)")
     ways = {
         "from scratch": {},
         "full fine-tune": {"weights": str(source.dir)},

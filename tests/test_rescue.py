@@ -86,6 +86,9 @@ def test_a_rescue_fixes_lint_branches_trials_keeps_what_helps_and_trains_the_fin
     assert {"rescue:stuck-cifar10", "final"} <= set(final_row["tags"])
     assert all("rescue:stuck-cifar10" in rows[Path(s["run"]).name]["tags"] for s in journal["steps"] if s["run"]
                and s["name"] != "lr-search")
+    # the test set is read once, by the final run: no trial (the learning-rate search's included) has a score on it
+    trials = [r for name, r in rows.items() if name != final_row["id"]]
+    assert trials and all(r["test_acc"] is None for r in trials) and final_row["test_acc"] is not None
     # the same name with other arguments is refused, not mixed into this rescue's journal
     assert main(["rescue", str(config), "--data", "cifar10", "--data-dir", str(data_dir), "--budget", "6",
                  "--runs-root", str(runs), "--seed", "1"]) == 2

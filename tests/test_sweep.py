@@ -164,3 +164,17 @@ def test_two_workers_share_a_study_in_postgresql(tmp_path, data_dir, postgres):
     spec, _ = load_spec(path)
     study = open_study(spec, runs, postgres)
     assert len(counted(study)) == 4  # not 8: the two workers asked one study for trials until 4 were taken
+
+
+def test_a_trial_that_diverges_is_failed_and_the_sweep_goes_on(tmp_path, data_dir, monkeypatch):
+    from cnnlab.app import sweep
+    import optuna
+    path = sweep_file(tmp_path, data_dir, trials=2, space={"optimizer.lr": {"type": "float", "low": 1e5,
+                                                                             "high": 1e6, "log": True}},
+                      set=["data.val_split=0.2", "loss.label_smoothing=0"])
+    monkeypatch.chdir(tmp_path)
+    said = []
+    _, study = sweep.run(str(path), log=said.append)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL] * 2
+    assert sum("diverged" in line and "counted as failed" in line for line in said) == 2

@@ -119,7 +119,7 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
         data_section["dir"] = data_dir
     if root:
         data_section["root"] = root
-    for key in ("val_split", "subset", "limit"):  # the rescue chooses its own splits
+    for key in ("val_split", "subset"):  # the rescue chooses its own splits; `limit` (the user's set) stays
         data_section.pop(key, None)
     data = data_section["name"]
     name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{Path(data).name}").strip("-.")[:61]
@@ -146,7 +146,7 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
         macs = summarize(build_model(cfg.model, shape, classes)).macs
     d = cfg.data
     full = load_dataset(d.name, d.dir, None, 0, d.root, d.image_size, d.download)  # the images there really are
-    meter = Meter(len(full.train_x), 6 * macs)
+    meter = Meter(min(len(full.train_x), d.limit or len(full.train_x)), 6 * macs)
     store_path = runs_root / "cnnlab.db" if store else None
     loop = Rescue(config, budget_, folder, meter, Job, name=name, allow_architecture=allow_architecture, seed=seed,
                   store=store_path, log=log, final_listeners=final_listeners)

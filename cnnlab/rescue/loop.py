@@ -133,6 +133,7 @@ class Rescue:
         if parent:
             config["parent"] = parent
         config["group"] = f"rescue:{self.name}"  # loggers nest the trials under one parent
+        config["evaluate_test"] = False  # the test set is read once, by the final run
         return config
 
     def _train(self, config: dict, run_dir: Path, listeners=()) -> Run:
@@ -304,7 +305,8 @@ class Rescue:
         done = self._done.get("final")
         if done is None or done.test_acc is None:
             config = json.loads(json.dumps(best_config))
-            config.update(name=f"{self.name}-final", epochs=self.final, seed=self.seed, parent=Path(best.run).name)
+            config.update(name=f"{self.name}-final", epochs=self.final, seed=self.seed, parent=Path(best.run).name,
+                          evaluate_test=True)
             put(config, "data.val_split", None)
             self.log(f"final: the best config ({best.name}) for {self.final} epochs on the full training set")
             run = self._train(config, self._run_dir("final"), self.final_listeners)

@@ -294,6 +294,9 @@ class TrainConfig(Section):
     weights: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
     weights_partial: bool = False             # body tensors whose shapes differ are left new instead of an error
     finetune: FinetuneConfig | None = None    # freeze, train the head, unfreeze with layer-wise rates
+    # score the final weights on the test set; false for a search's trials, which must not read it (needs a
+    # validation split: data.val_split)
+    evaluate_test: bool = True
     model: Annotated[Any, BeforeValidator(_model), WithJsonSchema(
         {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})] = "tutorial"
     data: DataConfig = DataConfig()

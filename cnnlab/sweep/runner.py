@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..process import alive
 from ..schema.config import TrainConfig
+from ..train.engine import Diverged
 from .spec import SweepSpec, apply_params, base_config
 
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
@@ -133,7 +134,7 @@ def _taken(study, number: int) -> int:
 
 
 def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path, store, threads: int | None,
-              job) -> None:
+              job, log=print) -> None:
     """One trial as an ordinary run of `job` (the Job class: cnnlab.app.job.Job); its validation curve goes to
     Optuna epoch by epoch."""
     import optuna
@@ -164,6 +165,12 @@ def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path,
     try:
         job = job(cfg, run_dir=run_dir, overwrite=True, store=store.path if store else False, listeners=[report])
         run = job.run()
+    except Diverged as exc:  # a rate too high is a result of the search, not its end: failed, and the next trial
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if store is not None:
+            store.set_tags(run_dir.name, [f"sweep:{spec.name}", f"trial:{trial.number}", "diverged"])
+        log(f"trial {trial.number} ({params}) diverged: {str(exc).split('. ')[0]}; counted as failed")
+        return
     except UserError as exc:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise UserError(f"sweep {spec.name}, trial {trial.number} ({params}): {exc}") from None
@@ -205,7 +212,7 @@ def work(spec: SweepSpec, runs_root: Path, url: str | None, store_path: Path | N
             trial.set_user_attr("surplus", True)  # another worker took the last one meanwhile
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return done
-        run_trial(study, trial, spec, base, runs_root, store, threads, job)
+        run_trial(study, trial, spec, base, runs_root, store, threads, job, log)
         finished = study.get_trials(deepcopy=False)[trial.number]
         state = finished.state.name.lower()
         value = f"{spec.objective} {finished.value:.4f}" if finished.value is not None else ""

@@ -406,6 +406,9 @@ class Trainer:
         data, cfg = self.data, self.config
         if data.val_x is not None:
             x, y, prefix = data.val_x, data.val_y, "val"
+        elif not cfg.evaluate_test:
+            raise UserError("evaluate_test: false keeps the test set unread, so the epochs need a validation "
+                            "split to be scored on: set data.val_split (e.g. 0.1)")
         else:
             x, y, prefix = data.test_x, data.test_y, "test"
         if self.world.distributed:  # each rank scores its share; the sums make the whole set's figures

@@ -67,7 +67,7 @@ def finish_run(session, run_dir: Path, status: str, message: str | None = None, 
     """Write the run's end and return result.json's content. An interrupted run's state is its checkpoint."""
     t = session.trainer
     result = {"status": status, "epochs_completed": t.epoch, "epochs": session.cfg.epochs}
-    if t.epoch > 0 and status == "finished":
+    if t.epoch > 0 and status == "finished" and session.cfg.evaluate_test:
         result.update(_test_scores(session))
         _save_weights(session, run_dir)
     val_rows = [r for r in t.history if r.get("val_acc") is not None]

@@ -113,11 +113,11 @@ def prepare_config(config=None, overrides: list | None = None) -> TrainConfig:
 def prepare_data(cfg: TrainConfig) -> ImageDataset:
     d = cfg.data
     dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download)
+    if d.limit:  # the user's set first (the first N images), then a share of it
+        dataset.train_x, dataset.train_y = dataset.train_x[:d.limit], dataset.train_y[:d.limit]
     if d.subset and d.subset < 1:
         _, kept = stratified_split(dataset.train_y.numpy(), d.subset, cfg.seed)
         dataset.train_x, dataset.train_y = dataset.train_x[kept], dataset.train_y[kept]
-    if d.limit:
-        dataset.train_x, dataset.train_y = dataset.train_x[:d.limit], dataset.train_y[:d.limit]
     return dataset
 
 
