@@ -26,6 +26,9 @@ def cmd_sweep(args) -> int:
         return 0
     spec, study = sweep.run(args.target, args.trials, args.workers, args.storage, args.runs_root, args.store,
                             log=lambda text: print(text, flush=True))
+    if not any(t.value is not None for t in study.trials):
+        raise UserError(f"sweep {spec.name}: no trial finished (each failed, diverged or was pruned: the lines above "
+                        "say how); try another range for the parameters")
     best = study.best_trial
     print(f"best: trial {best.number}, {spec.objective} {best.value:.4f}, {best.params}")
     print(f"report: cnnlab sweep report {args.target}" + (f" --storage {args.storage}" if args.storage else ""))

@@ -127,10 +127,12 @@ def _recover_stale(study) -> None:
 
 
 def _taken(study, number: int) -> int:
-    """How many trials numbered below `number` are complete, pruned or still under way."""
+    """How many trials numbered below `number` are complete, pruned, diverged or still under way (a diverged
+    trial is a result, counted; a crashed one is tried again)."""
     import optuna
     states = tuple(getattr(optuna.trial.TrialState, s) for s in COUNTED)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.number < number
+               and (t.state in states or t.user_attrs.get("diverged")))
 
 
 def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path, store, threads: int | None,
@@ -166,6 +168,7 @@ def run_trial(study, trial, spec: SweepSpec, base: TrainConfig, runs_root: Path,
         job = job(cfg, run_dir=run_dir, overwrite=True, store=store.path if store else False, listeners=[report])
         run = job.run()
     except Diverged as exc:  # a rate too high is a result of the search, not its end: failed, and the next trial
+        trial.set_user_attr("diverged", True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         if store is not None:
             store.set_tags(run_dir.name, [f"sweep:{spec.name}", f"trial:{trial.number}", "diverged"])
