@@ -16,15 +16,15 @@ def names() -> list[str]:
 
 
 def input_for(name: str, data_dir: str | None = None, root: str | None = None,
-              image_size=None) -> tuple[tuple, int]:
+              image_size=None, skip_empty: bool = False) -> tuple[tuple, int]:
     """(input shape, class count) of a data set (cnnlab.data.input_spec: an image folder is read once)."""
-    return input_spec(name, data_dir, root, image_size)
+    return input_spec(name, data_dir, root, image_size, skip_empty)
 
 
 def config_input(cfg) -> tuple[tuple, int]:
     """(input shape, class count) for a resolved training config's data section."""
     d = cfg.data
-    return input_for(d.name, d.dir, d.root, d.image_size)
+    return input_for(d.name, d.dir, d.root, d.image_size, d.skip_empty)
 
 
 def data_for_shape(shape, spec: dict) -> str | None:
@@ -84,6 +84,8 @@ class DataInfo:
     std: list[float]
     train_counts: list[int]
     test_counts: list[int]
+    ingest: dict | None = None  # an image folder's report (cnnlab.data.ingest.IngestReport.as_dict())
+    ingest_text: str = ""
 
     def render(self) -> str:
         c, h, w = self.input_shape
@@ -95,18 +97,22 @@ class DataInfo:
         lines.append(f"{'class':{width}s}  {'train':>7s}  {'test':>6s}")
         lines += [f"{name:{width}s}  {tr:7,d}  {te:6,d}"
                   for name, tr, te in zip(self.classes, self.train_counts, self.test_counts)]
+        if self.ingest_text:
+            lines.append(self.ingest_text)
         return "\n".join(lines)
 
 
 def describe(name: str, data_dir: str | None = None, val_split: float | None = None,
-             root: str | None = None) -> DataInfo:
-    """Counts per class, image size and channel statistics (`cnnlab data info`)."""
-    ds = load_dataset(name, data_dir, val_split, root=root)
+             root: str | None = None, strict: bool = False, skip_empty: bool = False) -> DataInfo:
+    """Counts per class, image size and channel statistics (`cnnlab data info`); for an image folder, its
+    ingestion report too (files skipped by reason, empty and tiny classes, imbalance)."""
+    ds = load_dataset(name, data_dir, val_split, root=root, strict=strict, skip_empty=skip_empty)
     mean, std = ds.channel_stats()
     train, test = Counter(ds.train_y.tolist()), Counter(ds.test_y.tolist())
     return DataInfo(ds.name, ds.input_shape, list(ds.classes), len(ds.train_x),
                     0 if ds.val_x is None else len(ds.val_x), len(ds.test_x), mean, std,
-                    [train[i] for i in range(ds.num_classes)], [test[i] for i in range(ds.num_classes)])
+                    [train[i] for i in range(ds.num_classes)], [test[i] for i in range(ds.num_classes)],
+                    ds.ingest.as_dict() if ds.ingest else None, ds.ingest.render() if ds.ingest else "")
 
 
 def samples(name: str, out: str | Path | None = None, augment=None, data_dir: str | None = None, root: str | None = None,

@@ -233,6 +233,10 @@ class Job:
         self.emit("log", {"text": f"Run {self.dir}  ({session.summary.name} on {session.data.name}, "
                                   f"{session.summary.trainable:,} params, {session.placement.describe()}, "
                                   f"{len(session.data.train_x):,} training images)"})
+        report = session.data.ingest
+        if report is not None and (report.skipped or report.warnings):  # the folder's problems, said once
+            self.emit("log", {"text": report.render() + (f"\n  every skipped file: {self.dir / 'skipped.txt'}"
+                                                         if report.skipped else "")})
         self.emit("fit_start", {
             "run_dir": str(self.dir), "name": session.cfg.name, "config": session.cfg.model_dump(),  # JSON-ready
             "summary": session.summary.as_dict(), "data": session.data_info(), "epochs": trainer.epochs,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..app import datasets
-from .options import add_data_options
+from .options import add_data_options, add_folder_options
 
 
 def register(sub) -> None:
@@ -11,6 +11,7 @@ def register(sub) -> None:
     p.add_argument("name")
     p.add_argument("--val-split", type=float)
     add_data_options(p)
+    add_folder_options(p)
     p.set_defaults(func=cmd_data_info)
     p = data.add_parser("show", help="write a PNG grid of samples with labels")
     p.add_argument("name")
@@ -23,7 +24,8 @@ def register(sub) -> None:
 
 
 def cmd_data_info(args) -> int:
-    print(datasets.describe(args.name, args.data_dir, args.val_split, args.root).render())
+    print(datasets.describe(args.name, args.data_dir, args.val_split, args.root, args.strict,
+                            args.skip_empty).render())
     return 0
 
 

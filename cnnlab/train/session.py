@@ -80,7 +80,7 @@ def _folder_facts_or_none(cfg: TrainConfig):
     its reason recorded where the user looks for runs (Runs, the store), not only in this caller's reply."""
     d = cfg.data
     try:
-        return folder_facts(d.name, d.dir, d.root, d.image_size)
+        return folder_facts(d.name, d.dir, d.root, d.image_size, d.skip_empty)
     except UserError:
         return None
 
@@ -91,7 +91,8 @@ def prepare_config(config=None, overrides: list | None = None) -> TrainConfig:
 
 def prepare_data(cfg: TrainConfig) -> ImageDataset:
     d = cfg.data
-    dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download)
+    dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download,
+                           strict=d.strict, skip_empty=d.skip_empty)
     if d.subset and d.subset < 1:
         _, kept = stratified_split(dataset.train_y.numpy(), d.subset, cfg.seed)
         dataset.train_x, dataset.train_y = dataset.train_x[kept], dataset.train_y[kept]
@@ -205,6 +206,8 @@ class Session:
             write_text(run_dir / "config.yaml", config_mod.dump(self.cfg))
         write_text(run_dir / "data.json", json.dumps(self.data_info(), indent=2))
         write_text(run_dir / "summary.txt", render(self.summary, self.cfg.batch_size) + "\n")
+        if self.data.ingest is not None and self.data.ingest.skipped:
+            write_text(run_dir / "skipped.txt", self.data.ingest.skipped_text())
 
 
 class CheckpointWriter(Listener):
