@@ -145,3 +145,12 @@ def samples(name: str, out: str | Path | None = None, augment=None, data_dir: st
     if not labelled:
         labels, title = [""] * len(images), ""
     return image_grid(images, labels, out or f"{ds.name}-samples.png", columns=columns, title=title)
+
+
+def doctor(name: str, data_dir: str | None = None, root: str | None = None, labels: bool = True,
+           skip_empty: bool = False, image_size=None, folds: int = 5, epochs: int | None = None, progress=None):
+    """The data doctor (`cnnlab data doctor`): duplicates, train/test leakage, label suspects, imbalance, odd
+    sizes and modes, each with what it means for training (cnnlab.diagnose.data_doctor)."""
+    from ..diagnose.data_doctor import examine
+    ds = load_dataset(name, data_dir, root=root, skip_empty=skip_empty, image_size=image_size)
+    return examine(ds, labels=labels, folds=folds, epochs=epochs, progress=progress)

@@ -34,6 +34,9 @@ class ImageDataset:
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
     ingest: IngestReport | None = None  # an image folder's: files skipped and why, warnings (cnnlab.data.ingest)
+    train_files: list[str] | None = None  # an image folder's file of each image (the data doctor names them)
+    test_files: list[str] | None = None
+    val_files: list[str] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -118,16 +121,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if name not in DATASET_NAMES and Path(name).is_dir():
         name, root = "imagefolder", name
-    report = None
+    report = files = None
     if name == "imagefolder":
         if root is None:
             raise UserError("imagefolder needs data.root: a folder with one sub-folder of images per class")
         progress = stderr_progress if sys.stderr.isatty() else None
-        train, test, classes, report = read_imagefolder(Path(root), image_size, cache, strict, skip_empty,
-                                                        progress=progress)
+        train, test, classes, report, files = read_imagefolder(Path(root), image_size, cache, strict, skip_empty,
+                                                               progress=progress)
         if test is None:  # no ROOT/test: hold out a fixed 20% of every class as the test set
             keep, held = stratified_split(train[1], 0.2, seed=0)
             train, test = (train[0][keep], train[1][keep]), (train[0][held], train[1][held])
+            files = {"train": [files["train"][i] for i in keep], "test": [files["train"][i] for i in held]}
     elif name in SOURCES:
         source = SOURCES[name]
         folder = locate(source, data_dir, cache, download)
@@ -141,15 +145,20 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split
     if len(np.unique(train_y)) < 2:
         raise UserError(f"{name}: the training set has a single class; a classifier needs at least two")
     val_x = val_y = None
+    named = dict(files or {})
     if val_split:
         keep, held = stratified_split(train_y, float(val_split), seed)
         val_x, val_y = train_x[held], train_y[held]
         train_x, train_y = train_x[keep], train_y[keep]
+        if files:
+            named = {"train": [files["train"][i] for i in keep], "val": [files["train"][i] for i in held],
+                     "test": files["test"]}
     t = torch.from_numpy
     return ImageDataset(name, [str(c) for c in classes], t(np.ascontiguousarray(train_x)), t(train_y),
                         t(np.ascontiguousarray(test[0])), t(test[1]),
                         None if val_x is None else t(np.ascontiguousarray(val_x)),
-                        None if val_y is None else t(val_y), report)
+                        None if val_y is None else t(val_y), report, named.get("train"), named.get("test"),
+                        named.get("val"))
 
 
 @dataclass(frozen=True)

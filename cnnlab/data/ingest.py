@@ -373,7 +373,8 @@ def decode_split(items, size: tuple[int, int], gray: bool, key_parts, cache_dir:
 def read_imagefolder(root: Path, image_size: int | list | None = None, cache_dir: Path | None = None,
                      strict: bool = False, skip_empty: bool = False, max_pixels: int = MAX_PIXELS, progress=None):
     """ROOT/<class>/*, or ROOT/train/<class>/ and ROOT/test/<class>/. Returns train, test (or None), classes,
-    and the IngestReport. Broken files are skipped and reported (`strict`: refused, every one listed)."""
+    the IngestReport, and each split's file paths in the order of its images ({"train": [...], "test": [...]}).
+    Broken files are skipped and reported (`strict`: refused, every one listed)."""
     root = Path(root)
     report, items = scan_folder(root, cache_dir, max_pixels, skip_empty, progress)
     if strict and report.skipped:
@@ -392,4 +393,5 @@ def read_imagefolder(root: Path, image_size: int | list | None = None, cache_dir
         key = (str(root.resolve()), split, report.classes, _stat_key([p for p, *_ in split_items]),
                [y for _, y, *_ in split_items])
         out.append(decode_split(split_items, size, gray, key, cache_dir, progress))
-    return out[0], out[1], report.classes, report
+    files = {split: [p for p, *_ in items.get(split) or []] for split in ("train", "test")}
+    return out[0], out[1], report.classes, report, files
