@@ -106,3 +106,21 @@ def test_the_label_check_finds_flipped_labels_with_a_quick_model(tmp_path):
     probs = out_of_fold_probs(x, given, 3, folds=3, epochs=4)
     assert (probs.argmax(1) == y).mean() > 0.9
     assert len(set(label_suspects(given, probs)[:6].tolist()) & set(flipped.tolist())) >= 5
+
+
+def test_the_run_doctor_says_a_leaky_sets_test_accuracy_is_optimistic(tmp_path, capsys):
+    from cnnlab.diagnose.doctor import diagnose
+    rows = [{"epoch": e, "loss": 1 / e, "acc": 0.5 + e / 20, "test_loss": 1.1 / e, "test_acc": 0.5 + e / 21}
+            for e in range(1, 6)]
+    assert "optimistic" not in diagnose(rows, 2, {"test_in_train": 0}).render()
+    verdict = diagnose(rows, 2, {"test_in_train": 3, "test_images": 20})
+    assert "optimistic: 3 test images (15.0%)" in verdict.details[0] and "data doctor" in verdict.prescriptions[0]
+    # a run on a folder whose training set holds a test image says so, and so does `cnnlab doctor` later
+    root = _folder(tmp_path)
+    shutil.copy(root / "test" / "b" / "75.png", root / "train" / "b" / "copy.png")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--set", "model=tutorial", "--batch-size", "16", "--epochs", "1",
+                 "--run-dir", str(run), "--no-store"]) == 0
+    assert "the test accuracy is optimistic: 1 test images (5.0%)" in capsys.readouterr().out
+    assert main(["doctor", str(run)]) == 0
+    assert "optimistic" in capsys.readouterr().out

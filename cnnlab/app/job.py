@@ -307,7 +307,9 @@ class Job:
 
     def _diagnose(self) -> None:
         s = self.session
-        verdict = diagnose(s.trainer.history, s.data.num_classes, run_facts(s.model, s.cfg))
+        facts = run_facts(s.model, s.cfg)
+        facts["test_in_train"], facts["test_images"] = s.test_in_train, len(s.data.test_x)
+        verdict = diagnose(s.trainer.history, s.data.num_classes, facts)
         self.emit("diagnosis", {"verdict": verdict.as_dict(), "text": verdict.render()})
 
 

@@ -13,10 +13,11 @@ Thresholds and their figures are measured by bench/data_doctor_planted.py (docs/
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..data.duplicates import exact_duplicates, pixel_hashes
 
 # pHash distance (bits of 64) at or under which two images are near duplicates. On the planted CIFAR-10
 # benchmark (bench/data_doctor_planted.py: 5,000 + 1,000 images, copies upscaled 1.5x and saved as JPEG q90)
@@ -88,28 +89,6 @@ def _item_text(item: dict) -> str:
 
 
 # ---------------------------------------------------------------- pure checks
-
-def pixel_hashes(x: np.ndarray) -> list[str]:
-    """sha1 of each image's decoded uint8 pixels."""
-    return [hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() for img in x]
-
-
-def exact_duplicates(hashes_a: list[str], hashes_b: list[str] | None = None) -> list[tuple[int, int]]:
-    """Pairs (i, j) of identical images: within `hashes_a` (i < j), or between a and b when b is given. A
-    group of k copies gives its k-1 pairs to the first copy."""
-    first: dict[str, int] = {}
-    if hashes_b is None:
-        pairs = []
-        for i, h in enumerate(hashes_a):
-            if h in first:
-                pairs.append((first[h], i))
-            else:
-                first[h] = i
-        return pairs
-    for i, h in enumerate(hashes_a):
-        first.setdefault(h, i)
-    return [(first[h], j) for j, h in enumerate(hashes_b) if h in first]
-
 
 def perceptual_hashes(x: np.ndarray) -> np.ndarray:
     """pHash (imagehash.phash: DCT of the 32x32 grayscale image, 64 bits) of each uint8 (C, H, W) image, as
