@@ -177,3 +177,43 @@ def test_data_info_and_train_show_the_report_and_the_run_keeps_skipped_txt(messy
     assert "5 files skipped" in out and "skipped.txt" in out
     lines = (run / "skipped.txt").read_text().splitlines()
     assert len(lines) == 5 and any(line.startswith("not an image\t") and "saved-page.jpg" in line for line in lines)
+
+
+def _zip(path: Path, entries: dict, symlink: str | None = None) -> Path:
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (0o120777 << 16)
+            zf.writestr(info, "/etc/passwd")
+    return path
+
+
+def test_a_zip_of_photos_unpacks_and_loads(messy, tmp_path):
+    import shutil
+    from cnnlab.app.uploads import extract_zip
+    root, _ = messy
+    archive = Path(shutil.make_archive(str(tmp_path / "photos"), "zip", root.parent, root.name))
+    got = extract_zip(archive, tmp_path / "unpacked")
+    assert got["root"] == str(tmp_path / "unpacked" / "photos") and got["files"] == 86
+    ds = load_dataset(got["root"], skip_empty=True)
+    assert ds.classes == ["cat", "dog", "fox"] and len(ds.ingest.skipped) == 5
+
+
+@pytest.mark.parametrize("entries, symlink, limit, message", [
+    ({"../evil.png": b"x"}, None, {}, "outside its folder"),
+    ({"/etc/cron.d/evil": b"x"}, None, {}, "outside its folder"),
+    ({"C:/Windows/evil.png": b"x"}, None, {}, "outside its folder"),
+    ({"cat/a.png": b"x"}, "cat/link.png", {}, "a link"),
+    ({"cat/zeros.png": b"\0" * (40 * 2 ** 20)}, None, {}, "zip bomb"),          # 40 MiB of zeros: ~40 KiB zipped
+    ({f"cat/{i}.png": b"x" for i in range(6)}, None, {"max_files": 5}, "holds 6 files"),
+    ({"cat/a.png": np.random.default_rng(0).bytes(4000)}, None, {"max_bytes": 1000}, "the limit is"),
+])
+def test_a_hostile_zip_is_refused_whole(tmp_path, entries, symlink, limit, message):
+    from cnnlab.app.uploads import extract_zip
+    archive = _zip(tmp_path / "hostile.zip", entries, symlink)
+    with pytest.raises(UserError, match=message):
+        extract_zip(archive, tmp_path / "out", **limit)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.png").exists()

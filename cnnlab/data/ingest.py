@@ -250,7 +250,7 @@ def _hidden(path: Path, base: Path) -> bool:
 
 def _list_split(root: Path) -> tuple[list[str], dict[str, list[str]], int]:
     """Class folders, their image files (recursively, sorted) and how many files were ignored."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
     files, ignored = {}, 0
     for name in classes:
         found = []
