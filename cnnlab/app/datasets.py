@@ -154,3 +154,36 @@ def doctor(name: str, data_dir: str | None = None, root: str | None = None, labe
     from ..diagnose.data_doctor import examine
     ds = load_dataset(name, data_dir, root=root, skip_empty=skip_empty, image_size=image_size)
     return examine(ds, labels=labels, folds=folds, epochs=epochs, progress=progress)
+
+
+def own_photos(root: str, skip_empty: bool = False) -> dict:
+    """What the Start page shows before a first run on the user's own photos: the ingestion report (files
+    skipped by reason, empty and tiny classes, imbalance) and the data doctor's findings without the label
+    check (which trains a model: `cnnlab data doctor` runs it)."""
+    from ..data.ingest import scan_folder
+    from ..diagnose.data_doctor import examine, needs_extras
+    from .limits import MAX_ZIP_FILES
+    if not Path(root).is_absolute() or not Path(root).is_dir():
+        raise UserError(f"{root}: not a folder on this machine (give its absolute path)")
+    scan_folder(Path(root), skip_empty=skip_empty, max_files=MAX_ZIP_FILES)  # a huge tree refused while listed
+    ds = load_dataset(root, skip_empty=skip_empty)
+    found = {"root": root, "classes": ds.classes, "train": len(ds.train_x), "test": len(ds.test_x),
+             "ingest": ds.ingest.as_dict(), "ingest_text": ds.ingest.render()}
+    try:
+        needs_extras()
+    except UserError as exc:
+        return {**found, "doctor": None, "doctor_text": str(exc)}
+    report = examine(ds, labels=False)
+    return {**found, "doctor": report.as_dict(), "doctor_text": report.render()}
+
+
+def receive_zip(archive, uploads: str | Path, name: str = "photos", skip_empty: bool = False) -> dict:
+    """A zip upload unpacked into a new folder under `uploads` (cnnlab.app.uploads.extract_zip: its limits and
+    refusals), then `own_photos` on it."""
+    import re
+    import time
+    from .uploads import extract_zip
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "photos"
+    dest = Path(uploads) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10 ** 6:06d}"
+    unpacked = extract_zip(archive, dest)
+    return {"unpacked": unpacked, **own_photos(unpacked["root"], skip_empty)}

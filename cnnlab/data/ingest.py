@@ -248,13 +248,20 @@ def _hidden(path: Path, base: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(base).parts)
 
 
-def _list_split(root: Path) -> tuple[list[str], dict[str, list[str]], int]:
+MAX_FILES = 5_000_000  # files listed in one folder: past this it is not a data set (a home folder, /)
+
+
+def _list_split(root: Path, max_files: int = MAX_FILES) -> tuple[list[str], dict[str, list[str]], int]:
     """Class folders, their image files (recursively, sorted) and how many files were ignored."""
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
-    files, ignored = {}, 0
+    files, ignored, listed = {}, 0, 0
     for name in classes:
         found = []
         for path in sorted((root / name).rglob("*")):
+            listed += 1
+            if listed > max_files:
+                raise UserError(f"{root}: more than {max_files:,} files; an image folder holds one sub-folder of "
+                                "images per class — is this the right folder?")
             if path.is_dir():
                 continue
             if _hidden(path, root / name) or path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -282,7 +289,7 @@ def _stat_key(paths: list[str]) -> list:
 
 
 def scan_folder(root: Path, cache_dir: Path | None = None, max_pixels: int = MAX_PIXELS, skip_empty: bool = False,
-                progress=None) -> tuple[IngestReport, dict[str, list[tuple[str, int, tuple[int, int], str]]]]:
+                progress=None, max_files: int = MAX_FILES) -> tuple[IngestReport, dict[str, list[tuple[str, int, tuple[int, int], str]]]]:
     """Every file of the folder probed once (in parallel; the result cached, keyed on names, sizes and times).
     Returns the report and, per split ("train", "test"), the usable images as (path, label, (h, w), mode).
     Raises on a layout no training can use: no class folders, an empty class (unless `skip_empty`), a test
@@ -291,9 +298,9 @@ def scan_folder(root: Path, cache_dir: Path | None = None, max_pixels: int = MAX
         raise UserError(f"{root}: not a folder; an image folder holds one sub-folder of images per class")
     split_layout = (root / "train").is_dir()
     train_root = root / "train" if split_layout else root
-    splits = {"train": _list_split(train_root)}
+    splits = {"train": _list_split(train_root, max_files)}
     if split_layout and (root / "test").is_dir():
-        splits["test"] = _list_split(root / "test")
+        splits["test"] = _list_split(root / "test", max_files)
         unknown = set(splits["test"][0]) - set(splits["train"][0])
         if unknown:
             raise UserError(f"{root / 'test'}: classes {sorted(unknown)} are not in {train_root}")
