@@ -71,3 +71,31 @@ def test_a_folder_is_given_by_its_absolute_path_and_a_huge_tree_is_refused(clien
         (tmp_path / "big" / f"c{i % 2}" / f"{i}.png").write_bytes(b"x")
     r = client.get("/api/data/report", params={"path": str(tmp_path / "big")})
     assert r.status_code == 400 and "more than 3 files" in r.json()["detail"]
+
+
+def test_the_start_page_takes_a_zip_of_photos_and_shows_the_report(tmp_path, runs_root):
+    """In a real browser: the zip chosen on Start, the report and the doctor's findings shown before a first run
+    (screenshot start-photos.png), and a hostile zip refused on the page."""
+    from browser import browser_page, serving
+    from cnnlab.serve.app import create_app
+    root = tmp_path / "photos"
+    write_messy_folder(root)
+    shutil.rmtree(root / "empty_class")
+    shutil.copy(root / "cat" / "1.png", root / "dog" / "copy-of-1.png")
+    archive = shutil.make_archive(str(tmp_path / "photos"), "zip", tmp_path, "photos")
+    (tmp_path / "hostile.zip").write_bytes(_hostile({"../../evil.png": b"x"}))
+    with serving(create_app(runs_root, None, start_worker=False)) as url, \
+            browser_page(tmp_path, 1400, 1000) as (page, errors, shots):
+        page.goto(url)
+        page.wait_for_selector("#start-zip")
+        page.set_input_files("#start-zip", archive)
+        page.wait_for_function("document.querySelector('#start-doctor').innerText.includes('Data doctor')",
+                               timeout=60_000)
+        assert "5 files skipped" in page.inner_text("#start-ingest")
+        assert "conflicting labels" in page.inner_text("#start-doctor")
+        assert page.input_value("#start-folder").endswith("/photos")  # the unpacked folder is the chosen data
+        page.locator("#step-data").screenshot(path=str(shots / "start-photos.png"))
+        page.set_input_files("#start-zip", str(tmp_path / "hostile.zip"))
+        page.wait_for_function("document.querySelector('#start-ingest').innerText.startsWith('refused')")
+        assert "outside its folder" in page.inner_text("#start-ingest")
+        assert not errors, errors

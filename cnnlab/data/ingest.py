@@ -202,7 +202,7 @@ class IngestReport:
                  + (f", {self.ignored:,} ignored (hidden or not an image suffix)" if self.ignored else "")]
         for reason, items in self.by_reason().items():
             lines.append(f"  {reason}: {len(items):,}")
-            lines += [f"    {path}  ({detail})" for path, detail in items[:first]]
+            lines += [f"    {_relative(path, self.root)}  ({detail})" for path, detail in items[:first]]
             if len(items) > first:
                 lines.append(f"    ... and {len(items) - first:,} more (all in skipped.txt)")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -222,6 +222,11 @@ class IngestReport:
     def from_dict(cls, d: dict) -> "IngestReport":
         return cls(d["root"], d["classes"], d["counts"], [tuple(s) for s in d["skipped"]], d["ignored"],
                    d["empty_classes"], d["modes"], d["sizes"], d["warnings"])
+
+
+def _relative(path: str, root: str) -> str:
+    """A path as the report shows it: inside the folder, from the folder (skipped.txt keeps it whole)."""
+    return os.path.relpath(path, root) if path.startswith(root.rstrip("/") + "/") else path
 
 
 def class_warnings(classes: list[str], train_counts: list[int]) -> list[str]:

@@ -13,6 +13,7 @@ Thresholds and their figures are measured by bench/data_doctor_planted.py (docs/
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,8 +66,9 @@ class DataReport:
         for f in self.findings:
             lines.append(f"[{f.severity}] {f.check}: {f.message}")
             lines.append(f"    {f.meaning}")
+            root = (self.ingest or {}).get("root")
             for item in f.items[:SHOW]:
-                lines.append("      " + _item_text(item))
+                lines.append("      " + _item_text(item, root))
             if len(f.items) > SHOW:
                 lines.append(f"      ... and {len(f.items) - SHOW:,} more (--json lists all)")
         return "\n".join(lines)
@@ -77,14 +79,16 @@ class DataReport:
                 "seconds": self.seconds}
 
 
-def _item_text(item: dict) -> str:
+def _item_text(item: dict, root: str | None = None) -> str:
+    def short(path: str) -> str:  # inside the folder: from the folder (the JSON keeps every path whole)
+        return os.path.relpath(path, root) if root and path.startswith(root.rstrip("/") + "/") else path
     if "a" in item:
         how = "identical" if item.get("bits", 0) == 0 and item.get("exact") else f"{item['bits']} bits apart"
-        return f"{item['a']}  ~  {item['b']}  ({how})"
+        return f"{short(item['a'])}  ~  {short(item['b'])}  ({how})"
     if "file" in item:
         extra = f"  labelled {item['label']}, looks like {item['suggested']} ({item['confidence']:.0%})" \
             if "suggested" in item else ""
-        return f"{item['file']}{extra}"
+        return f"{short(item['file'])}{extra}"
     return ", ".join(f"{k} {v}" for k, v in item.items())
 
 
