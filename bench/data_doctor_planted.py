@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--no-labels", action="store_true")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--save-probs", help="write the out-of-fold probabilities, labels and truth here (.npz)")
     args = parser.parse_args()
     from cnnlab.app import datasets
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,6 +116,10 @@ def main() -> int:
                                                                    & truth["flipped"]) / n,
                                  "message": suspects.message}
         print(json.dumps(figures, indent=1))
+        if args.save_probs and report.pred_probs is not None:
+            suspects_files = [p["file"] for p in suspects.items] if suspects else []
+            np.savez(args.save_probs, probs=report.pred_probs, flipped=sorted(truth["flipped"]),
+                     suspects=suspects_files, files=report.train_files, labels=report.train_labels)
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0

@@ -50,6 +50,9 @@ class DataReport:
     findings: list[Finding]
     ingest: dict | None = None  # an image folder's ingestion report (cnnlab.data.ingest)
     seconds: dict = field(default_factory=dict)  # per check
+    pred_probs: np.ndarray | None = field(default=None, repr=False)  # the label check's out-of-fold probabilities
+    train_files: list[str] | None = field(default=None, repr=False)  # their images (an image folder's)
+    train_labels: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def leaky(self) -> bool:
@@ -205,6 +208,7 @@ def examine(ds, labels: bool = True, max_bits: int = NEAR_BITS, folds: int = 5, 
     classes = list(ds.classes)
     findings: list[Finding] = []
     seconds = {}
+    probs = None
 
     start = time.perf_counter()
     say("hashing pixels")
@@ -278,4 +282,5 @@ def examine(ds, labels: bool = True, max_bits: int = NEAR_BITS, folds: int = 5, 
     ingest = ds.ingest.as_dict() if getattr(ds, "ingest", None) is not None else None
     if ingest:
         findings += sizes_and_modes(ingest)
-    return DataReport(ds.name, classes, len(train_x), len(test_x), findings, ingest, seconds)
+    return DataReport(ds.name, classes, len(train_x), len(test_x), findings, ingest, seconds,
+                      probs, train_files, train_y)
