@@ -48,6 +48,9 @@ def out_of_fold_probs(x: np.ndarray, y: np.ndarray, num_classes: int, folds: int
     from ..train.engine import Trainer, evaluate
     from ..train.session import init_from_data
     say = progress or (lambda text: None)
+    if folds < 2:
+        from ..errors import UserError
+        raise UserError(f"folds: {folds}; out-of-fold probabilities need at least 2 folds (5 is usual)")
     images, labels = shrink(torch.from_numpy(np.ascontiguousarray(x))), torch.from_numpy(np.asarray(y, np.int64))
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(y), dtype=np.int64)
