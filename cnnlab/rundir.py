@@ -5,6 +5,7 @@ runs/<date>-<time>-<name>/
   config.yaml        the resolved config (defaults, augmentation and model written out)
   data.json          classes, input shape, normalisation: what predict needs without the data set
   summary.txt        the model summary
+  skipped.txt        an image folder's files that were skipped: reason, path, detail (only when there are some)
   metrics.csv        one row per epoch
   checkpoint.pt      everything to resume, written atomically every epoch
   model.safetensors  final weights

@@ -3,7 +3,8 @@ data (or objects with a `render()` for the terminal). The CLI (cnnlab/cli) and t
 are adapters over it: they parse their input, call one function here and render what it returns, so nothing a
 page or a command knows is out of a script's or a test's reach (tests/test_layers.py keeps it so).
 
-    datasets.py  a data set's input shape and classes, what is on this machine, its counts, augmented samples
+    datasets.py  a data set's input shape and classes, what is on this machine, its counts, augmented samples;
+                 the data doctor; your own photos (a folder or a zip: the ingestion report before a run)
     models.py    check, summarise and lint a model against a data set; templates; YAML in and out; import
     job.py       the Job: one training run, its events, stop and resume, the store and the doctor told
     lifecycle.py a run's life around it: run here, submit to a server, every ending recorded, restarts

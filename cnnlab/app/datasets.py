@@ -16,15 +16,15 @@ def names() -> list[str]:
 
 
 def input_for(name: str, data_dir: str | None = None, root: str | None = None,
-              image_size=None) -> tuple[tuple, int]:
+              image_size=None, skip_empty: bool = False) -> tuple[tuple, int]:
     """(input shape, class count) of a data set (cnnlab.data.input_spec: an image folder is read once)."""
-    return input_spec(name, data_dir, root, image_size)
+    return input_spec(name, data_dir, root, image_size, skip_empty)
 
 
 def config_input(cfg) -> tuple[tuple, int]:
     """(input shape, class count) for a resolved training config's data section."""
     d = cfg.data
-    return input_for(d.name, d.dir, d.root, d.image_size)
+    return input_for(d.name, d.dir, d.root, d.image_size, d.skip_empty)
 
 
 def data_for_shape(shape, spec: dict) -> str | None:
@@ -84,6 +84,8 @@ class DataInfo:
     std: list[float]
     train_counts: list[int]
     test_counts: list[int]
+    ingest: dict | None = None  # an image folder's report (cnnlab.data.ingest.IngestReport.as_dict())
+    ingest_text: str = ""
 
     def render(self) -> str:
         c, h, w = self.input_shape
@@ -95,18 +97,22 @@ class DataInfo:
         lines.append(f"{'class':{width}s}  {'train':>7s}  {'test':>6s}")
         lines += [f"{name:{width}s}  {tr:7,d}  {te:6,d}"
                   for name, tr, te in zip(self.classes, self.train_counts, self.test_counts)]
+        if self.ingest_text:
+            lines.append(self.ingest_text)
         return "\n".join(lines)
 
 
 def describe(name: str, data_dir: str | None = None, val_split: float | None = None,
-             root: str | None = None) -> DataInfo:
-    """Counts per class, image size and channel statistics (`cnnlab data info`)."""
-    ds = load_dataset(name, data_dir, val_split, root=root)
+             root: str | None = None, strict: bool = False, skip_empty: bool = False) -> DataInfo:
+    """Counts per class, image size and channel statistics (`cnnlab data info`); for an image folder, its
+    ingestion report too (files skipped by reason, empty and tiny classes, imbalance)."""
+    ds = load_dataset(name, data_dir, val_split, root=root, strict=strict, skip_empty=skip_empty)
     mean, std = ds.channel_stats()
     train, test = Counter(ds.train_y.tolist()), Counter(ds.test_y.tolist())
     return DataInfo(ds.name, ds.input_shape, list(ds.classes), len(ds.train_x),
                     0 if ds.val_x is None else len(ds.val_x), len(ds.test_x), mean, std,
-                    [train[i] for i in range(ds.num_classes)], [test[i] for i in range(ds.num_classes)])
+                    [train[i] for i in range(ds.num_classes)], [test[i] for i in range(ds.num_classes)],
+                    ds.ingest.as_dict() if ds.ingest else None, ds.ingest.render() if ds.ingest else "")
 
 
 def samples(name: str, out: str | Path | None = None, augment=None, data_dir: str | None = None, root: str | None = None,
@@ -139,3 +145,45 @@ def samples(name: str, out: str | Path | None = None, augment=None, data_dir: st
     if not labelled:
         labels, title = [""] * len(images), ""
     return image_grid(images, labels, out or f"{ds.name}-samples.png", columns=columns, title=title)
+
+
+def doctor(name: str, data_dir: str | None = None, root: str | None = None, labels: bool = True,
+           skip_empty: bool = False, image_size=None, folds: int = 5, epochs: int | None = None, progress=None):
+    """The data doctor (`cnnlab data doctor`): duplicates, train/test leakage, label suspects, imbalance, odd
+    sizes and modes, each with what it means for training (cnnlab.diagnose.data_doctor)."""
+    from ..diagnose.data_doctor import examine
+    ds = load_dataset(name, data_dir, root=root, skip_empty=skip_empty, image_size=image_size)
+    return examine(ds, labels=labels, folds=folds, epochs=epochs, progress=progress)
+
+
+def own_photos(root: str, skip_empty: bool = False) -> dict:
+    """What the Start page shows before a first run on the user's own photos: the ingestion report (files
+    skipped by reason, empty and tiny classes, imbalance) and the data doctor's findings without the label
+    check (which trains a model: `cnnlab data doctor` runs it)."""
+    from ..data.ingest import scan_folder
+    from ..diagnose.data_doctor import examine, needs_extras
+    from .limits import MAX_ZIP_FILES
+    if not Path(root).is_absolute() or not Path(root).is_dir():
+        raise UserError(f"{root}: not a folder on this machine (give its absolute path)")
+    scan_folder(Path(root), skip_empty=skip_empty, max_files=MAX_ZIP_FILES)  # a huge tree refused while listed
+    ds = load_dataset(root, skip_empty=skip_empty)
+    found = {"root": root, "classes": ds.classes, "train": len(ds.train_x), "test": len(ds.test_x),
+             "ingest": ds.ingest.as_dict(), "ingest_text": ds.ingest.render()}
+    try:
+        needs_extras()
+    except UserError as exc:
+        return {**found, "doctor": None, "doctor_text": str(exc)}
+    report = examine(ds, labels=False)
+    return {**found, "doctor": report.as_dict(), "doctor_text": report.render()}
+
+
+def receive_zip(archive, uploads: str | Path, name: str = "photos", skip_empty: bool = False) -> dict:
+    """A zip upload unpacked into a new folder under `uploads` (cnnlab.app.uploads.extract_zip: its limits and
+    refusals), then `own_photos` on it."""
+    import re
+    import time
+    from .uploads import extract_zip
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "photos"
+    dest = Path(uploads) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10 ** 6:06d}"
+    unpacked = extract_zip(archive, dest)
+    return {"unpacked": unpacked, **own_photos(unpacked["root"], skip_empty)}

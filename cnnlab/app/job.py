@@ -240,6 +240,10 @@ class Job:
         self.emit("log", {"text": f"Run {self.dir}  ({session.summary.name} on {session.data.name}, "
                                   f"{session.summary.trainable:,} params, {session.placement.describe()}, "
                                   f"{len(session.data.train_x):,} training images)"})
+        report = session.data.ingest
+        if report is not None and (report.skipped or report.warnings):  # the folder's problems, said once
+            self.emit("log", {"text": report.render() + (f"\n  every skipped file: {self.dir / 'skipped.txt'}"
+                                                         if report.skipped else "")})
         self.emit("fit_start", {
             "run_dir": str(self.dir), "name": session.cfg.name, "config": session.cfg.model_dump(),  # JSON-ready
             "summary": session.summary.as_dict(), "data": session.data_info(), "epochs": trainer.epochs,
@@ -310,7 +314,9 @@ class Job:
 
     def _diagnose(self) -> None:
         s = self.session
-        verdict = diagnose(s.trainer.history, s.data.num_classes, run_facts(s.model, s.cfg))
+        facts = run_facts(s.model, s.cfg)
+        facts["test_in_train"], facts["test_images"] = s.test_in_train, len(s.data.test_x)
+        verdict = diagnose(s.trainer.history, s.data.num_classes, facts)
         self.emit("diagnosis", {"verdict": verdict.as_dict(), "text": verdict.render()})
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..app import checks, lifecycle, runs
+from .options import add_folder_options
 from .overrides import config_overrides, flag_overrides
 
 
@@ -32,6 +33,7 @@ def register(sub) -> None:
                    help="log the run to NAME: mlflow, wandb, tensorboard or csv (repeat for several; replaces the "
                         "config's `loggers`; docs/loggers.md)")
     p.add_argument("--nproc", type=int, help="data-parallel ranks on this machine (DDP; gloo on CPU, NCCL on CUDA)")
+    add_folder_options(p)
     p.add_argument("--dry-run", action="store_true",
                    help="check the config and model against the data set, print summary and lint, train nothing")
     p.set_defaults(func=cmd_train)
@@ -52,6 +54,7 @@ def cmd_train(args) -> int:
     """The flags become overrides here, and go to cnnlab.app in one call: the trainer is reached from there,
     each module passing them on once (docs/app-layer.md)."""
     overrides = config_overrides(args) + (["tensorboard=true"] if args.tensorboard else []) + flag_overrides(args)
+    overrides += [f"data.{key}=true" for key in ("strict", "skip_empty") if getattr(args, key)]
     if args.logger:
         overrides.append(("loggers", list(args.logger), f"--logger {' --logger '.join(args.logger)}"))
     if args.dry_run and not lifecycle.spreads(args.nproc):  # with --nproc, each rank checks (as it always has)

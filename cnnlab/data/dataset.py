@@ -6,6 +6,7 @@ CNNLAB_CACHE_DIR), then a checksummed download into the cache.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from ..errors import UserError, unknown
 from . import readers
+from .ingest import IngestReport, read_imagefolder, stderr_progress
 from .catalog import DATASET_NAMES, SOURCES, Source
 from .download import DownloadFailed, download_source
 from .mirror import MirrorTest, mirror_test
@@ -31,6 +33,10 @@ class ImageDataset:
     test_y: torch.Tensor
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
+    ingest: IngestReport | None = None  # an image folder's: files skipped and why, warnings (cnnlab.data.ingest)
+    train_files: list[str] | None = None  # an image folder's file of each image (the data doctor names them)
+    test_files: list[str] | None = None
+    val_files: list[str] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -104,21 +110,28 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split: float | None = None,
                  seed: int = 0, root: str | os.PathLike | None = None, image_size=None,
-                 download: bool = True, cache_dir: str | os.PathLike | None = None) -> ImageDataset:
+                 download: bool = True, cache_dir: str | os.PathLike | None = None, strict: bool = False,
+                 skip_empty: bool = False) -> ImageDataset:
     """Load `name` (cifar10, cifar100, mnist, fashion-mnist, imagefolder) into memory.
 
-    `root` is the folder for imagefolder; a `name` that is an existing folder means imagefolder too.
+    `root` is the folder for imagefolder; a `name` that is an existing folder means imagefolder too. Its
+    broken files are skipped and reported in `.ingest` (`strict`: refused); an empty class folder is an error
+    unless `skip_empty`.
     """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if name not in DATASET_NAMES and Path(name).is_dir():
         name, root = "imagefolder", name
+    report = files = None
     if name == "imagefolder":
         if root is None:
             raise UserError("imagefolder needs data.root: a folder with one sub-folder of images per class")
-        train, test, classes = readers.read_imagefolder(Path(root), image_size, cache)
+        progress = stderr_progress if sys.stderr.isatty() else None
+        train, test, classes, report, files = read_imagefolder(Path(root), image_size, cache, strict, skip_empty,
+                                                               progress=progress)
         if test is None:  # no ROOT/test: hold out a fixed 20% of every class as the test set
             keep, held = stratified_split(train[1], 0.2, seed=0)
             train, test = (train[0][keep], train[1][keep]), (train[0][held], train[1][held])
+            files = {"train": [files["train"][i] for i in keep], "test": [files["train"][i] for i in held]}
     elif name in SOURCES:
         source = SOURCES[name]
         folder = locate(source, data_dir, cache, download)
@@ -132,15 +145,20 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split
     if len(np.unique(train_y)) < 2:
         raise UserError(f"{name}: the training set has a single class; a classifier needs at least two")
     val_x = val_y = None
+    named = dict(files or {})
     if val_split:
         keep, held = stratified_split(train_y, float(val_split), seed)
         val_x, val_y = train_x[held], train_y[held]
         train_x, train_y = train_x[keep], train_y[keep]
+        if files:
+            named = {"train": [files["train"][i] for i in keep], "val": [files["train"][i] for i in held],
+                     "test": files["test"]}
     t = torch.from_numpy
     return ImageDataset(name, [str(c) for c in classes], t(np.ascontiguousarray(train_x)), t(train_y),
                         t(np.ascontiguousarray(test[0])), t(test[1]),
                         None if val_x is None else t(np.ascontiguousarray(val_x)),
-                        None if val_y is None else t(val_y))
+                        None if val_y is None else t(val_y), report, named.get("train"), named.get("test"),
+                        named.get("val"))
 
 
 @dataclass(frozen=True)
@@ -156,11 +174,11 @@ _facts: dict[tuple, FolderFacts] = {}  # an image folder is read once per proces
 _facts_lock = threading.Lock()
 
 
-def folder_facts(name: str, data_dir=None, root=None, image_size=None) -> FolderFacts:
-    key = (name, str(data_dir), str(root), str(image_size))
+def folder_facts(name: str, data_dir=None, root=None, image_size=None, skip_empty: bool = False) -> FolderFacts:
+    key = (name, str(data_dir), str(root), str(image_size), skip_empty)
     with _facts_lock:
         if key not in _facts:
-            ds = load_dataset(name, data_dir, root=root, image_size=image_size)
+            ds = load_dataset(name, data_dir, root=root, image_size=image_size, skip_empty=skip_empty)
             if len(_facts) >= 32:
                 _facts.pop(next(iter(_facts)))
             _facts[key] = FolderFacts(ds.input_shape, ds.num_classes, len(ds.train_x),
@@ -168,12 +186,12 @@ def folder_facts(name: str, data_dir=None, root=None, image_size=None) -> Folder
         return _facts[key]
 
 
-def input_spec(name: str, data_dir=None, root=None, image_size=None) -> tuple[tuple, int]:
+def input_spec(name: str, data_dir=None, root=None, image_size=None, skip_empty: bool = False) -> tuple[tuple, int]:
     """(input shape, class count) of a data set: known without reading for the built-in sets; an image folder
     is read (once per process) to find its image size and classes."""
     if name in SOURCES:
         return SOURCES[name].input_shape, SOURCES[name].num_classes
-    facts = folder_facts(name, data_dir, root, image_size)
+    facts = folder_facts(name, data_dir, root, image_size, skip_empty)
     return facts.input_shape, facts.num_classes
 
 
@@ -181,7 +199,7 @@ def train_images(data) -> int:
     """How many images a run on `data` (a DataConfig) trains on: the official count for a built-in set, the
     folder's count for an image folder, less the validation split, at most `limit`."""
     total = SOURCES[data.name].train_images if data.name in SOURCES else \
-        folder_facts(data.name, data.dir, data.root, data.image_size).train_images
+        folder_facts(data.name, data.dir, data.root, data.image_size, data.skip_empty).train_images
     kept = total - round(total * (data.val_split or 0))
     if data.subset:
         kept = round(kept * data.subset)

@@ -3,16 +3,13 @@ structural check that names the file at fault."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import pickle
 import struct
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from ..fsutil import atomic_path
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -102,85 +99,6 @@ def read_idx(folder: Path, num_classes: int = 10) -> tuple[Split, Split, None]:
     return splits[0], splits[1], None
 
 
-# ---------------------------------------------------------------- image folders
+# ---------------------------------------------------------------- image folders (ingest.py)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-def _list_images(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    items = [(path, index) for index, name in enumerate(classes)
-             for path in sorted((root / name).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
-    return classes, items
-
-
-def decode_image(path: Path, size: tuple[int, int] | None, grayscale: bool) -> np.ndarray:
-    """One image as uint8 (C, H, W), resized to `size` (H, W) when given."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if grayscale else "RGB")
-            if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{path}: cannot decode the image ({exc}); valid: PNG, JPEG, BMP, GIF or WebP") from exc
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
-
-
-def _probe(items: list[tuple[Path, int]]) -> tuple[tuple[int, int], bool]:
-    """The most common image size, and whether every image is grayscale."""
-    from PIL import Image
-    sizes, gray = Counter(), True
-    for path, _ in items:
-        try:
-            with Image.open(path) as img:
-                sizes[(img.height, img.width)] += 1
-                gray = gray and img.mode in ("L", "1", "I;16", "I")
-        except Exception as exc:  # noqa: BLE001 — any decoder failure is the user's file
-            raise UserError(f"{path}: cannot decode the image ({exc}); valid: PNG, JPEG, BMP, GIF or WebP") from exc
-    return sizes.most_common(1)[0][0], gray
-
-
-def _decode_folder(root: Path, classes: list[str], items, size, gray, cache_dir: Path | None) -> Split:
-    """Decode every image once; later loads read the cached arrays (keyed by file names, sizes and times)."""
-    key = hashlib.sha1(repr((str(root.resolve()), size, gray, classes,
-                             [(str(p), p.stat().st_size, p.stat().st_mtime_ns, y) for p, y in items])).encode())
-    cache = cache_dir / "imagefolder" / f"{key.hexdigest()[:20]}.npz" if cache_dir else None
-    if cache is not None and cache.exists():
-        with np.load(cache) as stored:
-            return stored["x"], stored["y"]
-    x = np.stack([decode_image(p, size, gray) for p, _ in items]) if items else np.zeros((0, 1 if gray else 3, *size), np.uint8)
-    y = np.array([label for _, label in items], dtype=np.int64)
-    if cache is not None:
-        with atomic_path(cache) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, x=x, y=y)
-    return x, y
-
-
-def read_imagefolder(root: Path, image_size: int | list | None = None, cache_dir: Path | None = None):
-    """ROOT/<class>/*.png, or ROOT/train/<class>/ and ROOT/test/<class>/. Returns train, test (or None), classes."""
-    if not root.is_dir():
-        raise UserError(f"{root}: not a folder; an image folder holds one sub-folder of images per class")
-    split_layout = (root / "train").is_dir()
-    train_root = root / "train" if split_layout else root
-    classes, train_items = _list_images(train_root)
-    test_items = []
-    if split_layout and (root / "test").is_dir():
-        test_classes, test_items = _list_images(root / "test")
-        unknown_classes = set(test_classes) - set(classes)
-        if unknown_classes:
-            raise UserError(f"{root / 'test'}: classes {sorted(unknown_classes)} are not in {train_root}")
-        test_items = [(p, classes.index(test_classes[i])) for p, i in test_items]
-    if not train_items:
-        raise UserError(f"{train_root}: no images found; expected {train_root}/<class name>/*.png or *.jpg")
-    if len({y for _, y in train_items}) < 2:
-        raise UserError(f"{train_root}: only one class ({classes[train_items[0][1]]}) has images; "
-                        "a classifier needs at least two")
-    size, gray = _probe(train_items)
-    if image_size is not None:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    train = _decode_folder(train_root, classes, train_items, size, gray, cache_dir)
-    test = _decode_folder(root / "test", classes, test_items, size, gray, cache_dir) if test_items else None
-    return train, test, classes
+from .ingest import IMAGE_SUFFIXES, decode_image, read_imagefolder  # noqa: E402,F401 — where callers found them

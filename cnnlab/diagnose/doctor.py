@@ -64,8 +64,21 @@ def diagnose(rows: list[dict], num_classes: int = 10, facts: dict | None = None)
         verdict = _from_weights(verdict, pretrained)
     recipe = (facts or {}).get("recipe")
     if recipe and verdict.regime in _MORE_COMPUTE:
-        return _within_budget(verdict, recipe)
-    return verdict
+        verdict = _within_budget(verdict, recipe)
+    return _leaky(verdict, facts or {})
+
+
+def _leaky(verdict: Verdict, facts: dict) -> Verdict:
+    """A test set with training images in it scores the model on what it memorised: say so first."""
+    leaks, tests = facts.get("test_in_train") or 0, facts.get("test_images") or 0
+    if not leaks:
+        return verdict
+    share = f" ({leaks / tests:.1%})" if tests else ""
+    note = (f"the test accuracy is optimistic: {leaks:,} test images{share} are training images too, so the "
+            "model is scored partly on images it trained on")
+    fix = ("remove the test images' copies from the training set — `cnnlab data doctor DATA` lists them, and "
+           "near copies (resized, re-encoded) too — then train again for an honest test accuracy")
+    return Verdict(verdict.regime, verdict.headline, [fix] + verdict.prescriptions, [note] + verdict.details)
 
 
 def _from_weights(verdict: Verdict, pretrained: dict) -> Verdict:

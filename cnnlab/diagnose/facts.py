@@ -84,7 +84,9 @@ def facts_for_run(run) -> dict | None:
         model = build_model(config.model, info["input_shape"], len(info["classes"]))
     except (UserError, ImportError):
         return None
-    return run_facts(model, config)
+    facts = run_facts(model, config)
+    facts["test_in_train"], facts["test_images"] = info.get("test_in_train", 0), info.get("test", 0)
+    return facts
 
 
 def diagnose_run(run):

@@ -54,6 +54,8 @@ class DataConfig(Section):
     limit: Annotated[int, Field(ge=1, le=100_000_000)] | None = None  # use only the first N training images
     # train on this fraction of the training images, the same share of every class (seeded): quick trials
     subset: Annotated[float, Field(gt=0, le=1)] | None = None
+    strict: bool = False                  # imagefolder: a broken file fails the load (all listed) instead of skipped
+    skip_empty: bool = False              # imagefolder: leave out an empty class folder instead of failing
 
 
 def _betas(v):

@@ -41,6 +41,16 @@ MAX_YAML_DEPTH = MAX_JSON_DEPTH  # the same data, written the other way
 MAX_UPLOAD_BYTES = 4 * 2 ** 20
 MAX_PIXELS = 4096 * 4096  # an upload's decoded pixels: a decompression bomb is refused at its header
 
+# A zip of the user's own photos (the Start page's "your own photos"). 512 MiB holds ~100,000 small JPEGs; a
+# folder larger than that is better given by its path on the server's machine. Photos hardly compress (JPEG,
+# PNG): an archive expanding more than 20x in all, or one member more than 200x, is a zip bomb, refused from
+# its directory before a byte is written; the sizes are checked again while writing, since a directory can lie.
+MAX_ZIP_BYTES = 512 * 2 ** 20
+MAX_ZIP_FILES = 200_000
+MAX_ZIP_EXPANDED = 4 * 2 ** 30
+MAX_ZIP_RATIO = 20
+MAX_ZIP_MEMBER_RATIO = 200
+
 # A web request body. An upload at MAX_UPLOAD_BYTES arrives as a base64 data: URL inside JSON: 4/3 of it,
 # 5,592,408 bytes, plus ~100 of prefix and JSON around it; 6 MiB holds that with 0.66 MiB to spare. Every
 # other request (a 1,000-layer model is ~100 KB of JSON) is far smaller.

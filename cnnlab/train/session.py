@@ -4,6 +4,7 @@ Nothing here writes files or prints: the job (job.py) decides where a run goes a
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from .. import config as config_mod
 from ..data import SOURCES, ImageDataset, folder_facts, load_dataset, stratified_split, train_images
+from ..data.duplicates import test_in_train
 from ..device import available_memory, choose_placement, should_compile
 from ..errors import UserError
 from ..events import Emitter, Listener
@@ -101,7 +103,7 @@ def _folder_facts_or_none(cfg: TrainConfig):
     its reason recorded where the user looks for runs (Runs, the store), not only in this caller's reply."""
     d = cfg.data
     try:
-        return folder_facts(d.name, d.dir, d.root, d.image_size)
+        return folder_facts(d.name, d.dir, d.root, d.image_size, d.skip_empty)
     except UserError:
         return None
 
@@ -112,7 +114,8 @@ def prepare_config(config=None, overrides: list | None = None) -> TrainConfig:
 
 def prepare_data(cfg: TrainConfig) -> ImageDataset:
     d = cfg.data
-    dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download)
+    dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download,
+                           strict=d.strict, skip_empty=d.skip_empty)
     if d.limit:  # the user's set first (the first N images), then a share of it
         dataset.train_x, dataset.train_y = dataset.train_x[:d.limit], dataset.train_y[:d.limit]
     if d.subset and d.subset < 1:
@@ -223,7 +226,15 @@ class Session:
         d = self.data
         return {"name": d.name, "classes": d.classes, "input_shape": list(d.input_shape), "mean": self.mean,
                 "std": self.std, "train": len(d.train_x), "test": len(d.test_x),
-                "val": 0 if d.val_x is None else len(d.val_x)}
+                "val": 0 if d.val_x is None else len(d.val_x),
+                # test images that are training images too: the run doctor says the test accuracy is optimistic
+                "test_in_train": self.test_in_train}
+
+    @functools.cached_property
+    def test_in_train(self) -> int:
+        """Test images that are, pixel for pixel, training or validation images too (0.3 s for CIFAR-10)."""
+        d = self.data
+        return test_in_train(d.train_x.numpy(), d.test_x.numpy(), None if d.val_x is None else d.val_x.numpy())
 
     def write_start_files(self, run_dir: Path, config: bool = True) -> None:
         """config.yaml (unless `config` is False: a run directory's own, kept byte for byte), data.json and
@@ -232,6 +243,8 @@ class Session:
             write_text(run_dir / "config.yaml", config_mod.dump(self.cfg))
         write_text(run_dir / "data.json", json.dumps(self.data_info(), indent=2))
         write_text(run_dir / "summary.txt", render(self.summary, self.cfg.batch_size) + "\n")
+        if self.data.ingest is not None and self.data.ingest.skipped:
+            write_text(run_dir / "skipped.txt", self.data.ingest.skipped_text())
 
 
 def _weights_names(model) -> dict | None:

@@ -565,6 +565,9 @@ function initStart() {
   $("#start-build").addEventListener("click", () => show("build"));
   $("#start-train").addEventListener("click", () => { quickRun(); $("#train-button").click(); });
   $("#start-train-settings").addEventListener("click", quickRun);
+  $("#start-check-photos").addEventListener("click", () =>
+    checkPhotos(api(`/api/data/report?path=${encodeURIComponent($("#start-folder").value.trim())}`)));
+  $("#start-zip").addEventListener("change", (e) => { if (e.target.files[0]) checkPhotos(uploadZip(e.target.files[0])); });
   $("#start-see").addEventListener("click", () => show("see"));
   $("#start-runs").addEventListener("click", () => show("runs"));
 }
@@ -575,6 +578,31 @@ function pickData(name) {  // Build's data menu lists what is on this machine; a
   $("#data-path").value = $("#start-folder").value = "";
   markData();
   recheck();
+}
+
+// Your own photos: a zip sent as it is (application/zip), or a folder on this machine; the ingestion report and
+// the data doctor's findings are shown before the first run, and an unpacked zip becomes the chosen folder.
+async function uploadZip(file) {
+  const name = encodeURIComponent(file.name.replace(/\.zip$/i, ""));
+  const response = await fetch(`/api/data/zip?name=${name}`,
+    { method: "POST", headers: { "Content-Type": "application/zip" }, body: file });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.detail || `${response.status}`);
+  return data;
+}
+
+async function checkPhotos(pending) {
+  $("#start-photos").hidden = false;
+  $("#start-ingest").textContent = "reading every file...";
+  $("#start-doctor").textContent = "";
+  try {
+    const found = await pending;
+    $("#start-ingest").textContent = found.ingest_text;
+    $("#start-doctor").textContent = found.doctor_text;
+    if (found.unpacked) pickFolder(found.unpacked.root);
+  } catch (e) {
+    $("#start-ingest").textContent = `refused: ${e.message}`;
+  }
 }
 
 function pickFolder(path) {

@@ -1,0 +1,79 @@
+"""Out-of-fold class probabilities from a quick model, for confident learning (cleanlab): each image is scored by
+a network that never saw it. The settings are cnnlab's cifar10-90 recipe (Muon, label smoothing, flip TTA) on
+the airbench net at a quarter of its width, trained by the ordinary engine on images shrunk to at most 32
+pixels, so the cost does not grow with a folder's resolution. On the 2-core AVX2 EPYC the half-width net
+trained at 60-70 img/s beside another job (78% out of fold on 4,000 CIFAR-10 images, 8 epochs): 6 min a fold;
+a quarter width costs a quarter.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+QUICK_SIDE = 32            # pixels: images larger than this are shrunk (antialiased) before the quick model
+IMAGE_PASSES = 24_000      # per fold: epochs = this / training images, within [3, 12]
+WIDTHS = [32, 64, 64]      # the airbench net's groups (cifar10-90: [64, 128, 128])
+
+
+def shrink(x: torch.Tensor, side: int = QUICK_SIDE) -> torch.Tensor:
+    """uint8 (N, C, H, W) with the shorter side at most `side` pixels."""
+    h, w = x.shape[2:]
+    if min(h, w) <= side:
+        return x
+    scale = side / min(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = [F.interpolate(x[i:i + 512].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+           for i in range(0, len(x), 512)]
+    return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
+
+
+def quick_config(train_images: int, epochs: int | None = None, seed: int = 0):
+    from ..train.session import prepare_config
+    epochs = epochs or int(np.clip(round(IMAGE_PASSES / max(train_images, 1)), 3, 12))
+    batch = int(np.clip(train_images // 16, 32, 500))  # at least 16 steps an epoch on a small set
+    return prepare_config({"recipe": "cifar10-90", "model": {"name": "airbench", "widths": WIDTHS},
+                           "data": {"name": "cifar10"}, "epochs": epochs,
+                           "eval_every": epochs, "batch_size": batch, "seed": seed, "resolution": None})
+
+
+def out_of_fold_probs(x: np.ndarray, y: np.ndarray, num_classes: int, folds: int = 5, epochs: int | None = None,
+                      seed: int = 0, progress=None) -> np.ndarray:
+    """(N, num_classes) probabilities, each row from the model of the fold that held that image out
+    (stratified folds, seeded)."""
+    from ..data import ImageDataset
+    from ..device import choose_placement
+    from ..models import build_model
+    from ..train.augment import Augmenter
+    from ..train.engine import Trainer, evaluate
+    from ..train.session import init_from_data
+    say = progress or (lambda text: None)
+    if folds < 2:
+        from ..errors import UserError
+        raise UserError(f"folds: {folds}; out-of-fold probabilities need at least 2 folds (5 is usual)")
+    images, labels = shrink(torch.from_numpy(np.ascontiguousarray(x))), torch.from_numpy(np.asarray(y, np.int64))
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    for c in range(num_classes):  # stratified: every class spread over the folds
+        members = rng.permutation(np.flatnonzero(y == c))
+        fold_of[members] = np.arange(len(members)) % folds
+    probs = np.zeros((len(y), num_classes), dtype=np.float32)
+    cfg = quick_config(int((fold_of != 0).sum()), epochs, seed)
+    placement = choose_placement(cfg.device, cfg.precision, cfg.channels_last)
+    for k in range(folds):
+        held, kept = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
+        ds = ImageDataset("fold", [str(c) for c in range(num_classes)], images[kept], labels[kept],
+                          images[held], labels[held])
+        torch.manual_seed(seed + k)
+        model = build_model(cfg.model, ds.input_shape, num_classes).to(placement.device)
+        if placement.channels_last:
+            model.to(memory_format=torch.channels_last)
+        mean, std = ds.channel_stats()
+        augmenter = Augmenter(cfg.augment, mean, std, placement.device, placement.channels_last, seed + k)
+        init_from_data(model, ds.train_x, augmenter)
+        trainer = Trainer(model, ds, cfg.model_copy(update={"seed": seed + k}), augmenter, placement)
+        trainer.fit()
+        scored = evaluate(model, ds.test_x, ds.test_y, augmenter, placement, 1000, tta=True)
+        probs[held] = scored["probs"].numpy()
+        say(f"fold {k + 1}/{folds}: {scored['acc']:.1%} of the held-out images agree with their labels")
+    return probs
