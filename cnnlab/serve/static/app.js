@@ -608,7 +608,7 @@ $("#compare-button").addEventListener("click", async () => {
     data.push(xs.map((x) => { const r = rows[x - 1]; return r ? (r.val_acc ?? r.test_acc ?? null) : null; }));
   });
   $("#chart-compare").replaceChildren();
-  new uPlot({ title: "val/test accuracy by epoch", width: 620, height: 300, scales: { x: { time: false } }, series }, data, $("#chart-compare"));
+  new uPlot({ title: "val/test accuracy by epoch", width: Math.min(620, $("#compare").clientWidth - 12), height: 300, scales: { x: { time: false } }, series }, data, $("#chart-compare"));
   // the model is compared layer by layer below, not as one long JSON string
   const keys = Object.keys(c.differ).filter((k) => !(k === "model" && Object.keys(c.model_diff || {}).length));
   $("#compare-diff").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "config key that differs"), ...ids.map((i) => el("th", {}, i)))),
