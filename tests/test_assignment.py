@@ -98,9 +98,21 @@ def test_the_assignment_in_the_browser(course_server, tmp_path):
         assert page.locator("#topk .bar").count() == 5
         page.locator('.act-row[data-layer="1"] .unit').nth(2).click()
         page.wait_for_selector("#see-input ~ .rf")
+        assert "Click a unit" in page.inner_text("#see-hint") and "blue subtract" in page.inner_text("#see-hint")
         page.click("#topk .bar:first-child button[data-kind=gradcam]")
         page.wait_for_selector("#evidence img.overlay.gradcam")
+        page.wait_for_selector("#evidence img.overlay.saliency")  # beside it
+        assert "the regions that made the network say" in page.inner_text("#evidence")
+        assert "LayerCAM" not in page.inner_text("#evidence")
         page.screenshot(path=str(shots / "assignment-see.png"), full_page=True)
+        # a test image: the canvas shows it (not the old drawing) and says its label beside the network's answer
+        drawn = page.evaluate("document.querySelector('#canvas').toDataURL()")
+        page.fill("#test-index", "3")
+        page.click("#show-test")
+        page.wait_for_function("document.querySelector('#canvas-caption').innerText.startsWith('test image #3, labelled')")
+        page.wait_for_function(f"document.querySelector('#canvas').toDataURL() !== {drawn!r}")
+        assert not page.locator("#evidence img").count()  # the drawing's evidence went with it
+        page.screenshot(path=str(shots / "assignment-see-test-image.png"), full_page=True)
         # Style: a few Gatys steps on a drawn photo with a bundled style
         photo = tmp_path / "photo.png"
         from PIL import Image
