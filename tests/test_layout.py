@@ -65,6 +65,7 @@ def fill(page, name: str) -> None:
         page.wait_for_selector("#detail h3")
     elif name == "style":
         page.wait_for_selector("#style-bundled button")
+        page.wait_for_selector("#style-nets button[data-net=cells]")  # never empty: cnnlab's own net
     elif name == "build":
         page.wait_for_selector("#diagram .block")
 

@@ -27,7 +27,7 @@ from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimiz
 
 BATCH_EVENT_INTERVAL = 0.2  # seconds between batch_end events
 # batch_end's images/s is over the last batches that trained for this long, across epochs: one batch's figure
-# fell from ~3,600 to ~160 at each epoch's first batch (course-net, digit sample, the 2-core CPU)
+# fell from ~3,600 to ~160 at each epoch's first batch (course-net on the digit sample in the page, issue 36)
 THROUGHPUT_WINDOW = 2.0  # seconds
 
 
