@@ -307,15 +307,18 @@ def test_the_pages_as_a_student_uses_them(server, tmp_path):
         empty = tmp_path / "empty-folder"
         empty.mkdir()
         page.click("nav button[data-page=build]")
+        page.select_option("#data", "(your folder)")  # the one data menu: "your folder of images ..." opens a path box
         page.fill("#data-path", str(empty))
         page.click("nav button[data-page=train]")
+        page.wait_for_selector("#train-plan .error")  # said in words before the run, and no broken strip
+        assert not page.is_visible("#augment-strip")
         page.click("#train-button")
         page.wait_for_function("document.querySelector('#train-status').innerText.includes('failed')",
                                timeout=30_000)
         assert "empty-folder" in page.inner_text("#train-status")
         assert page.is_enabled("#train-button") and not page.is_enabled("#stop-button")
         page.click("nav button[data-page=build]")
-        page.fill("#data-path", "")
+        page.select_option("#data", "fashion-mnist")
         page.click("nav button[data-page=runs]")
         page.wait_for_selector("#runs-table tbody tr:nth-child(3)")
         assert "failed" in page.inner_text("#runs-table") and "empty-folder" in page.inner_text("#runs-table")
