@@ -68,6 +68,22 @@ def test_model_yaml_round_trip_and_templates(client):
     assert "course-net" in info["templates"] and "mnist" in info["present"]
 
 
+def test_the_plan_says_what_a_run_will_train_and_see(client, tmp_path):
+    """Train's note before a run: model, data named for people, the augmentation this run really applies (auto:
+    none in a short run), a strip of what it will see, or why the data cannot be read (no broken image)."""
+    config = {"name": "course-net-5f", "model": {"layers": COURSE_NET}, "data": {"name": "cifar10"}, "epochs": 2}
+    short = client.post("/api/plan", json={"config": config}).json()
+    assert short["model"] == "course-net-5f" and short["data"] == "CIFAR-10 (photos)"
+    assert short["augment"].startswith("none: `auto` augments runs of 5 epochs or more")
+    assert short["strip"].startswith("data:image/png;base64,") and short["strip_error"] is None
+    long = client.post("/api/plan", json={"config": {**config, "epochs": 6}}).json()
+    assert long["augment"] == "crop 4, flip horizontal"
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    broken = client.post("/api/plan", json={"config": {**config, "data": {"name": str(empty)}}}).json()
+    assert broken["strip"] is None and broken["strip_error"] and broken["data"] == "your folder empty"
+
+
 def test_safety(client, runs_root, trained):
     assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 403  # DNS rebinding
     assert client.post("/api/check", content="model=x", headers={"content-type": "application/x-www-form-urlencoded"}
@@ -293,15 +309,18 @@ def test_the_pages_as_a_student_uses_them(server, tmp_path):
         empty = tmp_path / "empty-folder"
         empty.mkdir()
         page.click("nav button[data-page=build]")
+        page.select_option("#data", "(your folder)")  # the one data menu: "your folder of images ..." opens a path box
         page.fill("#data-path", str(empty))
         page.click("nav button[data-page=train]")
+        page.wait_for_selector("#train-plan .error")  # said in words before the run, and no broken strip
+        assert not page.is_visible("#augment-strip")
         page.click("#train-button")
         page.wait_for_function("document.querySelector('#train-status').innerText.includes('failed')",
                                timeout=30_000)
         assert "empty-folder" in page.inner_text("#train-status")
         assert page.is_enabled("#train-button") and not page.is_enabled("#stop-button")
         page.click("nav button[data-page=build]")
-        page.fill("#data-path", "")
+        page.select_option("#data", "fashion-mnist")
         page.click("nav button[data-page=runs]")
         page.wait_for_selector("#runs-table tbody tr:nth-child(3)")
         assert "failed" in page.inner_text("#runs-table") and "empty-folder" in page.inner_text("#runs-table")

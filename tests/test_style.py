@@ -188,3 +188,28 @@ def test_the_commands(tmp_path, capsys):
     assert got.shape == (256, 256, 3) and np.abs(got - expected).max() <= 1
     assert main(["style", str(content), str(style), "--loss-net", str(tmp_path / "nope.pth")]) == 2
     assert "expected 'random', a cnnlab run directory, or a VGG-19/16 weights file" in capsys.readouterr().err
+
+
+def test_the_noise_measure_sees_speckle_not_edges():
+    """noise_energy: what a 3x3 median filter removes. Flat colour and clean stripes have almost none; the same
+    stripes with salt-and-pepper specks have much more."""
+    from cnnlab.app.style import bundled_style
+    from cnnlab.style.texture import noise_energy
+    stripes = bundled_style("stripes", 64)
+    assert noise_energy(torch.full((3, 32, 32), 0.4)) == 0
+    specks = stripes.clone()
+    mask = torch.rand(64, 64, generator=torch.Generator().manual_seed(0)) < 0.05
+    specks[:, mask] = 1 - specks[:, mask]
+    assert noise_energy(specks) > 10 * noise_energy(stripes)
+
+
+def test_a_fast_style_net_comes_with_cnnlab(tmp_path):
+    """The section is never empty: the bundled net is listed (a few MB) and paints a 256 px photo in well under
+    a second."""
+    from cnnlab.app.style import apply_nets, style_nets
+    nets = {n["name"]: n for n in style_nets(tmp_path)}
+    assert nets["cells"]["bundled"] and nets["cells"]["error"] is None and nets["cells"]["bytes"] < 5e6
+    photo = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(0))
+    apply_nets(tmp_path, photo, ["cells"])  # the first call loads torch's kernels
+    out = apply_nets(tmp_path, photo, ["cells"])
+    assert out["stages"][0]["ms"] < 1000 and out["stages"][0]["image"].startswith("data:image/png")

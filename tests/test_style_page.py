@@ -138,9 +138,9 @@ def events(response) -> list[tuple[str, dict]]:
 
 
 def test_the_style_routes(client, runs_root):
-    assert client.get("/api/style/nets").json() == []
+    assert [(n["name"], n["bundled"]) for n in client.get("/api/style/nets").json()] == [("cells", True)]  # cnnlab's own
     tiny_net(runs_root, "a", 1)
-    assert [n["name"] for n in client.get("/api/style/nets").json()] == ["a"]
+    assert [n["name"] for n in client.get("/api/style/nets").json()] == ["a", "cells"]
     assert [s["name"] for s in client.get("/api/style/styles").json()] == ["stripes", "cells", "dots"]
     body = client.post("/api/style/apply", json={"image": png(32, 32), "nets": ["a", "a"], "size": 32}).json()
     assert [s["net"] for s in body["stages"]] == ["a", "a"]

@@ -247,3 +247,15 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(data_dir, tmp
     err = capsys.readouterr().err
     assert code == 2 and "GB for batch_size 8192" in err and "lower batch_size" in err
     assert not (tmp_path / "big").exists()
+
+
+def test_images_per_second_is_over_a_window_not_one_slow_batch():
+    """An epoch's first batch is slow (the epoch's setup): over a window of batches the figure barely moves."""
+    from cnnlab.train.engine import Throughput
+    rate = Throughput(window=2.0)
+    for _ in range(400):
+        rate.add(32, 32 / 3600)  # 3,600 images/s: 3.6 s of batches
+    rate.add(32, 0.2)  # an epoch's first batch: 160 images/s alone
+    assert 2500 < rate.rate() < 3600
+    assert len(rate.batches) < 250  # only the last ~2 s are kept
+    assert Throughput(2.0).rate() is None

@@ -39,6 +39,26 @@ def data_for_shape(shape, spec: dict) -> str | None:
     return None
 
 
+# names for people, not for config files: what a student picks from
+LABELS = {"mnist": "MNIST digits (70,000)", "fashion-mnist": "Fashion-MNIST (clothes)", "cifar10": "CIFAR-10 (photos)",
+          "cifar100": "CIFAR-100 (photos, 100 classes)"}
+FOLDER_LABELS = {"mnist-sample": "Digit sample ({images:,} MNIST digits)"}
+
+
+def label(name: str, root: str | None = None, images: int | None = None) -> str:
+    """A data set's name as the pages show it: "CIFAR-10 (photos)", "Digit sample (10,000 MNIST digits)", or
+    "your folder pets" for any other folder of images."""
+    if name in LABELS:
+        return LABELS[name]
+    path = Path(root or name)
+    folder = path.name
+    if images is None and path.is_dir():
+        images = count_images(path)
+    if folder in FOLDER_LABELS and images:
+        return FOLDER_LABELS[folder].format(images=images)
+    return f"your folder {folder}" + (f" ({images:,} images)" if images else "")
+
+
 def present(data_dir: str | None) -> list[str]:
     """The built-in sets already on this machine (what trains without a download)."""
     from ..data.dataset import default_cache_dir, locate
@@ -57,7 +77,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 def folders(data_dir: str | None) -> list[dict]:
     """The image folders inside the data folder (`mnist-sample/`: real digits to draw on), offered beside the
-    built-in sets: {name, path, classes} for each sub-folder laid out as <class>/ or train/<class>/ of images."""
+    built-in sets: {name, path, classes, images (all of them), label} for each sub-folder laid out as <class>/ or train/<class>/ of images."""
     if not data_dir or not Path(data_dir).is_dir():
         return []
     official = {source.subdir for source in SOURCES.values()}
@@ -68,8 +88,15 @@ def folders(data_dir: str | None) -> list[dict]:
         layout = folder / "train" if (folder / "train").is_dir() else folder
         classes = sorted(c for c in layout.iterdir() if c.is_dir())
         if len(classes) >= 2 and any(f.suffix.lower() in IMAGE_SUFFIXES for f in classes[0].iterdir()):
-            found.append({"name": folder.name, "path": str(folder.resolve()), "classes": len(classes)})
+            images = count_images(folder)
+            found.append({"name": folder.name, "path": str(folder.resolve()), "classes": len(classes),
+                          "images": images, "label": label(folder.name, images=images)})
     return found
+
+
+def count_images(folder: Path) -> int:
+    """Images anywhere under `folder` (train/ and test/ both: the digit sample's 10,000)."""
+    return sum(1 for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
 
 
 @dataclass
@@ -187,3 +214,38 @@ def receive_zip(archive, uploads: str | Path, name: str = "photos", skip_empty: 
     dest = Path(uploads) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10 ** 6:06d}"
     unpacked = extract_zip(archive, dest)
     return {"unpacked": unpacked, **own_photos(unpacked["root"], skip_empty)}
+
+
+def plan(cfg, asked="auto", data_dir: str | None = None, strip: bool = True) -> dict:
+    """What a resolved training config will do, as the Train page states it before the run: the model's and
+    the data's names, the augmentation this run will really apply (`auto` is none in a short run) and a strip
+    of 16 training images as the run will see them (8, twice each, where it augments) (a PNG, or None where the data cannot be read:
+    `strip_error` says why). `asked`: the config's `augment` as written."""
+    import base64
+    import tempfile
+    from .. import config as config_mod
+    d = cfg.data
+    root = d.root if d.name == "imagefolder" else None
+    name = d.name if d.name in SOURCES else (root or d.name)
+    applied = {k: v for k, v in cfg.augment.model_dump().items()
+               if v not in (0, 0.0, "none", None) and k not in ("crop_mode", "fill")}
+    if applied:
+        augment = ", ".join(f"{k} {v}" for k, v in applied.items())
+    elif asked in ("auto", None):
+        augment = (f"none: `auto` augments runs of {config_mod.SHORT_RUN_EPOCHS} epochs or more, "
+                   f"and this one has {cfg.epochs}")
+    else:
+        augment = "none"
+    out = {"model": cfg.name, "data": label(d.name, root), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+           "augment": augment, "strip": None, "strip_error": None}
+    if strip:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = samples(name, Path(tmp) / "strip.png", cfg.augment.model_dump() if applied else None,
+                               d.dir or data_dir, root=root, count=8 if applied else 16, repeat=2 if applied else 1,
+                               columns=16, labelled=False)
+                out["strip"] = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+        except UserError as exc:
+            out["strip_error"] = str(exc)
+    return out
+

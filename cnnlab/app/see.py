@@ -35,21 +35,32 @@ class SeeCache:
         return self._models[key][1]
 
     def test_image(self, run: Run, index: int):
+        return self.test_item(run, index)[0]
+
+    def test_item(self, run: Run, index: int) -> tuple:
+        """(uint8 image, its true label's index) of the run's test set."""
         from ..train.session import prepare_data
         if run.dir.name not in self._test:
             self._test.clear()
-            self._test[run.dir.name] = prepare_data(run.config).test_x
-        test_x = self._test[run.dir.name]
+            data = prepare_data(run.config)
+            self._test[run.dir.name] = (data.test_x, data.test_y)
+        test_x, test_y = self._test[run.dir.name]
         if not 0 <= index < len(test_x):
             raise UserError(f"test_index: the test set has {len(test_x)} images (0 to {len(test_x) - 1})")
-        return test_x[index]
+        return test_x[index], int(test_y[index])
 
 
 def see(run: Run, image: str | None = None, test_index: int | None = None, top_k: int = 5,
         cache: SeeCache | None = None) -> dict:
-    """The top-k classes and every layer's maps for a drawn or uploaded image (a data: URL) or a test image."""
+    """The top-k classes and every layer's maps for a drawn or uploaded image (a data: URL) or a test image
+    (then `label` too: its true class, so the page can say "test image 3, a 7")."""
     from ..viz.activations import see as look
-    return _looking(run, image, test_index, cache, lambda trained, x: look(trained, x, top_k))
+    cache = cache or SeeCache(1)
+    seen = _looking(run, image, test_index, cache, lambda trained, x: look(trained, x, top_k))
+    if image is None and test_index is not None:
+        with cache.lock:
+            seen["label"] = seen["classes"][cache.test_item(run, test_index)[1]]
+    return seen
 
 
 def see_inline(run: Run | str | os.PathLike, image, top_k: int = 5):

@@ -242,15 +242,29 @@ def nets_folder(runs_root: str | Path) -> Path:
     return Path(runs_root) / "styles"
 
 
+# fast style nets that ship with cnnlab, so the page's section is never empty: trained here on pictures made in
+# code (bench/style_net.py), a net of the runs folder's styles/ with the same name comes first
+BUNDLED_NETS = Path(__file__).resolve().parents[1] / "style" / "nets"
+
+
+def _net_files(runs_root: str | Path) -> dict[str, tuple[Path, bool]]:
+    """{name: (file, bundled)}: the runs folder's nets, then the bundled ones it does not shadow."""
+    found = {p.stem: (p, False) for p in sorted(nets_folder(runs_root).glob("*.safetensors"))}
+    for path in sorted(BUNDLED_NETS.glob("*.safetensors")):
+        found.setdefault(path.stem, (path, True))
+    return found
+
+
 def style_nets(runs_root: str | Path) -> list[dict]:
     """The fast style nets a server offers: the cnnlab style nets (`cnnlab style train STYLE --images DIR -o
-    runs/styles/NAME.safetensors`) in <runs folder>/styles/, with what their metadata says. A file that is not
+    runs/styles/NAME.safetensors`) in <runs folder>/styles/ and those bundled with cnnlab (`bundled`: True), with
+    what their metadata says. A file that is not
     one is listed with its reason, not hidden."""
     import json
     from safetensors import safe_open
     found = []
-    for path in sorted(nets_folder(runs_root).glob("*.safetensors")):
-        entry = {"name": path.stem, "bytes": path.stat().st_size}
+    for name, (path, bundled) in _net_files(runs_root).items():
+        entry = {"name": name, "bytes": path.stat().st_size, "bundled": bundled}
         try:
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata() or {}
@@ -268,10 +282,9 @@ def style_nets(runs_root: str | Path) -> list[dict]:
 
 def _net_path(runs_root: str | Path, name: str) -> Path:
     from ..errors import NotFound
-    path = nets_folder(runs_root) / f"{name}.safetensors"
-    if not isinstance(name, str) or not NET_NAME.match(name) or not path.is_file():
-        raise NotFound(f"no style net '{str(name)[:80]}' in the runs folder's styles/")
-    return path
+    if not isinstance(name, str) or not NET_NAME.match(name) or name not in _net_files(runs_root):
+        raise NotFound(f"no style net '{str(name)[:80]}' in the runs folder's styles/ or cnnlab's own")
+    return _net_files(runs_root)[name][0]
 
 
 def content_preview(runs_root: str | Path, run: str | None, test_index: int | None, size: int = PAGE_SIZE,

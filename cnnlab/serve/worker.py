@@ -193,3 +193,11 @@ class TrainingWorker:
                     process.join(1)
         except (OSError, ValueError):
             pass
+        # the queues' pipes and locks released now, not left to the interpreter's teardown (which a fast exit
+        # skips): an unreleased lock is what multiprocessing's resource tracker reports as a leaked semaphore
+        for q in (self.jobs, self.events):
+            try:
+                q.cancel_join_thread()
+                q.close()
+            except (OSError, ValueError):
+                pass

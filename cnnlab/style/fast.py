@@ -59,6 +59,7 @@ def train_style_net(net: LossNet, style: torch.Tensor, photos: torch.Tensor, ste
     """Train on random crops of `photos` (N, 3, H, W in [0, 1]) to paint them in `style` (3, h, w)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    content_weight, tv_weight = content_weight * net.content_gain, tv_weight * net.tv_gain  # as Gatys weighs them
     model = StyleNet(width)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     t = targets(net, None, style[None])

@@ -66,44 +66,88 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
     """Optimise an image (from the content image, or noise with `init='noise'`) for `steps` steps.
 
     `content`, `style`: (3, H, W) in [0, 1]. `lr`: Adam's step in logit space, by default the loss network's
-    own (`net.lr`). Deterministic for a seed on the CPU."""
+    own (`net.lr`). From the content image, a loss network with `stages` is optimised coarse to fine: the
+    first share of the steps at 1/4 of the size, then 1/2, then full size, each stage starting from the last
+    one's picture enlarged (smoothly), so the style's large shapes form where few pixels are free to turn into
+    speckle. `on_step` hears every step with the picture at full size. Deterministic for a seed on the CPU."""
     torch.manual_seed(seed)
-    t = targets(net, content[None], style[None])
     if init == "noise":
         start = torch.rand(content[None].shape, generator=torch.Generator().manual_seed(seed))
-    else:
+        stages = [(1, steps)]
+    else:  # the coarse-to-fine path, with the weights the network was tuned with on it
         start = content[None].clone()
-    # optimise in logit space: the image stays in (0, 1) without clamping, which L-BFGS dislikes
-    param = torch.logit(start.clamp(1e-3, 1 - 1e-3))
-    if init != "noise" and net.start_noise:
-        # a flat patch gets the same gradient at every pixel and so stays flat: texture cannot start there
-        # unless something breaks the symmetry
-        param += net.start_noise * torch.randn(param.shape, generator=torch.Generator().manual_seed(seed))
-    param.requires_grad_(True)
+        stages = _stages(net, steps, min(content.shape[-2:]))
+        content_weight, tv_weight = content_weight * net.content_gain, tv_weight * net.tv_gain
+    size = tuple(content.shape[-2:])
     history: list[dict] = []
-    if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS([param], lr=1, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
-    elif optimizer == "adam":
-        opt = torch.optim.Adam([param], lr=lr or net.lr)
-    else:
-        raise UserError(f"optimizer '{optimizer}' is not valid; valid: lbfgs, adam")
-    for step in range(1, steps + 1):
-        record = {}
+    param = None
+    for divisor, count in stages:
+        shape = (max(1, size[0] // divisor), max(1, size[1] // divisor))
+        t = targets(net, _resized(content[None], shape), _resized(style[None], shape))
+        if param is None:
+            # optimise in logit space: the image stays in (0, 1) without clamping, which L-BFGS dislikes
+            param = torch.logit(_resized(start, shape).clamp(1e-3, 1 - 1e-3))
+            if init != "noise" and net.start_noise:
+                # a flat patch gets the same gradient at every pixel and so stays flat: texture cannot start
+                # there unless something breaks the symmetry (smooth noise: no speckle to start from)
+                param += _smooth_noise(param.shape, net.noise_scale, seed) * net.start_noise
+        else:
+            param = F.interpolate(param.detach(), size=shape, mode="bicubic", align_corners=False)
+        param = param.detach().requires_grad_(True)
+        if optimizer == "lbfgs":
+            opt = torch.optim.LBFGS([param], lr=1, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+        elif optimizer == "adam":
+            opt = torch.optim.Adam([param], lr=lr or net.lr)
+        else:
+            raise UserError(f"optimizer '{optimizer}' is not valid; valid: lbfgs, adam")
+        for _ in range(count):
+            record = {}
 
-        def closure():
-            opt.zero_grad()
-            parts = losses(net, torch.sigmoid(param), t, style_weight, content_weight, tv_weight)
-            parts["total"].backward()
-            record.update({k: v.item() for k, v in parts.items()})
-            return parts["total"]
-        opt.step(closure)
-        if not np.isfinite(record["total"]):
-            raise UserError(f"the loss became {record['total']} at step {step}; lower --style-weight")
-        record["step"] = step
-        history.append(record)
-        if on_step is not None:
-            on_step(step, record, torch.sigmoid(param.detach())[0])
-    return Transfer(torch.sigmoid(param.detach())[0], history)
+            def closure():
+                opt.zero_grad()
+                parts = losses(net, torch.sigmoid(param), t, style_weight, content_weight, tv_weight)
+                parts["total"].backward()
+                record.update({k: v.item() for k, v in parts.items()})
+                return parts["total"]
+            opt.step(closure)
+            step = len(history) + 1
+            if not np.isfinite(record["total"]):
+                raise UserError(f"the loss became {record['total']} at step {step}; lower --style-weight")
+            record["step"] = step
+            history.append(record)
+            if on_step is not None:
+                on_step(step, record, _full(param, size))
+    return Transfer(_full(param, size), history)
+
+
+def _stages(net: LossNet, steps: int, side: int) -> list[tuple[int, int]]:
+    """[(divisor, steps)] coarse to fine: `net.stages` with `net.stage_share` of the steps each (the last stage
+    gets the rest), leaving out stages under 16 px."""
+    chosen = [(d, share) for d, share in zip(net.stages, net.stage_share) if side // d >= 16 or d == 1]
+    total = sum(share for _, share in chosen)
+    counts = [int(steps * share / total) for _, share in chosen]
+    counts[-1] += steps - sum(counts)
+    return [(d, n) for (d, _), n in zip(chosen, counts) if n > 0 or d == 1]
+
+
+def _resized(x: torch.Tensor, shape: tuple) -> torch.Tensor:
+    return x if tuple(x.shape[-2:]) == tuple(shape) else F.interpolate(x, size=shape, mode="area")
+
+
+def _full(param: torch.Tensor, size: tuple) -> torch.Tensor:
+    """The picture so far, (3, H, W) at the full size."""
+    p = param.detach()
+    if tuple(p.shape[-2:]) != tuple(size):
+        p = F.interpolate(p, size=size, mode="bicubic", align_corners=False)
+    return torch.sigmoid(p)[0]
+
+
+def _smooth_noise(shape: tuple, scale: int, seed: int) -> torch.Tensor:
+    """Gaussian noise drawn at 1/`scale` of the size and enlarged bicubically: blotches, not specks."""
+    gen = torch.Generator().manual_seed(seed)
+    h, w = shape[-2:]
+    small = torch.randn(shape[0], shape[1], max(2, h // scale), max(2, w // scale), generator=gen)
+    return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False) if scale > 1 else small
 
 
 def load_image(path: str | Path, size: int | None) -> torch.Tensor:

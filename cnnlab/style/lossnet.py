@@ -31,6 +31,9 @@ class LossNet(nn.Module):
     style: list[str]
     lr = 0.05  # Adam's step in logit space (cnnlab/style/gatys.py): what suits VGG's features
     start_noise = 0.0  # std of the noise added (in logit space) to a start from the content image
+    noise_scale = 1    # that noise drawn at 1/noise_scale of the size, enlarged smoothly
+    stages, stage_share = (1,), (1.0,)  # coarse to fine (cnnlab/style/gatys.py): image-side divisors, step shares
+    content_gain = tv_gain = 1.0        # what this network multiplies the caller's content and TV weights by
 
     def style_loss(self, g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """How far Gram matrix `g` is from the style's: the mean squared difference (Gatys et al.)."""
@@ -144,8 +147,8 @@ class RunLoss(LossNet):
 
 
 class RandomLoss(LossNet):
-    """Random filters on a five-level image pyramid (after Ustyuzhaninov, Brendel, Gatys & Bethge 2017): at
-    full, 1/2, 1/4, 1/8 and 1/16 resolution (binomial blur and subsample; a level under 8 px is skipped), 96
+    """Random filters on a four-level image pyramid (after Ustyuzhaninov, Brendel, Gatys & Bethge 2017): at
+    full, 1/2, 1/4 and 1/8 resolution (binomial blur and subsample; a level under 8 px is skipped), 96
     zero-mean unit-norm random filters per level, 3x3 to 7x7, each followed by ReLU. Scales come from the
     pyramid rather than from large kernels: 23x23 filters at full size cost ~30x more for the same reach.
 
@@ -162,8 +165,14 @@ class RandomLoss(LossNet):
     CONTENT_LEVEL = 2   # 1/4 resolution: 32x32 for the page's 128 px
     lr = 0.3            # Adam, in logit space: 0.15 reached movement 0.38-0.64, 0.3 0.44-0.69 in 60 steps
     start_noise = 3.0   # logit-space std; 1.0 left flat patches flat (movement 0.13-0.43), 4.0 lost the layout
+    # against speckle (docs/style/speckle.md; the page's 128 px, 60 steps): noise drawn at 1/4 size, 15 steps at
+    # 32 px, 15 at 64, 30 at 128; TV x100 and content x0.3 of the caller's weights; four levels, not five (the
+    # 1/16 level's Grams held the layout's large shapes, so stripes moved 0.25 of the way, against 0.54)
+    noise_scale = 4
+    stages, stage_share = (4, 2, 1), (0.25, 0.25, 0.5)
+    content_gain, tv_gain = 0.3, 100.0
 
-    def __init__(self, seed: int = 0, filters: int | tuple = 96, kernels=(3, 5, 7, 5, 3), levels: int = 5,
+    def __init__(self, seed: int = 0, filters: int | tuple = 96, kernels=(3, 5, 7, 5, 3), levels: int = 4,
                  min_side: int = 8):
         super().__init__((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
         gen = torch.Generator().manual_seed(seed)
@@ -177,19 +186,20 @@ class RandomLoss(LossNet):
             weight = weight - weight.mean(dim=(1, 2, 3), keepdim=True)  # zero-mean: edges, not brightness
             conv.weight.data = weight / weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
             self.convs.append(conv)
-        self.style = [f"level{i}" for i in range(levels)]
+        self.levels = [f"level{i}" for i in range(levels)]
+        self.style = list(self.levels)
         self.content = "content"
         self.requires_grad_(False).eval()
 
     def forward(self, x):
         x = self.prepare(x)
         out = {}
-        for name, conv in zip(self.style, self.convs):
+        for name, conv in zip(self.levels, self.convs):
             if min(x.shape[-2:]) < self.min_side:
                 break
             out[name] = F.relu(conv(x))
             x = _half(x)
-        kept = [k for k in self.style if k in out]
+        kept = [k for k in self.levels if k in out]
         level = out[kept[min(self.CONTENT_LEVEL, len(kept) - 1)]]
         out["content"] = level - level.mean(dim=(2, 3), keepdim=True)
         return out

@@ -71,3 +71,13 @@ def texture_movement(content: torch.Tensor, output: torch.Tensor, style: torch.T
     """How far `output` moved from `content`'s texture toward `style`'s: 0 none, 1 all the way."""
     before = texture_distance(content, style, wavelengths)
     return (before - texture_distance(output, style, wavelengths)) / before
+
+
+def noise_energy(image: torch.Tensor) -> float:
+    """Pixel-scale noise: the mean squared difference between an image ((3, H, W) in [0, 1]) and its 3x3 median
+    filter. A median keeps edges, lines wider than a pixel and smooth shading, and removes isolated specks, so
+    what is left is speckle (and the corners of fine detail). Neither loss network uses it; compare an output's
+    with the style image's own (a style of fine dots has some; flat stripes almost none)."""
+    x = F.pad(image.float()[:, None], (1, 1, 1, 1), mode="reflect")          # (3, 1, H+2, W+2)
+    median = F.unfold(x, 3).median(dim=1).values.view(image.shape)             # (3, H*W) -> (3, H, W)
+    return float(((image.float() - median) ** 2).mean())

@@ -97,7 +97,7 @@ class Store:
                      created_at: str | None = None) -> None:
         model = config["model"] if isinstance(config["model"], str) else summary.get("name")
         row = {"id": run_dir.name, "path": str(run_dir.resolve()), "name": config.get("name"), "model": model,
-               "data": data_name, "status": "running", "pid": os.getpid(),
+               "data": _data_name(data_name, config), "status": "running", "pid": os.getpid(),
                "created_at": created_at or time.strftime("%Y-%m-%dT%H:%M:%S"),
                "epochs": config["epochs"], "epochs_completed": 0, "params": summary.get("params_trainable"),
                "macs": summary.get("macs"), "config": json.dumps(config)}
@@ -215,3 +215,11 @@ class StoreListener(Listener):
 
     def on_result(self, result, event) -> None:
         self._safely(lambda: self.store.record_result(Path(event.run).name, result))
+
+
+def _data_name(data_name: str, config: dict) -> str:
+    """An image folder's run shows its folder's name (mnist-sample), not "imagefolder" nor the whole path."""
+    data = config.get("data") or {}
+    if data_name == "imagefolder" or "/" in str(data_name) or "\\" in str(data_name):
+        return Path(str(data.get("root") or data.get("name") or data_name).rstrip("/\\")).name or str(data_name)
+    return data_name

@@ -27,6 +27,30 @@ from .optim import Plateau, apply_constraints, group_lr, lr_factor, make_optimiz
 
 
 BATCH_EVENT_INTERVAL = 0.2  # seconds between batch_end events
+# batch_end's images/s is over the last batches that trained for this long, across epochs: one batch's figure
+# fell from ~3,600 to ~160 at each epoch's first batch (course-net on the digit sample in the page, issue 36)
+THROUGHPUT_WINDOW = 2.0  # seconds
+
+
+class Throughput:
+    """Images per second over the last `window` seconds of training batches (at least the last batch): a
+    figure that a slow batch (an epoch's first) moves a little, not to a tenth."""
+
+    def __init__(self, window: float):
+        self.window, self.batches = window, []  # [(images, seconds)], newest last
+
+    def add(self, images: int, seconds: float) -> None:
+        self.batches.append((images, seconds))
+        total = 0.0
+        for i in range(len(self.batches) - 1, -1, -1):
+            total += self.batches[i][1]
+            if total >= self.window:
+                del self.batches[:i]
+                break
+
+    def rate(self) -> float | None:
+        seconds = sum(s for _, s in self.batches)
+        return sum(n for n, _ in self.batches) / seconds if seconds > 0 else None
 
 
 class Diverged(UserError):
@@ -157,6 +181,7 @@ class Trainer:
         self.augmenter, self.placement = augmenter, placement
         self.events = events if events is not None else Emitter()
         self._last_batch_event = 0.0
+        self.throughput = Throughput(THROUGHPUT_WINDOW)
         self.should_stop = should_stop  # asked after every batch
         self.epochs = config.epochs
         self.batch_size = config.batch_size
@@ -258,8 +283,9 @@ class Trainer:
     def running_stats(self) -> dict:
         seen = max(self._seen, 1)
         elapsed = max(time.perf_counter() - self._epoch_start, 1e-9)
+        rate = self.throughput.rate()
         return {"loss": float(self._loss_sum) / seen, "acc": float(self._correct) / seen,
-                "img_per_s": self._seen / elapsed}
+                "img_per_s": rate if rate is not None else self._seen / elapsed}
 
     def _train_epoch(self) -> dict:
         model, placement, cfg = self.forward_model, self.placement, self.config
@@ -278,7 +304,7 @@ class Trainer:
         self._loss_sum = torch.zeros((), device=placement.device)
         self._correct = torch.zeros((), device=placement.device, dtype=torch.long)
         self._seen = 0
-        self._epoch_start = time.perf_counter()
+        self._epoch_start = batch_started = time.perf_counter()
         lr = self.current_lr(self.epoch)
         images = self._training_images(self.epoch)
         resize = self._batch_resizer(self.epoch)
@@ -311,6 +337,9 @@ class Trainer:
             self._loss_sum += loss * (1 if reduction == "sum" else len(yb))
             self._correct += correct
             self._seen += len(yb)
+            now = time.perf_counter()
+            self.throughput.add(len(yb), now - batch_started)
+            batch_started = now
             self._tell_batch()
             faults.hit("batch")
             if self._stop_now():

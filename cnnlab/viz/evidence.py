@@ -247,20 +247,22 @@ def _infos(trained: TrainedModel) -> list[LayerInfo]:
 # ------------------------------------------------------------------ class evidence
 
 def _cam_layer(infos: list[LayerInfo]) -> int | None:
-    """The map Grad-CAM reads: the last conv (or block) layer's output, after the elementwise layers that
-    follow it (its activation, batchnorm) — the last map before pooling or the classifier."""
+    """The map Grad-CAM reads: the deepest layer whose output is still a spatial map (pooling included), at or
+    after the last conv. Before a max-pool only the pool's winners get a gradient, so a map taken there is a
+    regular grid of dots (the assignment's conv-relu-maxpool net: every 2x2 block one dot); after it every
+    position has one, and the coarse map upsampled smoothly reads as a region."""
     last = max((k for k, i in enumerate(infos) if i.kind in CONV_KINDS and len(i.out_shape) == 3), default=None)
     if last is None:
         return None
-    while last + 1 < len(infos) and infos[last + 1].out_shape == infos[last].out_shape \
-            and infos[last + 1].kind not in CONV_KINDS:
+    while last + 1 < len(infos) and len(infos[last + 1].out_shape) == 3 and infos[last + 1].out_shape[1] * \
+            infos[last + 1].out_shape[2] > 1:
         last += 1
     return last
 
 
 def saliency_and_cam(trained: TrainedModel, image: torch.Tensor, class_index: int) -> dict:
     """For a uint8 (C, H, W) image and a class: the saliency |d score / d pixel| (max over colour channels,
-    H x W) and Grad-CAM on the last conv map (upsampled to H x W), both as float arrays. The same weights,
+    H x W) and Grad-CAM on the deepest spatial map (`_cam_layer`, upsampled to H x W), both as float arrays. The same weights,
     normalisation and float32 as `probabilities`.
 
     The score is the class's log-probability, not its logit: what makes the network say 7 *rather than the
@@ -294,8 +296,9 @@ def saliency_and_cam(trained: TrainedModel, image: torch.Tensor, class_index: in
     if position is not None:
         act, grad = captured[0][0].detach().float(), grads[1][0].float()
         cam = (grad.clamp_min(0) * act).sum(0).clamp_min(0)
-        cam = torch.nn.functional.interpolate(cam[None, None], size=image.shape[1:], mode="bilinear",
-                                              align_corners=False)[0, 0]
+        # bicubic from a 7x7 or 14x14 map: a smooth hill over the region, not blocks (clamped: bicubic overshoots)
+        cam = torch.nn.functional.interpolate(cam[None, None], size=image.shape[1:], mode="bicubic",
+                                              align_corners=False)[0, 0].clamp_min(0)
         result.update(cam=cam.cpu().numpy(), cam_layer=f"{infos[position].index} {infos[position].desc}")
     return result
 

@@ -117,6 +117,15 @@ def _rescue_section(run: Run) -> str:
             f"{''.join(rows)}</table></section>")
 
 
+def _fact(value) -> str:
+    """A fact as a person reads it: 0.9619 (not 0.9619238476953907), 12.3 s, 1,234,567 parameters."""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
 def render_html(run: Run, figs: dict) -> str:
     from ..diagnose.facts import diagnose_run
     from ..diagnose.lint import lint
@@ -131,7 +140,7 @@ def render_html(run: Run, figs: dict) -> str:
              ("trainable parameters", result.get("params_trainable")), ("MACs per image", result.get("macs")),
              ("wall time (s)", result.get("wall_time_s")), ("device", result.get("device")),
              ("git commit", result.get("git_commit"))]
-    rows = "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in facts if v is not None)
+    rows = "".join(f"<tr><td>{e(k)}</td><td>{e(_fact(v))}</td></tr>" for k, v in facts if v is not None)
     per_class = "".join(
         f"<tr><td>{e(name)}</td><td>{s['support']}</td><td>{s['recall']:.3f}</td><td>{s['precision']:.3f}</td></tr>"
         for name, s in zip(figs["classes"], figs["per_class"]))

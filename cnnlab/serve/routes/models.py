@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...version import __version__
-from ...app import datasets, models
+from ...app import datasets, lifecycle, models
 from ...app.config import config_defaults, layer_schema
 from ...app.limits import MAX_JSON_DEPTH, json_depth
 from ...errors import UserError
-from ..bodies import CheckRequest, FixRequest, ModelRequest, TextRequest
+from ..bodies import CheckRequest, FixRequest, ModelRequest, RunRequest, TextRequest
 from ..state import heavy, state
 
 router = APIRouter(prefix="/api")
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api")
 async def info(request: Request) -> dict:
     s = state(request)
     return {"version": __version__, "datasets": datasets.names(), "present": datasets.present(s.data_dir),
-            "folders": datasets.folders(s.data_dir),
+            "folders": datasets.folders(s.data_dir), "labels": datasets.LABELS,
             "models": [m["name"] for m in models.models()], "templates": models.templates(),
             "layer_schema": layer_schema(), "config_defaults": config_defaults()}
 
@@ -55,6 +55,14 @@ async def model_yaml(body: ModelRequest, request: Request) -> dict:
 @router.post("/model/parse")
 async def model_parse(body: TextRequest, request: Request) -> dict:
     return await heavy(request, models.parse_layers, body.text, "uploaded model", body.data, state(request).data_dir)
+
+
+@router.post("/plan")
+async def plan(body: RunRequest, request: Request) -> dict:
+    """What this config will train, on what, with what augmentation (and a strip of what the run will see)."""
+    data_dir = state(request).data_dir
+    cfg = await heavy(request, lifecycle.checked, body.config, data_dir)
+    return await heavy(request, datasets.plan, cfg, body.config.get("augment", "auto"), data_dir)
 
 
 @router.get("/augment-strip", responses={200: {"content": {"image/png": {}}}})

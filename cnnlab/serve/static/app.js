@@ -37,12 +37,22 @@ function show(page) {
   document.querySelectorAll(".page").forEach((p) => p.classList.toggle("active", p.id === `page-${page}`));
   if (page === "runs") loadRuns();
   if (page === "see") loadSeeRuns();
-  if (page === "train") $("#augment-strip").src = `/api/augment-strip?data=${encodeURIComponent(dataName())}` +
-    `&config=${encodeURIComponent(JSON.stringify({}))}`;
+  if (page === "train") planRun();
 }
 
 // ------------------------------------------------------------------ Build
-const dataName = () => $("#data-path").value.trim() || $("#data").value;
+// one data choice: a built-in set, an image folder on this machine, or "your folder" (a path typed in)
+const YOUR_FOLDER = "(your folder)";
+const dataName = () => ($("#data").value === YOUR_FOLDER ? $("#data-path").value.trim() : $("#data").value);
+function setData(value) {  // a name or a folder path; a path not in the menu is "your folder ..."
+  const known = [...$("#data").options].some((o) => o.value === value && o.value !== YOUR_FOLDER);
+  $("#data").value = known ? value : YOUR_FOLDER;
+  $("#data-path").value = known ? "" : value;
+  $("#data-path-label").hidden = known;
+  if ($("#start-folder")) $("#start-folder").value = known ? "" : value;
+  markData();
+  recheck();
+}
 
 function layerSpec() {
   return state.layers.map(({ kind, args }) => (Object.keys(args).length ? { [kind]: args } : kind));
@@ -87,11 +97,10 @@ function argInput(kind, name, prop, value, onchange) {
     if (value !== undefined) input.value = typeof value === "object" ? JSON.stringify(value) : String(value);
   }
   input.dataset.arg = name;
-  input.addEventListener("change", () => {
-    const v = input.type === "checkbox" ? input.checked : input.tagName === "SELECT" ? (input.value || undefined)
-      : parseValue(input.value);
-    onchange(v);
-  });
+  const read = () => onchange(input.type === "checkbox" ? input.checked : input.tagName === "SELECT" ?
+    (input.value || undefined) : parseValue(input.value));
+  input.addEventListener("change", read);
+  if (input.type === "text") input.addEventListener("input", read);  // applied as you type (recheck waits 300 ms)
   return el("label", {}, name, input);
 }
 
@@ -116,6 +125,7 @@ function renderLayers(changed = []) {
       NESTED.includes(name) ? el("span", { class: "nested" }, nestedText(name, layer.args[name]))
         : argInput(layer.kind, name, prop, layer.args[name], (v) => {
           if (v === undefined) delete layer.args[name]; else layer.args[name] = v;
+          editedLayers();
           recheck();
         }));
     list.append(el("li", { "data-index": i + 1, class: changed.includes(String(i + 1)) ? "changed" : null },
@@ -125,9 +135,46 @@ function renderLayers(changed = []) {
       el("span", { class: "args" }, args),
       el("span", { class: "shape" }, ""),
       el("span", { class: "params" }, ""),
-      el("button", { class: "remove", title: "remove", onclick: () => { state.layers.splice(i, 1); renderLayers(); recheck(); } }, "×")));
+      el("button", { class: "remove", title: "remove", onclick: () => { state.layers.splice(i, 1); renderLayers(); nameModel(); recheck(); } }, "×")));
   });
   paintCheck();
+}
+
+// an edit in place: what a fix or a prescription changed is no longer news, and the name follows the layers
+function editedLayers() {
+  state.changed = [];
+  $("#fix-note").textContent = "";
+  document.querySelectorAll("#layers li.changed").forEach((li) => li.classList.remove("changed"));
+  nameModel();
+}
+
+// a model's name says how it differs from the template it started from, so Runs and Compare tell runs apart:
+// course-net-5f (its convs' filters), course-net-6layers, or the first differing argument (course-net-rate0.4)
+function variantName() {
+  const t = state.template;
+  if (!t) return null;
+  const now = layerSpec();
+  if (JSON.stringify(now) === JSON.stringify(t.layers)) return t.name;
+  const was = fromSpec(t.layers);
+  const filters = (ls) => ls.filter((l) => l.kind === "conv").map((l) => l.args.filters);
+  const a = filters(was), b = filters(state.layers);
+  if (b.length && JSON.stringify(a) !== JSON.stringify(b)) return `${t.name}-${b.join("-")}f`;
+  if (was.length !== state.layers.length) return `${t.name}-${state.layers.length}layers`;
+  for (let i = 0; i < was.length; i++) {
+    const x = was[i], y = state.layers[i];
+    if (x.kind !== y.kind) return `${t.name}-${i + 1}${y.kind}`;
+    for (const key of new Set([...Object.keys(x.args), ...Object.keys(y.args)])) {
+      if (JSON.stringify(x.args[key]) !== JSON.stringify(y.args[key])) {
+        return `${t.name}-${key}${String(y.args[key] ?? "default").replace(/[^A-Za-z0-9.+-]+/g, "")}`;
+      }
+    }
+  }
+  return `${t.name}-edited`;
+}
+
+function nameModel() {  // unless the user named the model themselves
+  const name = variantName();
+  if (name && !state.namedByUser) $("#model-name").value = name;
 }
 
 let checkTimer = null;
@@ -143,7 +190,8 @@ function recheck() {
       state.checkError = e.message;
     }
     paintCheck();
-  }, 120);
+    if ($("#page-train").classList.contains("active")) planRun();
+  }, 300);  // 300 ms after the last keystroke: typing "64" checks once
 }
 
 function paintCheck() {
@@ -223,6 +271,8 @@ async function loadTemplate(name) {
   try {
     const t = await api(`/api/templates/${encodeURIComponent(name)}?data=${encodeURIComponent(dataName())}`);
     state.layers = fromSpec(t.layers);
+    state.template = { name, layers: layerSpec() };
+    state.namedByUser = false;
     $("#model-name").value = name;
     $("#template").value = name;  // the menu says what is loaded
     $("#start-network").value = name;
@@ -248,25 +298,33 @@ async function initBuild() {
       if (required.includes("layers")) args.layers = ["relu"];
       if (required.includes("branches")) args.branches = [["relu"], []];
       state.layers.push({ kind, args });
-      renderLayers(); recheck();
+      renderLayers(); nameModel(); recheck();
     } }, `+ ${kind}`));
   }
   const datasets = info.present.length ? info.present : info.datasets;
-  $("#data").replaceChildren(...datasets.map((d) => el("option", { value: d }, d)));
-  $("#data").addEventListener("change", () => { recheck(); });
-  $("#data-path").addEventListener("change", () => { recheck(); });
+  $("#data").replaceChildren(...(info.folders || []).map((f) => el("option", { value: f.path }, f.label)),
+    ...datasets.map((d) => el("option", { value: d }, info.labels[d] || d)),
+    el("option", { value: YOUR_FOLDER }, "your folder of images ..."));
+  // the digit sample first where the data folder has it: it trains in seconds and is what See draws on
+  const sample = (info.folders || []).find((f) => f.name === "mnist-sample") || (info.folders || [])[0];
+  $("#data").value = sample ? sample.path : datasets[0];
+  $("#data").addEventListener("change", () => {
+    $("#data-path-label").hidden = $("#data").value !== YOUR_FOLDER;
+    markData(); recheck();
+  });
+  $("#data-path").addEventListener("input", () => { markData(); recheck(); });
   $("#template").replaceChildren(el("option", { value: "" }, "(your own layers)"),
     ...info.templates.map((t) => el("option", { value: t }, t)),
     ...info.models.map((m) => el("option", { value: m }, `${m} (named architecture)`)));
   $("#template").addEventListener("change", (e) => e.target.value && loadTemplate(e.target.value));
-  $("#model-name").addEventListener("change", recheck);
+  $("#model-name").addEventListener("change", () => { state.namedByUser = $("#model-name").value.trim() !== ""; recheck(); });
   Sortable.create($("#layers"), { handle: ".handle", animation: 120, onEnd: (evt) => {
     const [moved] = state.layers.splice(evt.oldIndex, 1);
     state.layers.splice(evt.newIndex, 0, moved);
-    renderLayers(); recheck();
+    renderLayers(); nameModel(); recheck();
   } });
   $("#download-yaml").addEventListener("click", async () => {
-    const { yaml } = await api("/api/model/yaml", { model: { layers: layerSpec() }, name: $("#model-name").value || "model", data: $("#data").value });
+    const { yaml } = await api("/api/model/yaml", { model: { layers: layerSpec() }, name: $("#model-name").value || "model", data: dataName() });
     const a = el("a", { href: URL.createObjectURL(new Blob([yaml], { type: "text/yaml" })), download: `${$("#model-name").value || "model"}.yaml` });
     document.body.append(a); a.click(); a.remove();
   });
@@ -274,8 +332,9 @@ async function initBuild() {
     const file = e.target.files[0];
     if (!file) return;
     try {
-      const model = await api("/api/model/parse", { text: await file.text(), data: $("#data").value });
+      const model = await api("/api/model/parse", { text: await file.text(), data: dataName() });
       state.layers = fromSpec(model.layers);
+      state.template = { name: model.name, layers: layerSpec() };
       $("#model-name").value = model.name;
       $("#template").value = "";  // the menu says what is loaded: the user's own file
       renderLayers(); recheck();
@@ -287,7 +346,7 @@ async function initBuild() {
 // ------------------------------------------------------------------ Train
 let charts = null;
 function makeCharts() {
-  const opts = (title, label) => ({ title, width: 520, height: 260, scales: { x: { time: false } },
+  const opts = (title, label) => ({ title, width: chartWidth($("#chart-loss")), height: 260, scales: { x: { time: false } },
     axes: [{ label: "epoch" }, { label }],
     series: [{}, { label: "train (running, per batch)", stroke: "#9fb7e8", points: { show: false }, spanGaps: true },
       { label: "train (epoch)", stroke: "#2b6cde", width: 2, spanGaps: true, points: { show: true, size: 6 } },
@@ -297,6 +356,46 @@ function makeCharts() {
   charts = { loss: new uPlot(opts("Loss", "loss"), data(), $("#chart-loss")),
     acc: new uPlot(opts("Accuracy", "accuracy"), data(), $("#chart-acc")), points: { loss: data(), acc: data() } };
 }
+
+// a chart as wide as its box (the box is half the page on a wide screen, all of it on a narrow one)
+function chartWidth(box) {
+  const width = box.parentElement.clientWidth;
+  return Math.max(240, Math.floor(width >= 900 ? (width - 16) / 2 - 12 : width - 12));
+}
+window.addEventListener("resize", () => {
+  if (!charts) return;
+  for (const key of ["loss", "acc"]) charts[key].setSize({ width: chartWidth($("#chart-loss")), height: 260 });
+});
+
+// what the next run will train, on what, with which augmentation, and a strip of what it will see: the server
+// resolves the config as the run will (`auto` is no augmentation in a short run), so the page never guesses
+let planTimer = null, planAsked = 0;
+function planRun() {
+  clearTimeout(planTimer);
+  planTimer = setTimeout(async () => {
+    const asked = ++planAsked;
+    const box = $("#train-plan"), strip = $("#augment-strip");
+    try {
+      const p = await api("/api/plan", { config: trainConfig() });
+      if (asked !== planAsked) return;
+      const t = state.check && state.check.totals;
+      box.replaceChildren(el("div", {}, "This run trains ", el("b", { id: "plan-model" }, p.model),
+        ` (${state.layers.length} layers${t ? `, ${fmt(t.params)} parameters` : ""}) on `, el("b", { id: "plan-data" }, p.data),
+        ` for ${p.epochs} epoch${p.epochs === 1 ? "" : "s"}, batch ${p.batch_size}.`),
+        el("div", { id: "plan-augment" }, `Augmentation: ${p.augment}.`),
+        ...(p.strip_error ? [el("div", { class: "error" }, `The data cannot be read: ${p.strip_error}`)] : []));
+      strip.hidden = !p.strip;
+      if (p.strip) strip.src = p.strip;
+      strip.title = p.strip ? "training images as this run will see them" : "";
+    } catch (e) {
+      if (asked !== planAsked) return;
+      strip.hidden = true;
+      box.replaceChildren(el("div", { class: "error" }, e.message));
+    }
+  }, 250);
+}
+$("#train-form").addEventListener("input", planRun);
+$("#train-form").addEventListener("change", planRun);
 
 function plotPoint(x, values) {  // values: {loss: [running, train, eval], acc: [...]}
   for (const key of ["loss", "acc"]) {
@@ -509,7 +608,7 @@ $("#compare-button").addEventListener("click", async () => {
     data.push(xs.map((x) => { const r = rows[x - 1]; return r ? (r.val_acc ?? r.test_acc ?? null) : null; }));
   });
   $("#chart-compare").replaceChildren();
-  new uPlot({ title: "val/test accuracy by epoch", width: 620, height: 300, scales: { x: { time: false } }, series }, data, $("#chart-compare"));
+  new uPlot({ title: "val/test accuracy by epoch", width: Math.min(620, $("#compare").clientWidth - 12), height: 300, scales: { x: { time: false } }, series }, data, $("#chart-compare"));
   // the model is compared layer by layer below, not as one long JSON string
   const keys = Object.keys(c.differ).filter((k) => !(k === "model" && Object.keys(c.model_diff || {}).length));
   $("#compare-diff").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "config key that differs"), ...ids.map((i) => el("th", {}, i)))),
@@ -542,8 +641,6 @@ setInterval(() => {
 // ------------------------------------------------------------------ Start
 // the first view: a data set, a starting network, a one-minute run, a look inside; each step sets what the
 // later pages use (Build's data and layers, Train's settings), so every page after it starts somewhere
-const DATA_NAMES = { mnist: "Digits (MNIST)", "fashion-mnist": "Fashion-MNIST (clothes)", cifar10: "CIFAR-10 (photos)",
-  cifar100: "CIFAR-100 (photos, 100 classes)", "mnist-sample": "Digit sample (real MNIST digits)" };
 const NETWORK_ABOUT = { "course-net": "conv-relu-maxpool twice, flatten, dense: small, trains in a minute on a CPU",
   "keras-cifar10": "the classic Keras CIFAR-10 model: six convs with batchnorm and dropout, a dense head" };
 
@@ -552,12 +649,12 @@ function initStart() {
   const names = [...info.present, ...info.datasets.filter((d) => !info.present.includes(d))];
   $("#start-data").replaceChildren(
     // image folders in the server's data folder first: the digit sample trains in seconds and is drawn on in See
-    ...(info.folders || []).map((f) => el("button", { "data-data": f.path, onclick: () => pickFolder(f.path) },
-      DATA_NAMES[f.name] || f.name, el("small", {}, `a folder on this machine, ${f.classes} classes`))),
+    ...(info.folders || []).map((f) => el("button", { "data-data": f.path, onclick: () => pickData(f.path) },
+      f.label, el("small", {}, `a folder on this machine, ${f.classes} classes`))),
     ...names.map((d) => el("button", { "data-data": d, onclick: () => pickData(d) },
-      DATA_NAMES[d] || d, el("small", {}, info.present.includes(d) ? "on this machine" : "downloaded on first use"))));
+      info.labels[d] || d, el("small", {}, info.present.includes(d) ? "on this machine" : "downloaded on first use"))));
   markData();
-  $("#start-folder").addEventListener("change", () => { $("#data-path").value = $("#start-folder").value.trim(); markData(); recheck(); });
+  $("#start-folder").addEventListener("change", () => setData($("#start-folder").value.trim()));
   $("#start-network").replaceChildren(...[...$("#template").options].filter((o) => o.value).map((o) => el("option", { value: o.value }, o.textContent)));
   $("#start-network").value = $("#template").value;
   aboutNetwork();
@@ -573,11 +670,10 @@ function initStart() {
 }
 
 function pickData(name) {  // Build's data menu lists what is on this machine; a set picked here joins it
-  if (![...$("#data").options].some((o) => o.value === name)) $("#data").append(el("option", { value: name }, name));
-  $("#data").value = name;
-  $("#data-path").value = $("#start-folder").value = "";
-  markData();
-  recheck();
+  if (![...$("#data").options].some((o) => o.value === name)) {
+    $("#data").insertBefore(el("option", { value: name }, state.info.labels[name] || name), $("#data").lastChild);
+  }
+  setData(name);
 }
 
 // Your own photos: a zip sent as it is (application/zip), or a folder on this machine; the ingestion report and
@@ -599,16 +695,10 @@ async function checkPhotos(pending) {
     const found = await pending;
     $("#start-ingest").textContent = found.ingest_text;
     $("#start-doctor").textContent = found.doctor_text;
-    if (found.unpacked) pickFolder(found.unpacked.root);
+    if (found.unpacked) setData(found.unpacked.root);
   } catch (e) {
     $("#start-ingest").textContent = `refused: ${e.message}`;
   }
-}
-
-function pickFolder(path) {
-  $("#data-path").value = $("#start-folder").value = path;
-  markData();
-  recheck();
 }
 
 function markData() {

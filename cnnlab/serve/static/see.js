@@ -26,17 +26,18 @@ function stroke(e) {
   see.strokeAt = performance.now();  // the clock for "last stroke to everything painted"
   clearTimeout(seeTimer); seeTimer = setTimeout(seeCanvas, 150);  // probabilities update as you draw
 }
-$("#clear-canvas").addEventListener("click", () => { clearCanvas(); clearSee(); });
+$("#clear-canvas").addEventListener("click", () => { clearCanvas(); clearSee(); caption("Draw a digit, or show a test image."); });
+const caption = (text) => { $("#canvas-caption").textContent = text; };
 $("#upload-image").addEventListener("change", (e) => {
   const file = e.target.files[0];
   if (!file) return;
   const reader = new FileReader();
-  reader.onload = () => seeImage({ image: reader.result });
+  reader.onload = () => seeImage({ image: reader.result }, null, `uploaded: ${file.name}`);
   reader.onerror = () => { clearSee(); $("#topk").textContent = `cannot read ${file.name}`; };
   reader.readAsDataURL(file);
 });
 $("#show-test").addEventListener("click", () => seeImage({ test_index: +$("#test-index").value }));
-const seeCanvas = () => seeImage({ image: canvas.toDataURL("image/png") }, see.strokeAt);
+const seeCanvas = () => seeImage({ image: canvas.toDataURL("image/png") }, see.strokeAt, "your drawing");
 
 async function loadSeeRuns() {
   const rows = (await api("/api/runs")).filter((r) => r.status === "finished");
@@ -53,7 +54,15 @@ function clearSee() {  // nothing stale stays on screen: top-5, maps, links, uni
   delete $("#page-see").dataset.paintMs;
 }
 
-async function seeImage(body, strokeAt = null) {
+// the canvas always shows what is being classified: a test image or an upload is painted on it (at the
+// network's own resolution, enlarged), so drawing on afterwards draws over that image
+function paintOnCanvas(src) {
+  const img = new Image();
+  img.onload = () => { clearCanvas(); ctx.imageSmoothingEnabled = false; ctx.drawImage(img, 0, 0, canvas.width, canvas.height); };
+  img.src = src;
+}
+
+async function seeImage(body, strokeAt = null, what = null) {
   const run = $("#see-run").value;
   if (!run) { clearSee(); $("#topk").textContent = "Train a model first (or pick a finished run)."; return; }
   const seq = ++see.seq;
@@ -61,9 +70,17 @@ async function seeImage(body, strokeAt = null) {
     const seen = await api(`/api/runs/${encodeURIComponent(run)}/see`, body);
     if (seq !== see.seq) return;  // a newer stroke (or Clear) came since: this answer is stale
     Object.assign(see, { seen, body, run });
+    if (body.test_index !== undefined) {
+      paintOnCanvas(seen.input);
+      caption(`test image #${body.test_index}, labelled ${seen.label}; the network says ${seen.top[0].class}`);
+    } else if (strokeAt === null) {
+      paintOnCanvas(seen.input);
+      caption(what || "your image");
+    } else caption(`${what}: the network says ${seen.top[0].class}`);
     paintTop(seen);
     paintNet(seen);
     $("#evidence").replaceChildren();
+    see.evidence = null;
     await Promise.all([...document.querySelectorAll("#activations img")].map((i) => i.decode().catch(() => {})));
     await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
     if (seq !== see.seq) return;
@@ -120,6 +137,17 @@ function paintNet(seen) {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.id = "links";
   $("#activations").replaceChildren(input, ...columns, svg);
+  sizeUnits(seen);
+}
+
+// maps as large as the row allows: the map columns (two units wide) share what the vector columns and the
+// gaps leave, between 40 px (a narrow window wraps the columns instead) and 88 px
+function sizeUnits(seen) {
+  const host = $("#activations");
+  const maps = seen.layers.filter((l) => l.channels).length, vectors = seen.layers.length - maps;
+  const free = host.clientWidth - 110 - vectors * 142 - (maps + vectors) * 22;
+  const unit = Math.max(40, Math.min(88, Math.floor((free / Math.max(maps, 1) - 16) / 2)));
+  host.style.setProperty("--unit", `${unit}px`);
 }
 
 async function openLayer(index) {  // every channel of a column: the first answer carries 32 a layer
@@ -217,9 +245,13 @@ function paintDetail(unit, box) {
       "a block of several paths: no single filter feeds it"),
     el("div", { class: "feeding" }, ...feeders));
 }
-window.addEventListener("resize", () => { if (see.unit) drawUnit(see.unit); });
+window.addEventListener("resize", () => {
+  if (see.seen) sizeUnits(see.seen);
+  if (see.unit) drawUnit(see.unit);
+});
 
 // ------------------------------------------------------------------ class evidence
+// which pixels made it say a class: saliency and Grad-CAM side by side, each with a sentence a student reads
 async function showEvidence(classIndex, kind) {
   const seq = see.seq;
   const box = $("#evidence");
@@ -227,12 +259,17 @@ async function showEvidence(classIndex, kind) {
   try {
     const ev = await api(`/api/runs/${encodeURIComponent(see.run)}/see/evidence`, { ...see.body, class_index: classIndex });
     if (seq !== see.seq) return;
-    const shown = kind === "gradcam" && !ev.gradcam ? "saliency" : kind;  // a model without conv layers
-    const caption = shown === "saliency" ? `saliency for ${ev.class}: the pixels whose change moves its score most` +
-      (shown !== kind ? " (Grad-CAM needs a conv layer; this model has none)" : "")
-      : `Grad-CAM for ${ev.class}: where layer ${ev.gradcam_layer} saw it (each position weighted by its own ` +
-        "positive gradient, as LayerCAM does: the channel-averaged weights of the original come out empty on nets this small)";
-    box.replaceChildren(el("img", { class: `overlay ${shown}`, src: ev[shown], alt: caption }),
-      el("div", { class: "name" }, caption));
+    const name = `“${ev.class}”`;
+    const figure = (shown, title, text) => el("figure", { class: shown === kind ? "asked" : null },
+      el("img", { class: `overlay ${shown}`, src: ev[shown], alt: `${title} for ${ev.class}` }),
+      el("figcaption", {}, el("b", {}, title), " ", text));
+    const layer = ev.gradcam_layer ? ev.gradcam_layer.split(" ")[0] : null;
+    box.replaceChildren(el("h3", {}, `Why ${name}?`),
+      el("div", { class: "pair" },
+        ev.gradcam ? figure("gradcam", "Grad-CAM:", `the regions that made the network say ${name}. Bright where the ` +
+          `last feature maps (layer ${layer}) found something that raised its score for ${name}, enlarged to the image.`)
+          : el("p", { class: "name" }, "Grad-CAM needs a conv layer; this model has none."),
+        figure("saliency", "Saliency:", `the pixels whose change would move the score for ${name} most. ` +
+          "Bright: a small change there matters.")));
   } catch (e) { if (seq === see.seq) box.textContent = e.message; }
 }

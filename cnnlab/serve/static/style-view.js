@@ -113,8 +113,9 @@ async function loadStyleNets() {
   const nets = await api("/api/style/nets");
   $("#style-nets").replaceChildren(...(nets.length ? nets.map((n) => el("button", {
     "data-net": n.name, disabled: n.error ? "" : null, title: n.error || "",
-    onclick: () => { styleView.chain.push(n.name); showChain(); } }, n.name,
-    el("small", {}, n.error || `style ${n.style || "?"}, ${n.steps ?? "?"} steps on ${n.images ?? "?"} photos, width ${n.width}`)))
+    onclick: () => { styleView.chain.push(n.name); showChain(); } }, n.bundled ? `${n.name} (comes with cnnlab)` : n.name,
+    el("small", {}, n.error || (n.bundled ? `style ${n.style.replace(/^bundled:/, "")}, trained on scenes made in code` :
+      `style ${n.style || "?"}, ${n.steps ?? "?"} steps on ${n.images ?? "?"} photos, width ${n.width}`))))
     : [el("p", { class: "about" }, "No style nets yet: train one with the command above.")]));
 }
 function showChain() {

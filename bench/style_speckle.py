@@ -1,0 +1,74 @@
+"""Style without speckle: the page's default Gatys run (128 px, 60 Adam steps, style weight 10, seed 0, the
+weight-free loss network) before and after the coarse-to-fine change (cnnlab/style/gatys.py, lossnet.py), on
+the page's three bundled styles and the gallery's two, judged by two statistics no loss network uses:
+
+- texture movement (cnnlab/style/texture.py: Gabor Gram matrices): 0 the content's texture kept, 1 the style's;
+- noise: the energy left after a 3x3 median filter (`noise_energy`), beside the style image's and the
+  content image's own.
+
+    python bench/style_speckle.py        # writes docs/style/speckle.{md,json} and speckle-gallery.png
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from cnnlab.app.style import PAGE_SIZE, PAGE_STEPS, bundled_style
+from cnnlab.style.gatys import stylise
+from cnnlab.style.lossnet import RandomLoss
+from cnnlab.style.texture import noise_energy, texture_movement
+from style_gallery import content_image, mosaic_image, waves_image
+from style_texture import gallery, machine, tensor
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "style"
+
+
+class RandomLossBefore(RandomLoss):
+    """The weight-free network as it was before this change: five levels, per-pixel start noise, one stage at
+    full size, the caller's content and TV weights as given."""
+    stages, stage_share, noise_scale = (1,), (1.0,), 1
+    content_gain = tv_gain = 1.0
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed, levels=5)
+
+
+def styles(size: int) -> dict[str, torch.Tensor]:
+    found = {name: bundled_style(name, size) for name in ("stripes", "cells", "dots")}
+    found.update(waves=tensor(waves_image(size)), mosaic=tensor(mosaic_image(size)))
+    return found
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    content = tensor(content_image(PAGE_SIZE))
+    rows, results = [[content, torch.ones_like(content), torch.ones_like(content)]], []
+    print("| style | movement before | movement after | noise before | noise after | style's noise | "
+          "content's noise | s before | s after |")
+    for name, style in styles(PAGE_SIZE).items():
+        entry = {"style": name, "style_noise": noise_energy(style), "content_noise": noise_energy(content)}
+        images = [style]
+        for label, net in (("before", RandomLossBefore(0)), ("after", RandomLoss(0))):
+            start = time.perf_counter()
+            image = stylise(net, content, style, PAGE_STEPS, 10.0, 1.0, 1e-3, "adam", 0).image
+            entry[label] = {"movement": texture_movement(content, image, style), "noise": noise_energy(image),
+                            "seconds": time.perf_counter() - start}
+            images.append(image)
+        rows.append(images)
+        results.append(entry)
+        print(f"| {name} | {entry['before']['movement']:.2f} | {entry['after']['movement']:.2f} | "
+              f"{entry['before']['noise'] * 1e4:.1f} | {entry['after']['noise'] * 1e4:.1f} | "
+              f"{entry['style_noise'] * 1e4:.2f} | {entry['content_noise'] * 1e4:.2f} | "
+              f"{entry['before']['seconds']:.0f} | {entry['after']['seconds']:.0f} |", flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "speckle.json").write_text(json.dumps({"size": PAGE_SIZE, "steps": PAGE_STEPS, "machine": machine(),
+                                                  "command": "python bench/style_speckle.py",
+                                                  "results": results}, indent=1) + "\n")
+    gallery(rows, OUT / "speckle-gallery.png")
+
+
+if __name__ == "__main__":
+    main()
