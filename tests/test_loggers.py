@@ -102,9 +102,7 @@ def test_a_stopped_run_is_killed_and_its_resume_continues_the_same_run(data_dir,
     assert resumed.info.run_id == stopped.info.run_id and resumed.info.status == "FINISHED"
     assert metric_steps(uri, resumed.info.run_id, "val_acc") == [1, 2, 3]
     assert json.loads((tmp_path / "run" / "wandb.json").read_text())["id"] == wandb_id  # the same W&B run
-    later = [r["epoch"] for path in sorted((tmp_path / "run" / "wandb").glob(f"offline-run-*-{wandb_id}"))
-             for r in wandb_records(path.parent, path.name)["history"]]
-    assert later == [1, 2, 3]
+    assert wandb_epochs(tmp_path / "run" / "wandb", wandb_id, until={1, 2, 3}) == {1, 2, 3}
 
 
 def test_sweep_trials_are_nested_under_one_parent_run(data_dir, tmp_path, monkeypatch):
@@ -194,6 +192,18 @@ def wandb_records(folder: Path, run: str = "offline-run-*", wait_s: float = 20) 
         out = _wandb_records(folder, run)
         if out["exit"] is not None or time.time() > deadline:
             return out
+        time.sleep(0.25)
+
+
+def wandb_epochs(folder: Path, run_id: str, until: set, wait_s: float = 20) -> set:
+    """The epochs logged under one W&B run id, over its offline folders (a resume within the same second writes
+    into the first one's), read until `until` is there or the time is up."""
+    deadline = time.time() + wait_s
+    while True:
+        seen = {r["epoch"] for path in folder.glob(f"offline-run-*-{run_id}")
+                for r in _wandb_records(folder, path.name)["history"] if "epoch" in r}
+        if seen >= until or time.time() > deadline:
+            return seen
         time.sleep(0.25)
 
 
