@@ -196,11 +196,11 @@ def wandb_records(folder: Path, run: str = "offline-run-*", wait_s: float = 20) 
 
 
 def wandb_epochs(folder: Path, run_id: str, until: set, wait_s: float = 20) -> set:
-    """The epochs logged under one W&B run id, over its offline folders (a resume within the same second writes
-    into the first one's), read until `until` is there or the time is up."""
+    """The epochs logged under one W&B run id, over its offline folders (a resume gets a folder of its own,
+    `...-ID-1` within the same second), read until `until` is there or the time is up."""
     deadline = time.time() + wait_s
     while True:
-        seen = {r["epoch"] for path in folder.glob(f"offline-run-*-{run_id}")
+        seen = {r["epoch"] for path in folder.glob(f"offline-run-*-{run_id}*")  # `-1` after a same-second resume
                 for r in _wandb_records(folder, path.name)["history"] if "epoch" in r}
         if seen >= until or time.time() > deadline:
             return seen
