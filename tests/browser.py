@@ -69,3 +69,15 @@ def draw_seven(page) -> None:
     for i in range(1, 18):
         page.mouse.move(x0 + 210 - i * 5, y0 + 60 + i * 11)
     page.mouse.up()
+
+
+def digit_sample_slice(sample: Path, data: Path, train: int, test: int) -> Path:
+    """The first `train` and `test` images a class of the shared digit sample, copied in its own layout to
+    data/mnist-sample (a page test's data folder)."""
+    for split, count in (("train", train), ("test", test)):
+        for digit in range(10):
+            target = data / "mnist-sample" / split / str(digit)
+            target.mkdir(parents=True)
+            for image in sorted((sample / split / str(digit)).glob("*.png"))[:count]:
+                shutil.copy(image, target / image.name)
+    return data

@@ -5,11 +5,10 @@ conv's outputs, fix what lint finds with one click, train on real digits, draw a
 to $CNNLAB_SCREENSHOTS (docs/screenshots/ holds docs/web-app.md's)."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
-from browser import browser_page, draw_seven, serving
+from browser import browser_page, digit_sample_slice, draw_seven, serving
 
 from conftest import SHARED
 
@@ -24,12 +23,7 @@ def course_server(tmp_path):
         pytest.skip(f"{SAMPLE} is missing (the shared data sets' digit sample)")
     from cnnlab.serve.app import create_app
     data = tmp_path / "data"
-    for split, count in (("train", 60), ("test", 10)):
-        for digit in range(10):
-            target = data / "mnist-sample" / split / str(digit)
-            target.mkdir(parents=True)
-            for image in sorted((SAMPLE / split / str(digit)).glob("*.png"))[:count]:
-                shutil.copy(image, target / image.name)
+    digit_sample_slice(SAMPLE, data, train=60, test=10)
     app = create_app(tmp_path / "runs", str(data), worker_threads=1)
     with serving(app) as url:
         yield url

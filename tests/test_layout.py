@@ -4,11 +4,10 @@ with something in it (a trained run on real digits, its curves, See's maps) and 
 into $CNNLAB_SCREENSHOTS."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
-from browser import browser_page, draw_seven, serving
+from browser import browser_page, digit_sample_slice, draw_seven, serving
 
 import cnnlab
 from conftest import SHARED
@@ -30,12 +29,7 @@ def digits_server(tmp_path_factory):
     from cnnlab.serve.app import create_app
     tmp = tmp_path_factory.mktemp("layout")
     data = tmp / "data"
-    for split, count in (("train", 30), ("test", 5)):
-        for digit in range(10):
-            target = data / "mnist-sample" / split / str(digit)
-            target.mkdir(parents=True)
-            for image in sorted((SAMPLE / split / str(digit)).glob("*.png"))[:count]:
-                shutil.copy(image, target / image.name)
+    digit_sample_slice(SAMPLE, data, train=30, test=5)
     runs = tmp / "runs"
     cnnlab.train({"name": "course-net", "model": {"name": "course-net", "layers": COURSE_NET},
                   "data": {"name": str(data / "mnist-sample")}, "epochs": 2, "batch_size": 32, "threads": 1},
