@@ -92,6 +92,7 @@ class Payload:  # what a pickle that runs code on load would hold
 @pytest.mark.parametrize("make, says", [
     (lambda p: torch.save({"net": Payload()}, p), "refused, it holds Python objects that would run code"),
     (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "cannot be read as PyTorch weights"),
+    (lambda p: p.write_text("root:x:0:0:root:/root:/bin/bash\n"), "cannot be read as PyTorch weights"),
     (lambda p: torch.save({"epoch": 3, "acc": 0.9}, p), "holds a dict without a state dict (its keys: epoch, acc)"),
     (lambda p: torch.save({"conv.weight": torch.zeros(2, 2)}, p), "none of its 1 tensors fits this model"),
     (lambda p: torch.save({**build_model("tutorial", (1, 28, 28), 10).state_dict(),
