@@ -18,6 +18,7 @@ from cnnlab.cli import main
 from cnnlab.errors import UserError
 from cnnlab.rescue.budget import Entrant, Meter, parse_budget, plan_epochs, rung_epochs, val_fraction
 from cnnlab.rescue.prior import candidates, floor
+from cnnlab.rundir import Run
 
 STUCK = {  # a Keras beginner's net: softmax output, heavy dropout, Adam at a tiny rate, no augmentation
     "model": {"layers": [{"conv": {"filters": 8, "kernel": 3, "activation": "relu"}}, {"maxpool": 2},
@@ -49,12 +50,14 @@ def test_the_budget_is_flop_and_every_candidate_is_planned_for_all_of_it_as_if_i
     train = 47_500
     entrants = [Entrant("floor", 6e9, train, True), Entrant("wide", 24e9, train, True),
                 Entrant("forecast", 6e9, train / 2, False)]
-    plan = plan_epochs(total, entrants, rung=1)
-    # the floor pays for the wide net's first epoch (4x) and half an epoch of the forecast
-    assert plan == {"floor": int((15 * 50_000 - 4 * train - train / 2) / train), "wide": int((15 * 50_000 - train * 1.5) / (4 * train))}
+    plan = plan_epochs(total, entrants, rung=1, final_images=50_000)
+    # the floor pays for the wide net's first epoch (4x), half an epoch of the forecast and its own rung on the
+    # train split; the rest goes on all 50,000 images
+    assert plan == {"floor": 1 + int((15 * 50_000 - 4 * train - train / 2 - train) / 50_000),
+                    "wide": 1 + int((15 * 50_000 - train * 1.5 - 4 * train) / (4 * 50_000))}
     assert "forecast" not in plan
     with pytest.raises(UserError, match="larger budget"):
-        plan_epochs(meter.flop(parse_budget("2")), entrants, rung=1)
+        plan_epochs(meter.flop(parse_budget("2")), entrants, rung=1, final_images=50_000)
 
 
 def test_the_floor_is_cnnlabs_settings_and_the_doctor_prescribes_its_fixes_together():
@@ -106,11 +109,14 @@ def test_a_rescue_races_the_candidates_and_the_winner_trains_on_as_the_final_run
     # every candidate raced to the rung on the same split and schedule; the winner's run IS the final run
     for name in ("floor", "prescribed", "forecast"):
         trial = yaml.safe_load((Path(steps[name]["run"]) / "config.yaml").read_text())
-        assert trial["data"]["val_split"] == 0.1 and trial["epochs"] == plan["epochs"].get(name, plan["epochs"]["floor"])
+        assert (trial["data"]["val_split"] == 0.1 or name == winner["name"]) and trial["epochs"] == plan["epochs"].get(name, plan["epochs"]["floor"])
         assert steps[name]["epoch"] == 1 and steps[name]["val_acc"] is not None
     assert steps["final"]["run"] == winner["run"]
     final = yaml.safe_load((Path(winner["run"]) / "config.yaml").read_text())
-    assert final["epochs"] == plan["epochs"][winner["name"]] and "optimizer" not in floor(STUCK)
+    assert final["epochs"] == plan["epochs"][winner["name"]] and not final["data"]["val_split"]  # all images
+    metrics = Run(winner["run"]).metrics
+    assert metrics[0]["val_acc"] is not None and metrics[-1]["test_acc"] is not None
+    assert Run(winner["run"]).data_info["train"] == 100 and steps["floor"]["images"] == 90
     assert yaml.safe_load((folder / "floor.yaml").read_text())["model"]["layers"][-1] == {"dense": {"units": "classes"}}
     # the budget holds, in FLOP; the forecast cost half an epoch
     per_epoch = journal["train_images"] * journal["flop_per_image"]

@@ -7,7 +7,8 @@ twice as much per image, so it gets fewer epochs for the same budget. Evaluation
 an epoch on these sets).
 
 The race (cnnlab/rescue/loop.py): every candidate is planned for the whole budget as if it wins, minus what the
-others cost up to the rung where they are dropped; the winner then trains on to the end of its own schedule.
+others cost up to the rung where they are dropped; the winner then trains on to the end of its own schedule,
+on every training image (the validation split is needed only to judge the race).
 """
 from __future__ import annotations
 
@@ -38,8 +39,7 @@ def parse_budget(text: str | float | int) -> Budget:
 
 def val_fraction(train_images: int) -> float:
     """The share held out to judge the race: about 2,500 images (an accuracy to +-0.9 points, and every candidate
-    is judged on the same images), 5-10% of the set. The winner trains on the rest to the end, so this is
-    all the data the rescue gives up."""
+    is judged on the same images), 5-10% of the set. Only until the rung: the winner then trains on them too."""
     return min(0.1, max(0.05, 2500 / max(1, train_images)))
 
 
@@ -68,21 +68,23 @@ class Meter:
 class Entrant:
     name: str
     flop_per_image: float
-    images_per_epoch: float     # the images one epoch trains on (the train split, or a forecast's subset)
+    race_images: float          # the images one epoch trains on in the race (the train split, or a forecast's share)
     promotable: bool            # a forecast is measured, never continued
 
 
-def plan_epochs(total_flop: float, entrants: list[Entrant], rung: int) -> dict[str, int]:
+def plan_epochs(total_flop: float, entrants: list[Entrant], rung: int, final_images: int) -> dict[str, int]:
     """Each promotable entrant's schedule length (whole epochs) if it wins: what the budget leaves once the
-    others have trained to the rung."""
+    others have trained to the rung, its own rung paid for on the train split, and the rest on all
+    `final_images` (the winner trains on with the validation images folded back in)."""
     plan = {}
     for e in entrants:
         if not e.promotable:
             continue
-        others = sum(rung * o.images_per_epoch * o.flop_per_image for o in entrants if o is not e)
-        epochs = math.floor((total_flop - others) / (e.images_per_epoch * e.flop_per_image) + 1e-9)
-        if epochs < rung + 1:
-            raise UserError(f"a budget of {total_flop / 1e15:.3g} PFLOP leaves {e.name} {max(epochs, 0)} epochs "
-                            f"once the race's {rung}-epoch rung is paid for; give a larger budget")
-        plan[e.name] = epochs
+        others = sum(rung * o.race_images * o.flop_per_image for o in entrants if o is not e)
+        own = rung * e.race_images * e.flop_per_image
+        after = math.floor((total_flop - others - own) / (final_images * e.flop_per_image) + 1e-9)
+        if after < 1:
+            raise UserError(f"a budget of {total_flop / 1e15:.3g} PFLOP leaves {e.name} no epoch after the race's "
+                            f"{rung}-epoch rung; give a larger budget")
+        plan[e.name] = rung + after
     return plan

@@ -23,6 +23,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from ..diagnose.facts import diagnose_run
 from ..errors import UserError
 from ..fsutil import write_text
@@ -228,10 +230,11 @@ class Rescue:
         return [Entrant(c.name, self.flop_of(c.config), train * (1 if c.promotable else FORECAST_SHARE),
                         c.promotable) for c in self.candidates]
 
-    def _race_config(self, candidate: Candidate, epochs: int, run_dir: Path, val: float) -> dict:
+    def _race_config(self, candidate: Candidate, epochs: int, rung: int, run_dir: Path, val: float) -> dict:
         config = copy.deepcopy(candidate.config)
         config.update(name=run_dir.name, epochs=epochs, seed=self.seed, group=f"rescue:{self.name}",
-                      evaluate_test=candidate.promotable)  # read only by a run that finishes: the winner
+                      evaluate_test=candidate.promotable,  # read only by a run that finishes: the winner
+                      eval_every=rung)  # the race is judged at the rung; the winner gets the user's back
         put(config, "data.val_split", val)
         if not candidate.promotable:
             put(config, "data.subset", FORECAST_SHARE)
@@ -246,7 +249,7 @@ class Rescue:
         step = Step(candidate.name, candidate.label, candidate.architecture, str(run_dir), self.start,
                     detail=json.dumps({"epochs": epochs, "changes": candidate.changes}))
         try:
-            config = self._race_config(candidate, epochs, run_dir, val)
+            config = self._race_config(candidate, epochs, rung, run_dir, val)
             run, _ = self._train(config, run_dir, rung)
         except Diverged as exc:  # a rate too high is a result, not the end of the rescue
             run = Run(run_dir)
@@ -298,13 +301,13 @@ class Rescue:
             return self._alone(self.candidates[0], flops)
         rung = rung_epochs(budget_epochs)
         val = round(val_fraction(self.meter.train_images), 4)
-        plan = plan_epochs(self.total_flop, self._entrants(), rung)
+        plan = plan_epochs(self.total_flop, self._entrants(), rung, self.meter.train_images)
         self.journal.plan = {"rung": rung, "val_split": val, "epochs": plan}
         self._save()
         self.log(f"race: {len(self.candidates)} candidates, each planned for the whole budget as if it wins "
                  f"({', '.join(f'{k} {v} epochs' for k, v in plan.items())}), all to epoch {rung} on "
                  f"{100 * (1 - val):.0f}% of the training split, judged on the other {100 * val:.0f}%; the "
-                 "winner trains on to the end")
+                 "winner trains on to the end, on all of it")
         first_promotable = next(c for c in self.candidates if c.promotable)
         steps = []
         for c in self.candidates:
@@ -357,7 +360,9 @@ class Rescue:
         if done is not None and done.test_acc is not None:
             return done
         run_dir = Path(raced.run)
-        self.log(f"final: {winner.name} continues to epoch {epochs} (the test set is read once, at its end)")
+        self.log(f"final: {winner.name} continues to epoch {epochs} on all {self.meter.train_images:,} training "
+                 "images (the validation images folded back in; the test set is read at its end)")
+        _fold_in_validation(run_dir, winner.config.get("eval_every") or 1)
         run, _ = self._train(None, run_dir, None, self.final_listeners)
         return self._finish(Step("final", f"{winner.name} trained on to the end of its schedule ({epochs} epochs)",
                                  winner.architecture, str(run.dir), self.start), run, flop, after=raced.epoch)
@@ -400,6 +405,20 @@ class Rescue:
     # ------------------------------------------------------------ the table
     def table(self) -> str:
         return render_table(json.loads(self.path.read_text()))
+
+
+def _fold_in_validation(run_dir: Path, eval_every: int) -> None:
+    """The winner's config without its validation split (and evaluating as often as the user asked): it trains
+    on from the rung on every training image.
+    The schedule reads the progress in epochs (cnnlab/train/engine.py: epoch + batch/batches), so more batches
+    an epoch keep it on its course; the checkpoint is at the rung's epoch end, where no epoch is half-done."""
+    from ..yamlio import load_yaml
+    path = run_dir / "config.yaml"
+    config = load_yaml(path).data
+    if (config.get("data") or {}).get("val_split"):
+        config["data"]["val_split"], config["eval_every"] = None, eval_every
+        write_text(path, yaml.safe_dump(config, sort_keys=False))
+        (run_dir / "data.json").unlink(missing_ok=True)  # the resumed job writes it again: its training images
 
 
 TABLE_HEAD = ("step", "what", "architecture", "accuracy", "vs the floor", "status", "cost (epochs)", "PFLOP",

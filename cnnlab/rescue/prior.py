@@ -24,9 +24,10 @@ from ..models.layers import written_args
 from .changes import CHANGES, SATURATING
 
 # the settings `cnnlab train` would choose itself: the floor drops what the user wrote for these. The model,
-# the data (`limit` included), the weights and the machine's settings (device, precision, threads) stay.
+# the data (`limit` included), the weights, how often to evaluate and the machine's settings (device,
+# precision, threads) stay.
 TRAINING_KEYS = ("recipe", "augment", "optimizer", "schedule", "loss", "grad_clip", "epochs", "batch_size",
-                 "early_stopping", "eval_every", "average", "resolution", "select", "micro_batch")
+                 "early_stopping", "average", "resolution", "select", "micro_batch")
 
 
 @dataclass
@@ -106,8 +107,9 @@ def candidates(config: dict, allow_architecture: bool, architecture_fixed: dict 
     base = floor(config)
     out = [Candidate("floor", "the floor: your layers (lint-corrected) with cnnlab's training settings", base)]
     training, architecture = prescriptions(base)
-    if allow_architecture and "batchnorm" in architecture:
-        training = [t for t in training if t != "lr-div3"]
+    if allow_architecture:  # batchnorm makes the lower rate unnecessary; relu and batchnorm, Adam's help
+        training = [t for t in training if not (t == "lr-div3" and "batchnorm" in architecture)
+                    and not (t == "adam" and "relu" in architecture)]
     names = training + (architecture if allow_architecture else [])
     prescribed, applied = _apply(base, names)
     if applied:
