@@ -44,7 +44,9 @@ def model_spec(name: str, input_shape, num_classes: int, **opts) -> dict:
     if opts.get("depth", 0) > MAX_LAYERS:  # each unit of depth adds layers: refuse before writing millions
         raise UserError(f"model '{name}': depth {opts['depth']:,} cannot fit in the {MAX_LAYERS:,} layers cnnlab "
                         "builds")
-    return {"name": name, "layers": _REGISTRY[name](input_shape, num_classes, **opts)}
+    written = _REGISTRY[name](input_shape, num_classes, **opts)
+    # a builder returns its layers, or {layers, weights_names} where published weights name tensors their way
+    return {"name": name, **written} if isinstance(written, dict) else {"name": name, "layers": written}
 
 
 def _w(filters: int, width: float) -> int:
@@ -163,3 +165,6 @@ def airbench(input_shape, num_classes, width: float = 1.0, widths: list | None =
                                         "activation": "gelu"}})
     return layers + ["global_maxpool", {"dense": {"units": num_classes, "bias": False, "init_std": 1.0}},
                      {"scale": round(1 / widths[-1], 8)}]
+
+
+from . import imagenet  # noqa: E402,F401 — registers torchvision's ImageNet architectures (it imports `register`)

@@ -146,7 +146,9 @@ def load_weights(model: nn.Module, source: str | os.PathLike, names: dict[str, s
     whose shape differs is an error naming the layer and both shapes, or, with `partial`, left new."""
     state = read_state(source)
     if names and not any(key in state for key in model.state_dict()):
-        state = {ours: state[theirs] for ours, theirs in names.items() if theirs in state}
+        # a tensor the map does not name keeps its own name, so the report lists it as not used
+        ours_of = {theirs: ours for ours, theirs in names.items()}
+        state = {ours_of.get(key, key): tensor for key, tensor in state.items()}
     report = LoadedWeights(str(source))
     head = classifier_names(model)
     ours = model.state_dict()
