@@ -2,16 +2,26 @@
 key, and they compute torchvision's logits (fixtures from scripts/imagenet_fixtures.py, torchvision 0.29.1)."""
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.errors import UserError
 from cnnlab.models import build_model
+from cnnlab.models.pretrained import PUBLISHED, URL_ENV, Published
 from cnnlab.models.summary import summarize
 from cnnlab.models.weights import load_weights
+from cnnlab.train.session import prepare
+from cnnlab.train.trained import TrainedModel
+from cnnlab.viz.evidence import saliency_and_cam
 from imagenet_fill import filled
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imagenet"
@@ -50,3 +60,98 @@ def test_a_tensor_the_map_does_not_name_is_reported_not_used(tmp_path):
     report = load_weights(model, tmp_path / "w.pth", model.spec["weights_names"])
     assert report.unused == ["extra.weight"]
     assert report.new == ["layers.11.body.4.running_mean"]
+
+
+def test_summary_shows_an_imagenet_architecture_at_imagenet_s_input_and_lint_passes(capsys):
+    assert main(["summary", "resnet50_imagenet"]) == 0
+    out = capsys.readouterr().out
+    assert "Trainable params: 25,557,032" in out and "3x224x224" in out
+    assert main(["lint", "resnet18-imagenet"]) == 0
+    assert "lint: no findings" in capsys.readouterr().out
+    assert main(["lint", "resnet18-imagenet", "--data", "cifar10"]) == 0  # built for 224: 32x32 is 1x1 by stage 4
+    assert "early-collapse" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ weights: imagenet, from a local server
+
+@pytest.fixture
+def http_root(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def _publish(root: Path, monkeypatch, base: str, prefix: str | None = None) -> str:
+    """A torchvision-format ResNet-18 file on the local server, published under the name its SHA-256 gives
+    (or `prefix`, a wrong one); cnnlab's cache and base URL pointed at the test's own."""
+    path = root / "resnet18.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in filled(_fixture("resnet18")[2]["shapes"]).items()}, path)
+    prefix = prefix or hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    name = f"resnet18-{prefix}.pth"
+    path.rename(root / name)
+    monkeypatch.setitem(PUBLISHED, "resnet18-imagenet", Published(name))
+    monkeypatch.setenv(URL_ENV, base)
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(root.parent / "cache"))
+    return name
+
+
+def test_weights_imagenet_downloads_once_checks_and_loads_with_imagenet_s_normalisation(
+        http_root, data_dir, tmp_path, monkeypatch):
+    root, base = http_root
+    name = _publish(root, monkeypatch, base)
+    run = cnnlab.train({"model": {"name": "resnet18-imagenet", "weights": "imagenet"}, "epochs": 1, "threads": 1,
+                        "batch_size": 50, "data": {"name": "cifar10", "dir": str(data_dir)}},
+                       run_dir=str(tmp_path / "run"), quiet=True, store=False)
+    assert run.result["weights"]["source"] == f"imagenet ({name})"
+    assert run.result["weights"]["new"] == [] and run.result["weights"]["unused"] == []
+    assert run.result["weights"]["replaced"] == ["layers.13.weight", "layers.13.bias"]  # 1000 classes -> 10
+    assert (tmp_path / "cache" / "weights" / name).is_file()
+    data = json.loads((run.dir / "data.json").read_text())
+    assert data["mean"] == [0.485, 0.456, 0.406] and data["std"] == [0.229, 0.224, 0.225]
+    assert data["normalized_by"] == "weights imagenet"
+    (root / name).unlink()  # the second run reads the cache: no server file needed
+    trained = TrainedModel.load(cnnlab.train(
+        {"model": "resnet18-imagenet", "weights": "imagenet", "epochs": 1, "threads": 1, "batch_size": 50,
+         "data": {"name": "cifar10", "dir": str(data_dir), "normalize": "data"}},
+        run_dir=str(tmp_path / "again"), quiet=True, store=False).dir)
+    assert trained.mean != [0.485, 0.456, 0.406]  # data.normalize: data keeps the data's own statistics
+    evidence = saliency_and_cam(trained, torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), 3)
+    assert evidence["cam"].shape == (32, 32)  # Grad-CAM reads the residual stages like any layer list
+
+
+def test_an_image_folder_is_resized_to_the_weights_input_size_unless_the_config_says(image_folder):
+    cfg, _ = prepare({"model": "resnet18-imagenet", "weights": "imagenet", "data": {"name": str(image_folder)}})
+    assert cfg.data.image_size == 224
+    cfg, _ = prepare({"model": "resnet18-imagenet", "weights": "imagenet",
+                      "data": {"name": str(image_folder), "image_size": 64}})
+    assert cfg.data.image_size == 64
+
+
+def test_a_wrong_checksum_is_one_sentence_exit_2_and_nothing_kept(http_root, data_dir, tmp_path, monkeypatch,
+                                                                   capsys):
+    root, base = http_root
+    name = _publish(root, monkeypatch, base, prefix="00000000")
+    code = main(["train", "--data", "cifar10", "--data-dir", str(data_dir), "--epochs", "1", "--set", "threads=1",
+                 "--set", "model=resnet18-imagenet", "--weights", "imagenet", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"weights: imagenet: {name} could not be fetched and checked" in err
+    assert "SHA-256" in err and "expected 00000000..." in err
+    assert not (tmp_path / "cache" / "weights" / name).exists()
+
+
+def test_weights_imagenet_on_an_architecture_without_published_weights_names_those_with():
+    with pytest.raises(UserError, match="model 'resnet18' has no published ImageNet weights in cnnlab; those that "
+                                        "have: resnet18-imagenet"):
+        load_weights(build_model("resnet18", (3, 32, 32), 10), "imagenet")

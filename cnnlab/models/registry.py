@@ -32,6 +32,8 @@ def options(name: str) -> list[str]:
 
 def model_spec(name: str, input_shape, num_classes: int, **opts) -> dict:
     """The layer list of a registered architecture for this input and class count."""
+    if name not in _REGISTRY and str(name).replace("_", "-") in _REGISTRY:
+        name = name.replace("_", "-")  # resnet18_imagenet as Python and torchvision spell it
     if name not in _REGISTRY:
         raise UserError(f"unknown model '{name}'{closest(name, _REGISTRY)}; registered: {', '.join(list_models())}")
     valid = options(name)
