@@ -14,6 +14,8 @@ import torch
 
 import cnnlab
 from cnnlab.cli import main
+from cnnlab.device import choose_placement
+from cnnlab.diagnose.lint import lint
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
 from cnnlab.models.pretrained import PUBLISHED, URL_ENV, Published
@@ -26,7 +28,8 @@ from imagenet_fill import filled
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imagenet"
 ARCHS = {"resnet18-imagenet": ("resnet18", 11_689_512), "resnet34-imagenet": ("resnet34", 21_797_672),
-         "resnet50-imagenet": ("resnet50", 25_557_032)}
+         "resnet50-imagenet": ("resnet50", 25_557_032), "mobilenet-v3-large-imagenet": ("mobilenet_v3_large", 5_483_032),
+         "efficientnet-b0-imagenet": ("efficientnet_b0", 5_288_548)}
 
 
 def _fixture(arch: str):
@@ -155,3 +158,25 @@ def test_weights_imagenet_on_an_architecture_without_published_weights_names_tho
     with pytest.raises(UserError, match="model 'resnet18' has no published ImageNet weights in cnnlab; those that "
                                         "have: resnet18-imagenet"):
         load_weights(build_model("resnet18", (3, 32, 32), 10), "imagenet")
+
+
+def test_squeeze_excite_is_a_layer_a_user_writes_and_a_linear_bottleneck_is_not_a_lint_finding():
+    model = build_model([{"conv": {"filters": 32, "activation": "hardswish"}}, {"squeeze_excite": 8},
+                         {"conv": 8}, "batchnorm", {"conv": {"filters": 32, "activation": "relu"}},
+                         "global_avgpool", {"dense": 10}], (3, 16, 16), 10)
+    rows = {row.index: row for row in model.infos}
+    assert rows["2"].desc == "squeeze_excite 8 sigmoid"
+    assert sum(p.numel() for p in model.layers[1].parameters()) == 32 * 8 + 8 + 8 * 32 + 32
+    assert "linear-stack" not in [f.rule for f in lint(model)]  # 32 -> 8 -> 32: narrow on purpose
+    with pytest.raises(UserError, match="layer 3: squeeze_excite 4 sigmoid: input 8 is a vector"):
+        build_model(["flatten", {"dense": 8}, {"squeeze_excite": 4}, {"dense": 2}], (1, 4, 4), 2)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_grad_cam_reads_every_imagenet_architecture(name):
+    cfg, _ = prepare({"model": name, "data": {"name": "cifar10"}, "threads": 1, "augment": False})
+    model = build_model(name, (3, 64, 64), 10)
+    trained = TrainedModel(model, cfg, [str(i) for i in range(10)], (3, 64, 64), [0.5] * 3, [0.25] * 3,
+                           choose_placement("cpu", "fp32", False))
+    evidence = saliency_and_cam(trained, torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8), 1)
+    assert evidence["cam"].shape == (64, 64) and evidence["saliency"].shape == (64, 64)

@@ -44,6 +44,9 @@ PUBLISHED: dict[str, Published] = {
     "resnet18-imagenet": Published("resnet18-f37072fd.pth"),
     "resnet34-imagenet": Published("resnet34-b627a593.pth"),
     "resnet50-imagenet": Published("resnet50-0676ba61.pth"),
+    "mobilenet-v3-large-imagenet": Published("mobilenet_v3_large-8738ca79.pth"),
+    # ported from timm (rwightman); torchvision resizes its images bicubically, cnnlab's image folders bilinearly
+    "efficientnet-b0-imagenet": Published("efficientnet_b0_rwightman-7f5810bc.pth"),
 }
 
 
