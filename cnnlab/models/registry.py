@@ -167,6 +167,3 @@ def airbench(input_shape, num_classes, width: float = 1.0, widths: list | None =
                                         "activation": "gelu"}})
     return layers + ["global_maxpool", {"dense": {"units": num_classes, "bias": False, "init_std": 1.0}},
                      {"scale": round(1 / widths[-1], 8)}]
-
-
-from . import imagenet  # noqa: E402,F401 — registers torchvision's ImageNet architectures (it imports `register`)
