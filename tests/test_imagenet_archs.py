@@ -23,7 +23,7 @@ from cnnlab.models.summary import summarize
 from cnnlab.models.weights import load_weights
 from cnnlab.train.session import prepare
 from cnnlab.train.trained import TrainedModel
-from cnnlab.viz.evidence import saliency_and_cam
+from cnnlab.viz.evidence import receptive_field, saliency_and_cam
 from imagenet_fill import filled
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imagenet"
@@ -180,3 +180,12 @@ def test_grad_cam_reads_every_imagenet_architecture(name):
                            choose_placement("cpu", "fp32", False))
     evidence = saliency_and_cam(trained, torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8), 1)
     assert evidence["cam"].shape == (64, 64) and evidence["saliency"].shape == (64, 64)
+
+
+def test_a_unit_after_squeeze_excite_sees_the_whole_image():
+    model = build_model([{"conv": {"filters": 4, "padding": 1}}, {"squeeze_excite": 2}, {"conv": 4},
+                         "global_avgpool", {"dense": 2}], (3, 16, 16), 2)
+    seen = receptive_field(model.infos, "1", 5, 5)
+    assert (seen["height"], seen["width"]) == (3, 3)
+    seen = receptive_field(model.infos, "2", 5, 5)
+    assert (seen["top"], seen["left"], seen["bottom"], seen["right"]) == (0, 0, 15, 15)
