@@ -13,7 +13,7 @@ from ..diagnose.lint import Finding, lint, lint_spec, render as render_lint
 from ..errors import NotFound, UserError
 from ..models import build_model, list_models, model_spec, resolve_spec
 from ..models.layers import normalise_entry, written_args
-from ..models.pretrained import IMAGENET, PUBLISHED, model_name
+from ..models.pretrained import IMAGENET, IMAGENET_CLASSES, IMAGENET_INPUT, PUBLISHED, model_name
 from ..models.summary import Summary, render as render_summary, summarize
 from ..models.templates import TEMPLATES
 from ..yamlio import load_yaml, parse_yaml
@@ -50,8 +50,7 @@ def _input(data: str, data_dir: str | None, root: str | None) -> tuple[tuple, in
     """A data set's input shape and classes; `imagenet` (summary and lint only: cnnlab has no loader for it) is
     ImageNet's as torchvision's published weights take it, 3x224x224 and 1000 classes."""
     if data == IMAGENET:
-        item = next(iter(PUBLISHED.values()))
-        return tuple(item.data_config()["input_size"]), item.classes
+        return IMAGENET_INPUT, IMAGENET_CLASSES
     return input_for(data, data_dir, root)
 
 

@@ -15,6 +15,7 @@ from ..errors import UserError
 IMAGENET = "imagenet"  # the keyword in `weights:`; a file of that name is written ./imagenet
 BASE_URL = "https://download.pytorch.org/models/"
 URL_ENV = "CNNLAB_WEIGHTS_URL"  # another base URL for the files (a mirror, or the tests' server on 127.0.0.1)
+IMAGENET_INPUT, IMAGENET_CLASSES = (3, 224, 224), 1000  # what `cnnlab summary` shows these models at
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageClassification preset, in 0..1 units
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -24,8 +25,8 @@ class Published:
     """One published file and how its images were prepared (torchvision's `transforms` preset)."""
     filename: str          # name-<first 8 hex digits of its SHA-256>.pth
     input_size: int = 224  # the centre crop
-    resize: int = 256      # the shorter side before the crop
-    classes: int = 1000
+    resize: int = 256      # torchvision's shorter side before the crop (recorded; cnnlab resizes to input_size)
+    classes: int = IMAGENET_CLASSES
 
     @property
     def sha256_prefix(self) -> str:
