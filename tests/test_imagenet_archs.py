@@ -27,9 +27,10 @@ from cnnlab.viz.evidence import receptive_field, saliency_and_cam
 from imagenet_fill import filled
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imagenet"
-ARCHS = {"resnet18-imagenet": ("resnet18", 11_689_512), "resnet34-imagenet": ("resnet34", 21_797_672),
-         "resnet50-imagenet": ("resnet50", 25_557_032), "mobilenet-v3-large-imagenet": ("mobilenet_v3_large", 5_483_032),
-         "efficientnet-b0-imagenet": ("efficientnet_b0", 5_288_548)}
+ARCHS = {  # cnnlab's name: (torchvision's, its parameter count at 1000 classes)
+    "resnet18-imagenet": ("resnet18", 11_689_512), "resnet34-imagenet": ("resnet34", 21_797_672),
+    "resnet50-imagenet": ("resnet50", 25_557_032), "mobilenet-v3-large-imagenet": ("mobilenet_v3_large", 5_483_032),
+    "efficientnet-b0-imagenet": ("efficientnet_b0", 5_288_548)}
 
 
 def _fixture(arch: str):
