@@ -190,3 +190,10 @@ def test_a_unit_after_squeeze_excite_sees_the_whole_image():
     assert (seen["height"], seen["width"]) == (3, 3)
     seen = receptive_field(model.infos, "2", 5, 5)
     assert (seen["top"], seen["left"], seen["bottom"], seen["right"]) == (0, 0, 15, 15)
+
+
+def test_normalising_by_the_weights_without_weights_that_carry_statistics_is_refused(data_dir, tmp_path):
+    with pytest.raises(UserError, match="data.normalize: weights: the weights \\(none\\) carry no mean and std"):
+        cnnlab.train({"model": "tutorial", "epochs": 1, "threads": 1,
+                      "data": {"name": "mnist", "dir": str(data_dir), "normalize": "weights"}},
+                     run_dir=str(tmp_path / "run"), quiet=True, store=False)
