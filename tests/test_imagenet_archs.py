@@ -115,7 +115,7 @@ def test_weights_imagenet_downloads_once_checks_and_loads_with_imagenet_s_normal
     root, base = http_root
     name = _publish(root, monkeypatch, base)
     run = cnnlab.train({"model": {"name": "resnet18-imagenet", "weights": "imagenet"}, "epochs": 1, "threads": 1,
-                        "batch_size": 50, "data": {"name": "cifar10", "dir": str(data_dir)}},
+                        "batch_size": 20, "data": {"name": "cifar10", "dir": str(data_dir), "limit": 20}},
                        run_dir=str(tmp_path / "run"), quiet=True, store=False)
     assert run.result["weights"]["source"] == f"imagenet ({name})"
     assert run.result["weights"]["new"] == [] and run.result["weights"]["unused"] == []
@@ -126,8 +126,8 @@ def test_weights_imagenet_downloads_once_checks_and_loads_with_imagenet_s_normal
     assert data["normalized_by"] == "weights imagenet"
     (root / name).unlink()  # the second run reads the cache: no server file needed
     trained = TrainedModel.load(cnnlab.train(
-        {"model": "resnet18-imagenet", "weights": "imagenet", "epochs": 1, "threads": 1, "batch_size": 50,
-         "data": {"name": "cifar10", "dir": str(data_dir), "normalize": "data"}},
+        {"model": "resnet18-imagenet", "weights": "imagenet", "epochs": 1, "threads": 1, "batch_size": 20,
+         "data": {"name": "cifar10", "dir": str(data_dir), "limit": 20, "normalize": "data"}},
         run_dir=str(tmp_path / "again"), quiet=True, store=False).dir)
     assert trained.mean != [0.485, 0.456, 0.406]  # data.normalize: data keeps the data's own statistics
     evidence = saliency_and_cam(trained, torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), 3)
