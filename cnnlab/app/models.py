@@ -13,6 +13,7 @@ from ..diagnose.lint import Finding, lint, lint_spec, render as render_lint
 from ..errors import NotFound, UserError
 from ..models import build_model, list_models, model_spec, resolve_spec
 from ..models.layers import normalise_entry, written_args
+from ..models.pretrained import IMAGENET, IMAGENET_CLASSES, IMAGENET_INPUT, PUBLISHED, model_name
 from ..models.summary import Summary, render as render_summary, summarize
 from ..models.templates import TEMPLATES
 from ..yamlio import load_yaml, parse_yaml
@@ -40,7 +41,17 @@ def model_arg(model: str, data: str | None = None) -> ModelArg:
                 spec = spec.data
         else:
             spec = located
+    if data is None and isinstance(spec, str) and model_name(spec) in PUBLISHED:
+        data = IMAGENET  # an ImageNet architecture is shown at the input and classes its weights were made for
     return ModelArg(spec, data or "cifar10")
+
+
+def _input(data: str, data_dir: str | None, root: str | None) -> tuple[tuple, int]:
+    """A data set's input shape and classes; `imagenet` (summary and lint only: cnnlab has no loader for it) is
+    ImageNet's as torchvision's published weights take it, 3x224x224 and 1000 classes."""
+    if data == IMAGENET:
+        return IMAGENET_INPUT, IMAGENET_CLASSES
+    return input_for(data, data_dir, root)
 
 
 @dataclass
@@ -62,14 +73,14 @@ class ModelReport:
 def summary(model, data: str = "cifar10", data_dir: str | None = None, root: str | None = None,
             batch_size: int = 256) -> ModelReport:
     """Layer table, parameters, MACs and memory, with the lint findings (raises if the model cannot be built)."""
-    shape, classes = input_for(data, data_dir, root)
+    shape, classes = _input(data, data_dir, root)
     built = build_model(model, shape, classes)
     return ModelReport(summarize(built), lint(built), batch_size=batch_size)
 
 
 def lint_model(model, data: str = "cifar10", data_dir: str | None = None, root: str | None = None) -> ModelReport:
     """Findings for a model; one that cannot be built gets its error and every finding still possible."""
-    shape, classes = input_for(data, data_dir, root)
+    shape, classes = _input(data, data_dir, root)
     error, findings = lint_spec(model, shape, classes)
     return ModelReport(None, findings, error)
 

@@ -9,14 +9,14 @@ from .options import add_data_options
 def register(sub) -> None:
     p = sub.add_parser("summary", help="layer table, parameters and MACs of a model")
     p.add_argument("model", help="model YAML, train config YAML, or a registered name (see `cnnlab models`)")
-    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10)")
+    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10; imagenet: 3x224x224, 1000 classes, the default for the *-imagenet models)")
     p.add_argument("--batch-size", type=int, default=256, help="batch size for the activation-memory estimate")
     add_data_options(p)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("lint", help="warnings about a model before training: what holds it back, and the fix")
     p.add_argument("model", help="model YAML, train config YAML, or a registered name")
-    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10)")
+    p.add_argument("--data", help="data set giving the input shape and classes (default cifar10; imagenet: 3x224x224, 1000 classes, the default for the *-imagenet models)")
     p.add_argument("--strict", action="store_true", help="exit with 1 when there are findings")
     add_data_options(p)
     p.set_defaults(func=cmd_lint)

@@ -6,11 +6,18 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Download:
-    """One official file: where to fetch it (mirrors in order) and its published MD5."""
+    """One official file: where to fetch it (mirrors in order) and its published MD5, or its SHA-256."""
     filename: str
     urls: tuple[str, ...]
-    md5: str
+    md5: str = ""
     extract: bool = False  # a tar.gz archive unpacked into the data directory
+    # hex, or its first digits where that is all the publisher gives (torchvision: 8, in the file name)
+    sha256: str = ""
+
+    @property
+    def checksum(self) -> tuple[str, str]:
+        """(algorithm, expected hex digits): SHA-256 where given, else MD5."""
+        return ("sha256", self.sha256) if self.sha256 else ("md5", self.md5)
 
 
 @dataclass(frozen=True)

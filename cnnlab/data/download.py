@@ -1,4 +1,4 @@
-"""Fetch an official file, check its MD5, and only then give it its final name."""
+"""Fetch an official file, check its MD5 or SHA-256, and only then give it its final name."""
 from __future__ import annotations
 
 import hashlib
@@ -15,29 +15,40 @@ CHUNK = 1 << 20
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
+    return digest_of(path, "md5")
+
+
+def digest_of(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+def matches(found: str, expected: str) -> bool:
+    """The whole digest, or its first digits where only those are published (never an empty expectation)."""
+    return bool(expected) and found.startswith(expected.lower())
+
+
 def fetch(download: Download, dest_dir: Path, timeout: float = 30.0) -> Path:
     """Download to a temporary file in `dest_dir`, verify the checksum, rename. Tries each mirror in turn."""
     dest = dest_dir / download.filename
-    if dest.exists() and md5_of(dest) == download.md5:
+    algorithm, expected = download.checksum
+    if dest.exists() and matches(digest_of(dest, algorithm), expected):
         return dest
     failures = []
     for url in download.urls:
         try:
             with atomic_path(dest) as tmp:
-                digest = hashlib.md5()
+                digest = hashlib.new(algorithm)
                 with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
                     for block in iter(lambda: response.read(CHUNK), b""):
                         digest.update(block)
                         out.write(block)
-                if digest.hexdigest() != download.md5:
-                    raise ChecksumError(f"MD5 {digest.hexdigest()}, expected {download.md5}")
+                if not matches(digest.hexdigest(), expected):
+                    raise ChecksumError(f"{algorithm.upper().replace('SHA', 'SHA-')} {digest.hexdigest()}, "
+                                        f"expected {expected}{'...' if len(expected) < digest.digest_size * 2 else ''}")
             return dest
         except (OSError, ChecksumError) as exc:  # URLError and HTTPError are OSErrors
             failures.append(f"{url}: {exc}")

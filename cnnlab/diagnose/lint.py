@@ -67,6 +67,10 @@ def _report_stack(run: list[LayerInfo]) -> list[Finding]:
     weighted = [i for i in run if i.kind in WEIGHTED]
     if len(weighted) < 2:
         return []
+    # narrower in the middle than at both ends is a linear bottleneck (MobileNetV2, EfficientNet; Sandler et al.
+    # 2018): a low-rank factorisation on purpose, where a nonlinearity would lose what the narrow map carries
+    if min(i.out_shape[0] for i in weighted[:-1]) < min(weighted[0].in_shape[0], weighted[-1].out_shape[0]):
+        return []
     first = weighted[0]
     return [Finding(
         "linear-stack", [i.index for i in weighted],

@@ -12,7 +12,7 @@ from torch import nn
 from pydantic import ValidationError
 
 from ..errors import UserError, closest
-from .modules import AsymmetricPad, ChannelDense, Concat, PatchWhitening, Residual, Scale
+from .modules import AsymmetricPad, ChannelDense, Concat, PatchWhitening, Residual, Scale, SqueezeExcite
 from ..schema.errors import first_error
 from ..schema.layers import (ACTIVATION_ALIASES, ACTIVATIONS, ALIASES, LAYERS, MAX_LAYER_PARAMS, MAX_MODEL_PARAMS,
                              NO_ACTIVATION)
@@ -67,7 +67,7 @@ def activation_module(name: str | None, where: str, slope: float = 0.01, alpha: 
     name = ACTIVATION_ALIASES.get(name, name)
     makers = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(slope), "elu": lambda: nn.ELU(alpha),
               "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-              "softmax": lambda: nn.Softmax(dim=1)}
+              "softmax": lambda: nn.Softmax(dim=1), "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid}
     if name not in makers:
         raise LayerError(f"{where}: unknown activation '{name}'{closest(name, makers)}; "
                          f"valid: {', '.join(makers)}, linear")
@@ -297,6 +297,16 @@ def _pad(a, shape, ctx, where):
     return [module], out, f"pad {h} {a['mode']}", 0
 
 
+def _squeeze_excite(a, shape, ctx, where):
+    desc = f"squeeze_excite {a['squeeze']} {a['gate']}"
+    _need_map(shape, where, desc)
+    ctx.claim(2 * shape[0] * a["squeeze"] + shape[0] + a["squeeze"], where, desc)
+    module = SqueezeExcite(shape[0], a["squeeze"], activation_module(a["activation"], where) or nn.Identity(),
+                           activation_module(a["gate"], where))
+    # the two 1x1 convs act once per image; the gate multiplies every value of the map
+    return [module], shape, desc, 2 * shape[0] * a["squeeze"] + math.prod(shape)
+
+
 def _scale(a, shape, ctx, where):
     return [Scale(float(a["factor"]))], shape, f"scale {a['factor']:g}", 0
 
@@ -401,7 +411,7 @@ def _build_each(entries, shape, ctx, prefix, infos) -> tuple[list[LayerInfo], Sh
             modules, out, desc, macs = _activation(args, shape, ctx, where, kind)
         else:
             builder = {"conv": _conv, "whiten": _whiten, "batchnorm": _batchnorm, "flatten": _flatten, "dense": _dense,
-                       "pad": _pad, "scale": _scale}[kind]
+                       "pad": _pad, "scale": _scale, "squeeze_excite": _squeeze_excite}[kind]
             modules, out, desc, macs = builder(args, shape, ctx, where)
         if min(out) < 1:
             raise LayerError(f"{where} {desc}: input {fmt_shape(shape)} gives an empty output {fmt_shape(out)}")

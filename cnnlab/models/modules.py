@@ -37,6 +37,20 @@ class Residual(nn.Module):
         return self.activation(self.body(x) + self.projection(x))
 
 
+class SqueezeExcite(nn.Module):
+    """x * gate(fc2(activation(fc1(mean of x over H, W)))): channels re-weighted by a summary of all of them
+    (Hu et al. 2018). Named fc1 and fc2, 1x1 convs with bias, as torchvision's SqueezeExcitation, so its
+    MobileNetV3 and EfficientNet weights load by name."""
+    def __init__(self, channels: int, squeeze: int, activation: nn.Module, gate: nn.Module):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.activation, self.gate = activation, gate
+
+    def forward(self, x):
+        return self.gate(self.fc2(self.activation(self.fc1(F.adaptive_avg_pool2d(x, 1))))) * x
+
+
 class Concat(nn.Module):
     """out = activation(cat([branch(x) for each branch], channels)); an empty branch is nn.Identity."""
     def __init__(self, branches: list[nn.Module], activation: nn.Module | None):

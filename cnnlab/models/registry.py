@@ -32,6 +32,8 @@ def options(name: str) -> list[str]:
 
 def model_spec(name: str, input_shape, num_classes: int, **opts) -> dict:
     """The layer list of a registered architecture for this input and class count."""
+    if name not in _REGISTRY and str(name).replace("_", "-") in _REGISTRY:
+        name = name.replace("_", "-")  # resnet18_imagenet as Python and torchvision spell it
     if name not in _REGISTRY:
         raise UserError(f"unknown model '{name}'{closest(name, _REGISTRY)}; registered: {', '.join(list_models())}")
     valid = options(name)
@@ -44,7 +46,9 @@ def model_spec(name: str, input_shape, num_classes: int, **opts) -> dict:
     if opts.get("depth", 0) > MAX_LAYERS:  # each unit of depth adds layers: refuse before writing millions
         raise UserError(f"model '{name}': depth {opts['depth']:,} cannot fit in the {MAX_LAYERS:,} layers cnnlab "
                         "builds")
-    return {"name": name, "layers": _REGISTRY[name](input_shape, num_classes, **opts)}
+    written = _REGISTRY[name](input_shape, num_classes, **opts)
+    # a builder returns its layers, or {layers, weights_names} where published weights name tensors their way
+    return {"name": name, **written} if isinstance(written, dict) else {"name": name, "layers": written}
 
 
 def _w(filters: int, width: float) -> int:

@@ -6,7 +6,8 @@ left new and not used is said (as timm's and torchvision's loaders report missin
 
 An imported PyTorch model names its tensors as cnnlab does (`layers.3.weight`); its model file carries a
 `weights_names` map from those names to the original module's (`features.0.weight`), made and checked by
-`cnnlab import`, so the original script's checkpoint loads into it."""
+`cnnlab import`, so the original script's checkpoint loads into it. `imagenet` is torchvision's published
+file for a named ImageNet architecture (cnnlab/models/pretrained.py), whose `weights_names` map it."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .pretrained import IMAGENET, imagenet_file, published
 
 CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
 PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
@@ -144,10 +146,17 @@ def load_weights(model: nn.Module, source: str | os.PathLike, names: dict[str, s
     """Load `source` into `model` by name and shape. `names`: this model's tensor names -> the file's (an
     imported model's `weights_names`), used where the file does not hold this model's own names. A body tensor
     whose shape differs is an error naming the layer and both shapes, or, with `partial`, left new."""
+    label = source
+    if str(source) == IMAGENET:  # torchvision's published file for this architecture, fetched once
+        spec = getattr(model, "spec", None)
+        name = str(spec.get("name")) if isinstance(spec, dict) else type(model).__name__
+        source, label = imagenet_file(name), f"imagenet ({published(name).filename})"
     state = read_state(source)
     if names and not any(key in state for key in model.state_dict()):
-        state = {ours: state[theirs] for ours, theirs in names.items() if theirs in state}
-    report = LoadedWeights(str(source))
+        # a tensor the map does not name keeps its own name, so the report lists it as not used
+        ours_of = {theirs: ours for ours, theirs in names.items()}
+        state = {ours_of.get(key, key): tensor for key, tensor in state.items()}
+    report = LoadedWeights(str(label))
     head = classifier_names(model)
     ours = model.state_dict()
     merged = dict(ours)

@@ -56,6 +56,9 @@ class DataConfig(Section):
     subset: Annotated[float, Field(gt=0, le=1)] | None = None
     strict: bool = False                  # imagefolder: a broken file fails the load (all listed) instead of skipped
     skip_empty: bool = False              # imagefolder: leave out an empty class folder instead of failing
+    # the mean and std images are normalised with: auto is the weights' own where they carry them (weights:
+    # imagenet, torchvision's 0.485/0.229 ...: the features were learned on those numbers), else the data's
+    normalize: Literal["auto", "data", "weights"] = "auto"
 
 
 def _betas(v):

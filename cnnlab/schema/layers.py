@@ -16,13 +16,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from ..errors import closest
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "mish", "tanh", "sigmoid", "softmax")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "mish", "tanh", "sigmoid", "softmax", "hardswish",
+               "hardsigmoid")  # the hard ones: MobileNetV3's piecewise-linear swish and sigmoid
 NO_ACTIVATION = ("linear", "none", "identity")
 ACTIVATION_ALIASES = {"swish": "silu"}
 # Spellings from Keras and PyTorch that mean one of our layers.
 ALIASES = {"conv2d": "conv", "linear": "dense", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
            "batchnorm2d": "batchnorm", "bn": "batchnorm", "swish": "silu", "globalavgpool": "global_avgpool",
-           "global_average_pooling": "global_avgpool", "concatenate": "concat"}
+           "global_average_pooling": "global_avgpool", "concatenate": "concat", "se": "squeeze_excite",
+           "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid"}
 # Arguments that hold layers: a list of them (1) or a list of such lists (2). Blocks are the layers that have one.
 BLOCK_FIELDS = {"layers": 1, "shortcut": 1, "branches": 2}
 
@@ -220,6 +222,15 @@ class Concat(LayerArgs):
     activation: Activation = None
 
 
+class SqueezeExcite(LayerArgs):
+    main: ClassVar = "squeeze"
+    doc: ClassVar = ("squeeze-and-excitation (Hu et al. 2018): each channel scaled by a gate from all channels' "
+                     "means, through a 1x1 conv to `squeeze` channels, the activation, a 1x1 conv back and the gate")
+    squeeze: Channels
+    activation: Activation = "relu"
+    gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
+
+
 class LeakyRelu(LayerArgs):
     main: ClassVar = "slope"
     slope: Annotated[float, Field(ge=0, le=1)] = 0.01
@@ -233,9 +244,9 @@ class Elu(LayerArgs):
 LAYERS: dict[str, type[LayerArgs]] = {
     "conv": Conv, "whiten": Whiten, "maxpool": Pool, "avgpool": Pool, "global_avgpool": NoArgs, "global_maxpool": NoArgs,
     "batchnorm": BatchNorm, "dropout": Dropout, "spatial_dropout": Dropout, "flatten": NoArgs, "dense": Dense,
-    "pad": Pad, "scale": Scale, "residual": Residual, "concat": Concat,
+    "pad": Pad, "scale": Scale, "residual": Residual, "concat": Concat, "squeeze_excite": SqueezeExcite,
     "relu": NoArgs, "leaky_relu": LeakyRelu, "elu": Elu, "gelu": NoArgs, "silu": NoArgs, "mish": NoArgs,
-    "tanh": NoArgs, "sigmoid": NoArgs, "softmax": NoArgs,
+    "tanh": NoArgs, "sigmoid": NoArgs, "softmax": NoArgs, "hardswish": NoArgs, "hardsigmoid": NoArgs,
 }
 
 

@@ -20,6 +20,7 @@ from ..events import Emitter, Listener
 from ..fsutil import atomic_path, write_text
 from ..models import build_model, resolve_spec
 from ..models.summary import render, summarize
+from ..models.pretrained import IMAGENET, PUBLISHED, model_name, published
 from ..models.weights import load_weights
 from ..rundir import write_metrics
 from ..schema.config import AugmentConfig, TrainConfig
@@ -72,6 +73,12 @@ def _lift_weights(cfg: TrainConfig, located: Located) -> tuple[TrainConfig, Loca
         if isinstance(located.data, dict) and isinstance(located.data.get("model"), dict):
             located = Located({**located.data, "model": model}, located.source, located.lines)
     update = {"model": model, "weights": weights}
+    if weights == IMAGENET and cfg.data.image_size is None and cfg.data.name not in SOURCES:
+        # an image folder is resized to the size the published weights were trained at (224), unless the
+        # config names a size; a built-in set keeps its own (32x32 CIFAR at 224 would cost 49x the compute,
+        # and the ImageNet nets pool adaptively, so they take any size)
+        if model_name(model) in PUBLISHED:
+            update["data"] = cfg.data.model_copy(update={"image_size": published(model_name(model)).input_size})
     if weights is not None and cfg.parent is None and Path(weights, "config.yaml").is_file():
         update["parent"] = Path(weights).resolve().name
     return cfg.model_copy(update=update), located
@@ -190,6 +197,10 @@ class Session:
         if self.placement.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.mean, self.std = self.data.channel_stats()
+        self.normalized_by = "data"  # whose mean and std: the data's, or the weights' (data.normalize)
+        stats = _weights_stats(cfg)
+        if stats is not None:
+            (self.mean, self.std), self.normalized_by = stats, f"weights {cfg.weights}"
         self.augmenter = Augmenter(cfg.augment, self.mean, self.std, self.placement.device,
                                    self.placement.channels_last, cfg.seed)
         self.weights = None  # what `weights` loaded (LoadedWeights), for the run's log and result
@@ -225,7 +236,7 @@ class Session:
         """What data.json holds: enough to predict without the data set."""
         d = self.data
         return {"name": d.name, "classes": d.classes, "input_shape": list(d.input_shape), "mean": self.mean,
-                "std": self.std, "train": len(d.train_x), "test": len(d.test_x),
+                "std": self.std, "normalized_by": self.normalized_by, "train": len(d.train_x), "test": len(d.test_x),
                 "val": 0 if d.val_x is None else len(d.val_x),
                 # test images that are training images too: the run doctor says the test accuracy is optimistic
                 "test_in_train": self.test_in_train}
@@ -245,6 +256,17 @@ class Session:
         write_text(run_dir / "summary.txt", render(self.summary, self.cfg.batch_size) + "\n")
         if self.data.ingest is not None and self.data.ingest.skipped:
             write_text(run_dir / "skipped.txt", self.data.ingest.skipped_text())
+
+
+def _weights_stats(cfg: TrainConfig) -> tuple[list, list] | None:
+    """The mean and std the weights were trained with, where they carry them and data.normalize lets them."""
+    if cfg.data.normalize == "data" or cfg.weights != IMAGENET:
+        if cfg.data.normalize == "weights":
+            raise UserError(f"data.normalize: weights: the weights ({cfg.weights or 'none'}) carry no mean and std; "
+                            "valid with weights: imagenet, else auto or data")
+        return None
+    config = published(model_name(cfg.model)).data_config()
+    return config["mean"], config["std"]
 
 
 def _weights_names(model) -> dict | None:

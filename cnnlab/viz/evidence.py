@@ -44,6 +44,8 @@ def _back(info: LayerInfo, lo: int, hi: int, axis: int) -> tuple[int, int] | Non
         return lo * s - before, hi * s - before + d * (k - 1)
     if info.kind == "whiten":
         return lo, hi + a["kernel"] - 1
+    if info.kind == "squeeze_excite":  # its gate reads the means of the whole map
+        return None
     if info.kind == "pad":
         h = _pair(a["size"])[axis]
         return lo - h, hi - h
@@ -163,7 +165,7 @@ def _feeding(info: LayerInfo, before: torch.Tensor, channel: int, y: int | None,
     else:   # pools, activations, batchnorm, dropout, flatten, global pooling: the same channel feeds it
         if before.dim() == 1:
             value = before[channel]
-        elif y is not None and not is_flat_map(info) and len(info.out_shape) == 3:
+        elif y is not None and not is_flat_map(info) and len(info.out_shape) == 3 and info.kind != "squeeze_excite":
             (top, bottom), (left, right) = _back(info, y, y, 0), _back(info, x, x, 1)
             value = before[channel, max(top, 0):bottom + 1, max(left, 0):right + 1].max()
         else:
