@@ -21,7 +21,8 @@ import yaml
 from ..errors import UserError
 from ..fsutil import write_text
 from ..rescue.budget import Meter, parse_budget
-from ..rescue.loop import Journal, Rescue, RescueStopped, Step, render_table
+from ..rescue.loop import Journal, Rescue, RescueStopped, Step
+from ..viz.rescue_table import render_table
 from ..rescue.prior import candidates
 from ..yamlio import load_yaml
 from .datasets import config_input
@@ -247,7 +248,8 @@ def read(folder) -> dict:
                                        "kept", "verdict", "detail", "status", "epoch", "seconds")},
               "cost": s["flop"] / per_epoch} for s in journal["steps"]]
     final = next((s for s in steps if s["name"] in ("final", "alone")), None)
-    total = Meter(journal["train_images"], journal["flop_per_image"]).flop(parse_budget(journal["budget"]))
+    total = journal.get("total_flop") or Meter(journal["train_images"], journal["flop_per_image"]).flop(
+        parse_budget(journal["budget"]))
     return {"name": journal["started"].get("name", folder.name), "budget": journal["budget"], "state": state,
             "start": journal["started"].get("start"), "steps": steps, "final": final,
             "spent": sum(s["flop"] for s in journal["steps"]) / per_epoch, "budget_total": total / per_epoch,

@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..fsutil import write_text
 from ..rundir import Run
 from ..train.engine import Diverged
+from ..viz.rescue_table import render_table
 from .budget import Budget, Entrant, Meter, plan_epochs, rung_epochs, val_fraction
 from .changes import CHANGES, put, setting
 from .prior import Candidate
@@ -89,7 +90,9 @@ class Journal:
                    data.get("message", ""))
 
     def save(self, path: Path, meter: Meter) -> None:
-        write_text(path, json.dumps({"version": JOURNAL_VERSION, "budget": self.budget, "started": self.started,
+        total = meter.flop(Budget(*_budget_parts(self.budget)))
+        write_text(path, json.dumps({"version": JOURNAL_VERSION, "budget": self.budget, "total_flop": total,
+                                     "started": self.started,
                                      "plan": self.plan, "state": self.state, "pid": self.pid,
                                      "message": self.message, "train_images": meter.train_images,
                                      "flop_per_image": meter.flop_per_image,
@@ -419,57 +422,6 @@ def _fold_in_validation(run_dir: Path, eval_every: int) -> None:
         config["data"]["val_split"], config["eval_every"] = None, eval_every
         write_text(path, yaml.safe_dump(config, sort_keys=False))
         (run_dir / "data.json").unlink(missing_ok=True)  # the resumed job writes it again: its training images
-
-
-TABLE_HEAD = ("step", "what", "architecture", "accuracy", "vs the floor", "status", "cost (epochs)", "PFLOP",
-              "wall (s)")
-
-
-def table_rows(journal: dict) -> list[list[str]]:
-    """The journal as rows of TABLE_HEAD: one per step, the final one with its test accuracy."""
-    per_epoch = journal["train_images"] * journal["flop_per_image"]
-    floor = next((s["val_acc"] for s in journal["steps"] if s["name"].startswith("floor") and s["val_acc"]), None)
-    rows = []
-    for s in journal["steps"]:
-        if s["test_acc"] is not None:
-            acc, delta = f"test {s['test_acc']:.4f}", ""
-        elif s["val_acc"] is not None:
-            acc = f"val {s['val_acc']:.4f} (epoch {s['epoch']})"
-            delta = "" if floor is None or s["name"].startswith("floor") else f"{s['val_acc'] - floor:+.4f}"
-        else:
-            acc, delta = "", ""
-        rows.append([s["name"], s["label"], "yes" if s["architecture"] else "no", acc, delta, s["status"],
-                     f"{s['flop'] / per_epoch:.2f}", f"{s['flop'] / 1e15:.3g}", f"{s['seconds']:.0f}"])
-    return rows
-
-
-def render_table(journal: dict) -> str:
-    per_epoch = journal["train_images"] * journal["flop_per_image"]
-    lines = ["| " + " | ".join(TABLE_HEAD) + " |", "|" + "---|" * len(TABLE_HEAD)]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(journal)]
-    steps = journal["steps"]
-    spent = sum(s["flop"] for s in steps)
-    budget = Budget(*_budget_parts(journal["budget"]))
-    total = Meter(journal["train_images"], journal["flop_per_image"]).flop(budget)
-    search = sum(s["flop"] for s in steps if s["status"] in ("dropped", "diverged", "forecast", "failed"))
-    lines.append("")
-    lines.append(f"spent {spent / per_epoch:.2f} of {total / per_epoch:.2f} epochs ({spent / 1e15:.3g} of "
-                 f"{total / 1e15:.3g} PFLOP; the budget: {journal['budget']}), "
-                 f"{sum(s['seconds'] for s in steps) / 60:.1f} min of training")
-    won = next((s for s in steps if s["status"] == "won"), None)
-    if won is not None:
-        floor = next((s for s in steps if s["name"].startswith("floor") and s["val_acc"] is not None), None)
-        bought = "the floor itself (no candidate beat it)" if won["name"].startswith("floor") else \
-            f"{won['name']}: {won['label']}" + (f", {won['val_acc'] - floor['val_acc']:+.4f} over the floor at "
-                                                f"epoch {won['epoch']}" if floor else "")
-        lines.append(f"the search: {search / per_epoch:.2f} epochs ({100 * search / max(total, 1):.0f}% of the "
-                     f"budget) on the candidates that lost; it bought {bought}")
-    forecast = next((s for s in steps if s["status"] == "forecast"), None)
-    if forecast is not None and forecast["val_acc"] is not None and won is not None:
-        lead = forecast["val_acc"] - won["val_acc"]
-        lines.append(f"forecast, not applied: {forecast['label']} — {lead * 100:+.1f} points at epoch "
-                     f"{forecast['epoch']} on half the images ({'about that or more at the end; rerun with --change-architecture' if lead > 0 else 'no gain measured at this point'})")
-    return "\n".join(lines)
 
 
 def _budget_parts(text: str) -> tuple[float, str]:

@@ -100,7 +100,7 @@ def _rescue_section(run: Run) -> str:
     if not path.exists():
         return ""
     import json
-    from ..rescue.loop import TABLE_HEAD, render_table, table_rows
+    from .rescue_table import TABLE_HEAD, render_table, table_rows
     e = html.escape
     data = json.loads(path.read_text())
     if data.get("version") != 2:
