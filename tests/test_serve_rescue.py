@@ -1,0 +1,125 @@
+"""Rescue from the web: POST /api/rescues on a finished run queues one job in the training worker that trains
+the trials and the final run (ordinary runs, in Runs with their parents); the page follows it by polling
+GET /api/rescues/NAME; Stop and Resume work, and a rescue cut off by a dead worker or a server restart reads
+as interrupted and resumes. Every test runs on a slice of the shared digit sample, a few seconds a rescue."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from browser import browser_page, digit_sample_slice, serving
+
+fastapi = pytest.importorskip("fastapi", reason="fastapi is missing: pip install -e .")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import cnnlab  # noqa: E402
+from cnnlab.serve.app import create_app  # noqa: E402
+from conftest import SHARED  # noqa: E402
+
+SAMPLE = SHARED / "mnist-sample"
+NET = [{"conv": {"filters": 8, "padding": "same"}}, "relu", {"maxpool": 2}, "flatten", {"dense": "classes"}]
+
+
+def digits_with_a_run(tmp: Path, per_class: int) -> tuple[Path, Path]:
+    """(runs folder, data folder): `per_class` training and 5 test images a digit, and one finished run
+    `start` of a small net on them (one epoch)."""
+    if not SAMPLE.is_dir():
+        pytest.skip(f"{SAMPLE} is missing (the shared data sets' digit sample)")
+    data = digit_sample_slice(SAMPLE, tmp / "data", train=per_class, test=5)
+    runs = tmp / "runs"
+    cnnlab.train({"name": "small-net", "model": {"name": "small-net", "layers": NET},
+                  "data": {"name": str(data / "mnist-sample")}, "epochs": 1, "batch_size": 32, "threads": 1},
+                 run_dir=runs / "start", quiet=True, store=runs / "cnnlab.db")
+    return runs, data
+
+
+def wait_for(client, name: str, states=("finished", "interrupted", "failed"), timeout: float = 180,
+             until=None) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rescue = client.get(f"/api/rescues/{name}").json()
+        if rescue["state"] in states or (until is not None and until(rescue)):
+            return rescue
+        time.sleep(0.2)
+    raise AssertionError(f"rescue {name} still {rescue['state']} after {timeout} s: {rescue}")
+
+
+def test_a_rescue_started_on_a_run_trains_trials_and_its_final_run_lands_in_runs(tmp_path):
+    runs, data = digits_with_a_run(tmp_path, 20)
+    with TestClient(create_app(runs, str(data), worker_threads=1)) as client:
+        # bad input is a 4xx naming the field, never a 500
+        for body, status, says in (({"run": "start", "budget": 1}, 422, "budget"),
+                                   ({"run": "start", "budget": "lots"}, 422, "budget"),
+                                   ({"run": "start", "budget": 3, "change_architecture": "maybe"}, 422,
+                                    "change_architecture"),
+                                   ({"run": "start", "budget": 3, "epochs": 2}, 422, "epochs"),
+                                   ({"budget": 3}, 422, "run"),
+                                   ({"run": "../start", "budget": 3}, 404, "no run"),
+                                   ({"run": "nope", "budget": 3}, 404, "no run")):
+            answer = client.post("/api/rescues", json=body)
+            assert answer.status_code == status and says in answer.json()["detail"], (body, answer.json())
+        assert client.get("/api/rescues/nope").status_code == 404
+        assert client.get("/api/rescues/..%2F..").status_code == 404
+
+        started = client.post("/api/rescues", json={"run": "start", "budget": 3})
+        assert started.status_code == 202 and started.json() == {"name": "start-rescue", "state": "queued"}
+        rescue = wait_for(client, "start-rescue")
+        assert rescue["state"] == "finished", rescue
+        assert rescue["start_id"] == "start" and rescue["log"] and rescue["log"][0].startswith("rescue start-rescue")
+        assert rescue["steps"][0]["name"] == "baseline" and rescue["steps"][0]["val_acc"] is not None
+        assert rescue["spent"] <= rescue["budget_total"] + 1e-9 and "| baseline |" in rescue["table"]
+        final = rescue["final"]
+        assert final["id"] == "start-rescue-final" and final["test_acc"] is not None
+        assert not rescue["can_stop"] and not rescue["can_resume"]
+        assert client.post("/api/rescues/start-rescue/stop", json={}).status_code == 409
+        assert client.post("/api/rescues/start-rescue/resume", json={}).status_code == 409
+
+        # the trials and the final run are runs: in the list with their parents, opened and compared as any run
+        rows = {r["id"]: r for r in client.get("/api/runs").json()}
+        assert rows[final["id"]]["status"] == "finished" and rows[final["id"]]["parent"] == final["parent"]
+        assert "rescue:start-rescue" in rows[final["id"]]["tags"]
+        assert final["parent"] in rows and rows[final["parent"]]["status"] == "finished"
+        assert client.get(f"/api/runs/{final['id']}").json()["result"]["status"] == "finished"
+        compared = client.post("/api/compare", json={"ids": ["start", final["id"]]}).json()
+        assert set(compared["results"]) == {"start", final["id"]}
+        # rescued again: a rescue of its own, beside the first
+        assert client.post("/api/rescues", json={"run": "start", "budget": 2}).json()["name"] == "start-rescue-2"
+        assert wait_for(client, "start-rescue-2")["state"] == "finished"
+
+
+def test_stop_then_resume_continues_the_rescue_with_what_it_had_done(tmp_path):
+    runs, data = digits_with_a_run(tmp_path, 100)
+    with TestClient(create_app(runs, str(data), worker_threads=1)) as client:
+        name = client.post("/api/rescues", json={"run": "start", "budget": 8}).json()["name"]
+        wait_for(client, name, until=lambda r: r["state"] == "running" and r["log"])
+        assert client.post(f"/api/rescues/{name}/stop", json={}).json() == {"name": name, "stopping": True}
+        stopped = wait_for(client, name)
+        assert stopped["state"] == "interrupted" and stopped["can_resume"] and stopped["final"] is None, stopped
+        assert any("continues it" in line for line in stopped["log"])
+        assert client.post(f"/api/rescues/{name}/resume", json={}).status_code == 202
+        done = wait_for(client, name)
+        assert done["state"] == "finished" and done["final"]["test_acc"] is not None, done
+        finished_before = [s for s in stopped["steps"] if s["status"] == "finished"]
+        assert done["steps"][:len(finished_before)] == finished_before  # what was done is kept
+
+
+def test_a_rescue_cut_off_by_the_worker_s_death_is_interrupted_after_a_restart_and_resumes(tmp_path, monkeypatch):
+    runs, data = digits_with_a_run(tmp_path, 20)
+    monkeypatch.setenv("CNNLAB_FAULT", "epoch-end:2")  # the worker process is SIGKILLed at its second epoch's end
+    app = create_app(runs, str(data), worker_threads=1)
+    with TestClient(app) as client:
+        name = client.post("/api/rescues", json={"run": "start", "budget": 6}).json()["name"]
+        cut = wait_for(client, name)
+        monkeypatch.delenv("CNNLAB_FAULT")
+        assert cut["state"] == "interrupted" and cut["can_resume"], cut
+    # a new server on the same runs folder: the rescue is still interrupted, and Resume finishes it
+    with TestClient(create_app(runs, str(data), worker_threads=1)) as client:
+        again = client.get(f"/api/rescues/{name}").json()
+        assert again["state"] == "interrupted" and again["can_resume"]
+        assert client.post(f"/api/rescues/{name}/resume", json={}).status_code == 202
+        done = wait_for(client, name)
+        assert done["state"] == "finished" and done["final"]["test_acc"] is not None, done
+        kept = [s for s in again["steps"] if s["status"] == "finished"]
+        assert done["steps"][:len(kept)] == kept  # what was done before the kill is not done again
