@@ -2,13 +2,17 @@
 
 MODEL is a training config (the user's own settings come with it), a model file, a finished run, a named
 architecture, or a Keras / PyTorch source as `cnnlab import` reads it. Lint's mechanical fixes go first,
-each shown as a diff; then cnnlab.rescue.loop searches within the budget and trains the final model.
+each shown as a diff; then cnnlab.rescue.loop races the doctor's candidates within the budget, and the winner
+trains on as the final model. `read`, `request_stop` and `resume` are what a page needs to follow one.
 """
 from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import shlex
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +21,8 @@ import yaml
 from ..errors import UserError
 from ..fsutil import write_text
 from ..rescue.budget import Meter, parse_budget
-from ..rescue.loop import Rescue, Step
+from ..rescue.loop import Journal, Rescue, RescueStopped, Step, render_table
+from ..rescue.prior import candidates
 from ..yamlio import load_yaml
 from .datasets import config_input
 from .models import apply_fix, import_model, lint_model
@@ -99,7 +104,10 @@ def _lint_fixes(model, data: str, data_dir, allow_architecture: bool) -> tuple[o
 
 def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str | None = None,
            data_dir: str | None = None, root: str | None = None, allow_architecture: bool = False, seed: int = 0,
-           runs_root: str | None = None, store: bool = True, log=print, final_listeners=()) -> Rescued:
+           runs_root: str | None = None, store: bool = True, log=print, final_listeners=(),
+           stop: threading.Event | None = None) -> Rescued:
+    """Rescue MODEL within `budget` (cnnlab.rescue.loop); raises RescueStopped when `stop` is set or
+    `request_stop(folder)` is called, and the same call (or `resume(folder)`) continues it."""
     import torch
     from ..data import load_dataset
     from ..models import build_model
@@ -107,7 +115,12 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
     from ..train.session import prepare_config
     from .job import Job
     runs_root = Path(runs_root or "runs")
+    invocation = {"model": str(Path(model).resolve()) if Path(model).exists() else model, "data": data,
+                  "budget": str(budget), "name": name, "data_dir": data_dir and str(Path(data_dir).resolve()),
+                  "root": root and str(Path(root).resolve()), "allow_architecture": allow_architecture, "seed": seed,
+                  "runs_root": str(runs_root.resolve()), "store": store}
     config, stem = load_start(model)
+    start = Path(model).name if Path(model).is_dir() else None  # a run rescued: the runs made from it say so
     config = json.loads(json.dumps(config))
     if not isinstance(config.get("data"), dict):  # `data: mnist` (a name), or `data:` left empty
         config["data"] = {"name": config.get("data") or "cifar10"}
@@ -121,10 +134,16 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
         data_section["root"] = root
     for key in ("val_split", "subset"):  # the rescue chooses its own splits; `limit` (the user's set) stays
         data_section.pop(key, None)
+    for key in ("dir", "root"):  # absolute: a rescue continued from another folder (a web server) finds them
+        if isinstance(data_section.get(key), str) and Path(data_section[key]).exists():
+            data_section[key] = str(Path(data_section[key]).resolve())
+    if Path(data_section["name"]).exists():  # a folder of images named by its path
+        data_section["name"] = str(Path(data_section["name"]).resolve())
     data = data_section["name"]
     name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{Path(data).name}").strip("-.")[:61]
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,60}", name):
         raise UserError(f"--name {name}: letters, digits, '.', '_' or '-' (at most 61)")
+    invocation["name"] = name
     folder = runs_root / "rescues" / name
     folder.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -133,28 +152,124 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
                                            data_section.get("root"))
     for note in notes:
         log(f"note: {note}")
-    config["model"], fixes, left = _lint_fixes(config["model"], data, data_section.get("dir"), allow_architecture)
+    as_given = config["model"]
+    config["model"], fixes, left = _lint_fixes(as_given, data, data_section.get("dir"), allow_architecture)
     for fix in fixes:
         log(fix)
-    if left:
+    architecture_fixed = None
+    if left and not allow_architecture:
         log(f"lint: left as written (fixes that change the architecture; --change-architecture applies them): "
             f"{'; '.join(left)}")
+        architecture_fixed = {**config, "model": _lint_fixes(as_given, data, data_section.get("dir"), True)[0]}
     budget_ = parse_budget(budget)
-    cfg = prepare_config(config)  # every error in the config or model now, before anything trains
-    shape, classes = config_input(cfg)
-    with torch.device("meta"):
-        macs = summarize(build_model(cfg.model, shape, classes)).macs
-    d = cfg.data
+    entrants = candidates(config, allow_architecture, architecture_fixed)
+    macs = {}
+
+    def flop_of(candidate_config: dict) -> float:
+        key = json.dumps(candidate_config.get("model"), sort_keys=True)
+        if key not in macs:
+            cfg = prepare_config({**candidate_config, "epochs": 1})  # every error in a config before anything trains
+            shape, classes = config_input(cfg)
+            with torch.device("meta"):
+                macs[key] = summarize(build_model(cfg.model, shape, classes)).macs
+        return 6.0 * macs[key]
+
+    for entrant in entrants:
+        flop_of(entrant.config)
+    d = prepare_config(config).data
     full = load_dataset(d.name, d.dir, None, 0, d.root, d.image_size, d.download)  # the images there really are
-    meter = Meter(min(len(full.train_x), d.limit or len(full.train_x)), 6 * macs)
+    meter = Meter(min(len(full.train_x), d.limit or len(full.train_x)), flop_of(entrants[0].config))
+    write_text(folder / "floor.yaml", yaml.safe_dump(entrants[0].config, sort_keys=False))
     store_path = runs_root / "cnnlab.db" if store else None
-    loop = Rescue(config, budget_, folder, meter, Job, name=name, allow_architecture=allow_architecture, seed=seed,
-                  store=store_path, log=log, final_listeners=final_listeners)
+    started = {"name": name, "budget": str(budget_), "seed": seed, "allow_architecture": allow_architecture,
+               "config": config, "invocation": invocation, "start": start}
+    loop = Rescue(entrants, budget_, folder, meter, Job, name=name, flop_of=flop_of, started=started, seed=seed,
+                  store=store_path, start=start, log=log, final_listeners=final_listeners, stop=stop,
+                  continue_command=continue_command(invocation))
     if fixes:
         rules = [f.split("]", 1)[0].removeprefix("lint fix [") for f in fixes]
         loop.add_step(Step("lint", "; ".join(f.splitlines()[0].removeprefix("lint fix ") for f in fixes),
-                           any(r not in CORRECTIONS for r in rules), None, None, kept=True))
+                           any(r not in CORRECTIONS for r in rules), None, None, kept=True, status="applied"))
     final = loop.run()
     table = loop.table()
-    write_text(folder / "rescue.md", f"# rescue {name}\n\n{table}\n")
+    write_text(folder / "rescue.md", f"# rescue {name}\n\n{table}\n\nthe floor as a config: "
+               f"`cnnlab train {folder / 'floor.yaml'} --epochs N`\n")
     return Rescued(folder, final, table)
+
+
+def continue_command(invocation: dict) -> str:
+    """The command line that continues a stopped rescue (the same arguments)."""
+    parts = ["cnnlab", "rescue", shlex.quote(invocation["model"]), "--budget", invocation["budget"], "--name",
+             invocation["name"], "--runs-root", shlex.quote(invocation["runs_root"])]
+    for key, flag in (("data", "--data"), ("data_dir", "--data-dir"), ("root", "--root")):
+        if invocation.get(key):
+            parts += [flag, shlex.quote(str(invocation[key]))]
+    if invocation["seed"]:
+        parts += ["--seed", str(invocation["seed"])]
+    if invocation["allow_architecture"]:
+        parts.append("--change-architecture")
+    return " ".join(parts)
+
+
+def resume(folder, *, log=print, final_listeners=(), stop: threading.Event | None = None) -> Rescued:
+    """Continue a stopped or interrupted rescue from its journal, with the arguments it was started with."""
+    journal = _journal(Path(folder))
+    invocation = journal.get("started", {}).get("invocation")
+    if invocation is None:
+        raise UserError(f"{folder}: this rescue's journal does not say how it was started; run `cnnlab rescue` "
+                        "again with its arguments")
+    if journal.get("state") == "running" and _alive(journal.get("pid")):
+        raise UserError(f"rescue {invocation['name']} is running (process {journal['pid']}); stop it first")
+    return rescue(invocation["model"], invocation["data"], invocation["budget"], name=invocation["name"],
+                  data_dir=invocation["data_dir"], root=invocation["root"],
+                  allow_architecture=invocation["allow_architecture"], seed=invocation["seed"],
+                  runs_root=invocation["runs_root"], store=invocation["store"], log=log,
+                  final_listeners=final_listeners, stop=stop)
+
+
+def request_stop(folder) -> None:
+    """Ask the rescue in `folder` (in whatever process runs it) to stop after the current batch."""
+    folder = Path(folder)
+    if not (folder / "rescue.json").exists():
+        raise UserError(f"{folder}: not a rescue (no rescue.json)")
+    write_text(folder / "STOP", "stop\n")
+
+
+def read(folder) -> dict:
+    """A rescue as the pages show it: its state, steps (each with its run), the final step and the table."""
+    folder = Path(folder)
+    journal = _journal(folder)
+    state = journal.get("state", "running")
+    if state == "stopped" or (state == "running" and not _alive(journal.get("pid"))):
+        state = "interrupted"  # stopped, or its process gone (a server restart): resumable
+    per_epoch = journal["train_images"] * journal["flop_per_image"]
+    steps = [{**{k: s.get(k) for k in ("name", "label", "architecture", "run", "parent", "val_acc", "test_acc",
+                                       "kept", "verdict", "detail", "status", "epoch", "seconds")},
+              "cost": s["flop"] / per_epoch} for s in journal["steps"]]
+    final = next((s for s in steps if s["name"] in ("final", "alone")), None)
+    total = Meter(journal["train_images"], journal["flop_per_image"]).flop(parse_budget(journal["budget"]))
+    return {"name": journal["started"].get("name", folder.name), "budget": journal["budget"], "state": state,
+            "start": journal["started"].get("start"), "steps": steps, "final": final,
+            "spent": sum(s["flop"] for s in journal["steps"]) / per_epoch, "budget_total": total / per_epoch,
+            "unit": "epochs", "plan": journal.get("plan", {}), "table": render_table(journal),
+            "message": journal.get("message", "")}
+
+
+def _journal(folder: Path) -> dict:
+    path = folder / "rescue.json"
+    if not path.exists():
+        raise UserError(f"{folder}: not a rescue (no rescue.json)")
+    Journal.load(path)  # an earlier cnnlab's journal is refused with the reason
+    return json.loads(path.read_text())
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,18 +1,21 @@
-"""A rescue's compute budget, in epochs of the full training set or in PFLOP, and what each run spent of it.
+"""A rescue's compute budget and how a race of candidates shares it.
 
-Cost counts training only, as recipes' budgets do (cnnlab/app/recipes.py): 6 FLOP per MAC per image (forward
-and backward) times the images trained on. Evaluations are left out (each is ~2% of an epoch on these sets).
+The budget is compute: FLOP of what is trained, 6 per MAC per image (forward and backward, as recipes count it:
+cnnlab/app/recipes.py), on the images the user's config names (`data.limit` kept). `--budget 15` means 15 epochs
+of the start model (the user's layers after lint's corrections) on that set; a candidate twice as wide costs
+twice as much per image, so it gets fewer epochs for the same budget. Evaluations are left out (each is ~2% of
+an epoch on these sets).
+
+The race (cnnlab/rescue/loop.py): every candidate is planned for the whole budget as if it wins, minus what the
+others cost up to the rung where they are dropped; the winner then trains on to the end of its own schedule.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 from ..errors import UserError
-
-# The final model gets this share of the budget and the search the rest: with 15 epochs, 8 for the final run
-# and room for 7 trials (a baseline, cnnlab's settings, four learning rates and one change of the doctor's).
-FINAL_SHARE = 0.55
 
 
 @dataclass(frozen=True)
@@ -33,31 +36,53 @@ def parse_budget(text: str | float | int) -> Budget:
     return Budget(float(match.group(1)), unit)
 
 
+def val_fraction(train_images: int) -> float:
+    """The share held out to judge the race: about 2,500 images (an accuracy to +-0.9 points, and every candidate
+    is judged on the same images), 5-10% of the set. The winner trains on the rest to the end, so this is
+    all the data the rescue gives up."""
+    return min(0.1, max(0.05, 2500 / max(1, train_images)))
+
+
+def rung_epochs(budget_epochs: float) -> int:
+    """Epochs every candidate trains before the race is decided: 5% of the budget, 1 to 3. Early, but each
+    candidate is planned for the whole budget, so all are at the same point of the same schedule."""
+    return int(min(3, max(1, round(0.05 * budget_epochs))))
+
+
 @dataclass(frozen=True)
 class Meter:
-    """Converts images trained on into the budget's unit, for one model on one data set."""
-    train_images: int           # the full training set's
-    flop_per_image: float       # 6 x MACs
+    """The budget in FLOP for one data set, and what training costs there."""
+    train_images: int           # the images the user's config trains on (after `data.limit`)
+    flop_per_image: float       # 6 x MACs of the start model
 
-    def epochs(self, images: float) -> float:
-        return images / self.train_images
+    def flop(self, budget: Budget) -> float:
+        return budget.amount * 1e15 if budget.unit == "pflop" else budget.amount * self.train_images * \
+            self.flop_per_image
 
-    def pflop(self, images: float) -> float:
-        return images * self.flop_per_image / 1e15
-
-    def spent(self, images: float, unit: str) -> float:
-        return self.epochs(images) if unit == "epochs" else self.pflop(images)
-
-    def in_epochs(self, budget: Budget) -> float:
-        return budget.amount if budget.unit == "epochs" else budget.amount * 1e15 / self.flop_per_image / \
-            self.train_images
+    def epochs(self, flop: float) -> float:
+        """FLOP as epochs of the start model on the full set: the unit the user gave."""
+        return flop / (self.train_images * self.flop_per_image)
 
 
-def final_epochs(budget_epochs: float) -> int:
-    """How long the final model trains (whole epochs of the full training set): at least one, and room left
-    for the baseline trial (0.9 of an epoch: cnnlab/rescue/loop.py)."""
-    final = int(budget_epochs * FINAL_SHARE)
-    if final < 1 or budget_epochs - final < 0.9:
-        raise UserError(f"a budget of {budget_epochs:.3g} epochs leaves no room for a final run and a search; "
-                        "give at least 2 epochs")
-    return final
+@dataclass(frozen=True)
+class Entrant:
+    name: str
+    flop_per_image: float
+    images_per_epoch: float     # the images one epoch trains on (the train split, or a forecast's subset)
+    promotable: bool            # a forecast is measured, never continued
+
+
+def plan_epochs(total_flop: float, entrants: list[Entrant], rung: int) -> dict[str, int]:
+    """Each promotable entrant's schedule length (whole epochs) if it wins: what the budget leaves once the
+    others have trained to the rung."""
+    plan = {}
+    for e in entrants:
+        if not e.promotable:
+            continue
+        others = sum(rung * o.images_per_epoch * o.flop_per_image for o in entrants if o is not e)
+        epochs = math.floor((total_flop - others) / (e.images_per_epoch * e.flop_per_image) + 1e-9)
+        if epochs < rung + 1:
+            raise UserError(f"a budget of {total_flop / 1e15:.3g} PFLOP leaves {e.name} {max(epochs, 0)} epochs "
+                            f"once the race's {rung}-epoch rung is paid for; give a larger budget")
+        plan[e.name] = epochs
+    return plan

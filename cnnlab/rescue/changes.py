@@ -1,8 +1,8 @@
-"""The changes a rescue can try, and which to try for a doctor's verdict.
+"""The changes a rescue makes to a written config, each a pure edit (cnnlab/rescue/prior.py picks them).
 
 A change edits a written config (a plain dict: what a config file holds) and says in one line what it did.
-Training-setting changes are always allowed; a change to the layer list (normalisation layers, widths,
-padding) only with `--change-architecture`, and each is listed as such. Dropout rates are regularisation
+Training-setting changes are always allowed; a change to the layer list (normalisation layers,
+activations, padding) only with `--change-architecture`, and each is listed as such. Dropout rates are regularisation
 settings that live in the layer list: they count as training settings here, and the table says so.
 """
 from __future__ import annotations
@@ -69,60 +69,19 @@ def _edit_layers(config: dict, step: Callable[[list], list | None]) -> dict | No
 
 # ---------------------------------------------------------------- training settings
 
-def _cnnlab_settings(config: dict) -> dict | None:
-    """SGD with Nesterov momentum and a one-cycle schedule, label smoothing, weight decay: what cnnlab's own
-    defaults are, for a model trained with something else."""
-    if (setting(config, "optimizer.name"), setting(config, "schedule.name")) == ("sgd", "onecycle") and \
-            setting(config, "loss.label_smoothing") > 0:
-        return None
-    defaults = TrainConfig().model_dump()
-    if (config.get("batch_size") or 128) < 32:
-        config.pop("batch_size")  # a batch of a few images makes every step noisy (and slow): cnnlab's default
-    config["optimizer"] = {"name": "sgd", "lr": defaults["optimizer"]["lr"], "momentum": 0.9, "nesterov": True,
-                           "weight_decay": defaults["optimizer"]["weight_decay"]}
-    config["schedule"] = {"name": "onecycle"}
-    return put(config, "loss.label_smoothing", defaults["loss"]["label_smoothing"])
-
-
 def _scale_lr(factor: float):
     def edit(config):
         return put(config, "optimizer.lr", float(f"{setting(config, 'optimizer.lr') * factor:.3g}"))
     return edit
 
 
-def _augment(config: dict) -> dict | None:
-    """The data set's augmentation (crop, and flips where they keep labels) where the config turned it off."""
-    augment = config.get("augment", "auto")
-    off = augment in ("none", None) or (isinstance(augment, dict) and not any(
-        v not in (0, 0.0, "none", None) for k, v in augment.items() if k not in ("crop_mode", "fill")))
-    if not off:
+def _adam(config: dict) -> dict | None:
+    """Adam at its from-scratch rate (lint's FROM_SCRATCH_LR), on cnnlab's one-cycle schedule: per-weight step
+    sizes keep a sigmoid or tanh stack's small gradients moving where one SGD rate is too small for the first
+    layers and too large for the last."""
+    if setting(config, "optimizer.name") in ("adam", "adamw"):
         return None
-    config["augment"] = "auto"
-    return config
-
-
-def _cutout(config: dict) -> dict | None:
-    augment = config.get("augment")
-    if augment == "none" or (isinstance(augment, dict) and augment.get("cutout")):
-        return None
-    config["augment"] = {**(augment if isinstance(augment, dict) else {}), "cutout": 8}
-    return config
-
-
-def _scale_weight_decay(factor: float):
-    def edit(config):
-        now = setting(config, "optimizer.weight_decay")
-        new = 5e-4 if now == 0 and factor > 1 else now * factor
-        return None if new == now else put(config, "optimizer.weight_decay", float(f"{new:.3g}"))
-    return edit
-
-
-def _label_smoothing(config: dict) -> dict | None:
-    return None if setting(config, "loss.label_smoothing") > 0 else put(config, "loss.label_smoothing", 0.1)
-
-
-def _grad_clip(config: dict) -> dict | None:
-    return None if config.get("grad_clip") else put(config, "grad_clip", 1.0)
+    return put(config, "optimizer", {"name": "adam", "lr": 1e-3})
 
 
 def _halve_dropout(config: dict) -> dict | None:
@@ -159,18 +118,6 @@ def _batchnorm(config: dict) -> dict | None:
     return _edit_layers(config, step)
 
 
-def _double_width(config: dict) -> dict | None:
-    def step(layers):
-        out = []
-        for entry in layers:
-            kind, args = written_args(entry)
-            if kind == "conv" and isinstance(args.get("filters"), int):
-                entry = {kind: {**args, "filters": 2 * args["filters"]}}
-            out.append(entry)
-        return out if out != layers else None
-    return _edit_layers(config, step)
-
-
 def _pad_same(config: dict) -> dict | None:
     """`padding: same` on unpadded stride-1 convs: the maps keep their size, so a deep stack keeps its edges."""
     def step(layers):
@@ -185,47 +132,32 @@ def _pad_same(config: dict) -> dict | None:
     return _edit_layers(config, step)
 
 
+SATURATING = ("sigmoid", "tanh")
+
+
+def _relu(config: dict) -> dict | None:
+    """relu for every hidden sigmoid or tanh (as a layer or a conv/dense `activation`): their gradients shrink
+    by 4x or more at each layer, so a deep stack of them barely trains its first layers."""
+    def step(layers):
+        out, changed = [], False
+        for n, entry in enumerate(layers):
+            kind, args = written_args(entry)
+            last = n == len(layers) - 1
+            if kind in SATURATING and not last:
+                entry, changed = "relu", True
+            elif kind in ("conv", "dense") and args.get("activation") in SATURATING and not last:
+                entry, changed = {kind: {**args, "activation": "relu"}}, True
+            out.append(entry)
+        return out if changed else None
+    return _edit_layers(config, step)
+
+
 CHANGES = {c.name: c for c in [
-    Change("sgd-onecycle", "cnnlab's training settings: SGD with Nesterov momentum, one-cycle schedule, "
-           "label smoothing 0.1, weight decay 5e-4 (and batch 128 for one below 32)", False, _cnnlab_settings),
-    Change("lr-x3", "learning rate x3", False, _scale_lr(3)),
     Change("lr-div3", "learning rate /3", False, _scale_lr(1 / 3)),
-    Change("augment", "augmentation: the data set's (crop; flips where they keep labels)", False, _augment),
-    Change("cutout", "augmentation: cutout 8 (with the data set's crop and flip)", False, _cutout),
-    Change("more-decay", "weight decay x3 (5e-4 where there was none)", False, _scale_weight_decay(3)),
-    Change("less-decay", "weight decay /3", False, _scale_weight_decay(1 / 3)),
-    Change("label-smoothing", "label smoothing 0.1", False, _label_smoothing),
-    Change("grad-clip", "gradient clipping at norm 1", False, _grad_clip),
+    Change("adam", "Adam at lr 0.001 on the one-cycle schedule", False, _adam),
     Change("less-dropout", "dropout of 0.3 or more halved (a regularisation setting in the layer list)", False,
            _halve_dropout),
     Change("batchnorm", "architecture: batchnorm after every conv", True, _batchnorm),
     Change("pad-same", "architecture: padding same on unpadded convs", True, _pad_same),
-    Change("wider", "architecture: twice the filters in every conv (about 4x the compute)", True, _double_width),
+    Change("relu", "architecture: relu for the hidden sigmoid/tanh activations", True, _relu),
 ]}
-
-# What the doctor's verdict on the best trial so far calls for, most promising first (its own prescriptions,
-# cnnlab/diagnose/doctor.py, made mechanical). The learning rate is searched before these (cnnlab/rescue/loop.py).
-FOR_VERDICT = {
-    "overfitting": ["augment", "cutout", "more-decay", "label-smoothing"],
-    "underfitting": ["less-dropout", "less-decay", "batchnorm", "pad-same", "wider"],
-    "still-improving": ["batchnorm", "pad-same", "lr-x3", "wider"],
-    "good-fit": ["augment", "batchnorm", "pad-same", "wider", "cutout"],
-    "too-short": ["batchnorm", "pad-same", "lr-x3"],
-    "lr-too-high": ["lr-div3", "grad-clip", "batchnorm"],
-    "diverged": ["lr-div3", "grad-clip", "batchnorm"],
-    "lr-too-low": ["lr-x3", "batchnorm"],
-    "chance": ["batchnorm", "pad-same", "lr-div3", "lr-x3"],
-}
-# what any verdict may try once its own list is done, while budget remains
-FALLBACK = ["augment", "batchnorm", "pad-same", "less-dropout", "label-smoothing", "cutout", "wider"]
-
-
-def candidates(regime: str, allow_architecture: bool, tried: set[str]) -> list[Change]:
-    names = FOR_VERDICT.get(regime, []) + FALLBACK
-    out = []
-    for name in dict.fromkeys(names):
-        change = CHANGES[name]
-        if name in tried or (change.architecture and not allow_architecture):
-            continue
-        out.append(change)
-    return out

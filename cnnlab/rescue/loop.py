@@ -1,20 +1,25 @@
-"""The rescue loop: measure where the model stands, search the learning rate, then let the doctor act —
-prescribe, branch a run with the change, train it, read the verdict, keep or drop — and finally train the
-best config on the full training set.
+"""The rescue: a race of the doctor's candidates where the winner goes on to be the final run.
 
-Every trial is an ordinary run (tagged `rescue:NAME`, its `parent` the run it branched from), trained for
-the final run's epochs on a stratified share of the training split, so that one trial costs about one epoch
-of the full set and sees the schedule and augmentation the final run will. Trials are judged on a seeded
-validation split (10% of the training set); the test set is read once, by the final run.
+Every candidate (cnnlab/rescue/prior.py: the floor, the floor with the doctor's prescriptions, a forecast) is a
+run planned for the whole budget as if it wins: the same schedule, its epochs what the budget leaves once the
+others have trained to the rung. All train to the rung (1-3 epochs) on the same seeded validation split; the
+floor is kept unless another beats it there by KEEP_MARGIN; the winner's run then trains on from its checkpoint
+to the end of its schedule, where the test set is read for the first and only time. Nothing the search trained
+is thrown away but the losers' first epochs, and a rescue whose doctor prescribes nothing is exactly
+`cnnlab train` of the floor at the full budget.
 
-The journal (rescue.json in the rescue's folder) is written after every step, atomically: killing the rescue
-and starting it again with the same arguments replays the journal — the same decisions, in the same order,
-with the budget counted as it stood at each step — and continues with the step under way (a trial that has a
-checkpoint resumes from it).
+A candidate that diverges is recorded and dropped (its cost counted) and raced again once at a third of its
+rate; every candidate failing is the rescue's failure, named. The journal (rescue.json) is written after every
+step, atomically: started again with the same arguments, the rescue replays it — the same decisions — and
+continues the run under way from its checkpoint. A stop (Ctrl-C, SIGTERM, `request_stop`, the STOP file in the
+rescue's folder) ends the current run after its batch, marked interrupted, and raises RescueStopped.
 """
 from __future__ import annotations
 
+import copy
 import json
+import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,327 +28,431 @@ from ..errors import UserError
 from ..fsutil import write_text
 from ..rundir import Run
 from ..train.engine import Diverged
-from ..train.session import prepare_config
-from .budget import Budget, Meter, final_epochs
-from .changes import CHANGES, Change, candidates, put, setting
+from .budget import Budget, Entrant, Meter, plan_epochs, rung_epochs, val_fraction
+from .changes import CHANGES, put, setting
+from .prior import Candidate
 
-VAL_SPLIT = 0.1
-# one trial: the final run's epochs on 1/final of the training split, so the split's worth of images
-TRIAL_COST = 1 - VAL_SPLIT
-# A change is kept when it beats the best validation accuracy by this much. Every trial has the same seed, the
-# same images in the same order and the same validation split, so two trials differ by the change and by the
-# arithmetic it perturbs; 0.003 is 15 of 5,000 validation images. (A small folder's split is noisier: a
-# change kept there may be luck, and the table shows by how much it won.)
-KEEP_MARGIN = 0.003
-# trials in the learning-rate search: Optuna's median rule prunes from the fourth on (3 startup trials)
-LR_TRIALS = 4
-NOT_LEARNING = ("chance", "diverged", "no-data")  # verdicts where a rate search has nothing to climb
+JOURNAL_VERSION = 2
+# A challenger replaces the floor when it leads at the rung by this much: 0.5 points, 12 of 2,500 validation
+# images. Every entrant has the same seed, images, order and validation split; the floor wins ties because it
+# is what the user would have had anyway.
+KEEP_MARGIN = 0.005
+FORECAST_SHARE = 0.5    # a forecast races on this share of the train split: half the cost, the same schedule point
+STOP_POLL_S = 0.5
+
+
+class RescueStopped(UserError):
+    """The rescue was asked to stop; its message says how to continue."""
 
 
 @dataclass
 class Step:
-    name: str                   # lint | baseline | sgd-onecycle | lr-search | a change's name | final
+    name: str                   # lint | floor | prescribed | forecast | NAME-lr3 | final | alone
     label: str
     architecture: bool
     run: str | None             # the run directory
-    parent: str | None          # the run it branched from
+    parent: str | None          # the run it started from (the rescued run), if any
     val_acc: float | None = None
     test_acc: float | None = None
-    images: float = 0.0         # training images processed (the cost)
+    images: float = 0.0         # images trained in this step (the final step: after the rung)
+    flop: float = 0.0
+    seconds: float = 0.0
     kept: bool | None = None
     verdict: str | None = None
     detail: str = ""
+    status: str = "running"     # raced | diverged | dropped | forecast | won | finished | applied | failed
+    epoch: int | None = None    # the epoch val_acc was read at
 
 
 @dataclass
 class Journal:
     budget: str
-    final_epochs: int
+    started: dict = field(default_factory=dict)     # the arguments it was started with
+    plan: dict = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
-    started: dict = field(default_factory=dict)   # the arguments it was started with
+    state: str = "running"      # running | stopped | finished | failed
+    pid: int | None = None
+    message: str = ""
 
     @classmethod
     def load(cls, path: Path) -> "Journal | None":
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        return cls(data["budget"], data["final_epochs"], [Step(**s) for s in data["steps"]], data.get("started", {}))
+        if data.get("version") != JOURNAL_VERSION:
+            raise UserError(f"{path}: a rescue journal from an earlier cnnlab (its rescue raced no candidates); "
+                            "start a new rescue with another --name")
+        return cls(data["budget"], data.get("started", {}), data.get("plan", {}),
+                   [Step(**s) for s in data["steps"]], data.get("state", "running"), data.get("pid"),
+                   data.get("message", ""))
 
     def save(self, path: Path, meter: Meter) -> None:
-        write_text(path, json.dumps({"budget": self.budget, "final_epochs": self.final_epochs,
-                                     "started": self.started, "train_images": meter.train_images,
+        write_text(path, json.dumps({"version": JOURNAL_VERSION, "budget": self.budget, "started": self.started,
+                                     "plan": self.plan, "state": self.state, "pid": self.pid,
+                                     "message": self.message, "train_images": meter.train_images,
                                      "flop_per_image": meter.flop_per_image,
                                      "steps": [asdict(s) for s in self.steps]}, indent=2))
 
 
-class Rescue:
-    """`job`: the Job class (cnnlab.app.job.Job), handed down by the application layer as sweeps get it."""
+class _Watch:
+    """Stops the job it watches after the current batch: at the rung (an epoch_end there), or when the rescue is
+    asked to stop (its Event, or the STOP file another process writes)."""
 
-    def __init__(self, config: dict, budget: Budget, folder: Path, meter: Meter, job, *, name: str,
-                 allow_architecture: bool = False, seed: int = 0, store=None, search_lr: bool = True,
-                 log=print, final_listeners=()):
-        self.config, self.budget, self.folder, self.meter, self.job = config, budget, folder, meter, job
-        self.name, self.allow_architecture, self.seed, self.store = name, allow_architecture, seed, store
-        self.search_lr, self.log, self.final_listeners = search_lr, log, list(final_listeners)
-        self.total_epochs = meter.in_epochs(budget)
-        self.final = final_epochs(self.total_epochs)
+    def __init__(self, rescue: "Rescue", rung: int | None):
+        self.rescue, self.rung, self.job, self.at_rung = rescue, rung, None, False
+        self._done = threading.Event()
+
+    def __call__(self, event) -> None:
+        if self.rung is not None and event.type == "epoch_end" and event.data["row"].get("epoch", 0) >= self.rung:
+            self.at_rung = True
+            self.job.stop()
+
+    def __enter__(self):
+        def poll():
+            while not self._done.wait(STOP_POLL_S):
+                if self.rescue.stop_asked():
+                    self.job.stop()
+                    return
+        threading.Thread(target=poll, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+
+
+class Rescue:
+    """`job`: the Job class (cnnlab.app.job.Job), handed down by the application layer as sweeps get it.
+    `flop_of(config)`: 6 x MACs per image of a candidate's model. `start`: the run being rescued, if any."""
+
+    def __init__(self, candidates: list[Candidate], budget: Budget, folder: Path, meter: Meter, job, *, name: str,
+                 flop_of, started: dict, seed: int = 0, store=None, start: str | None = None, log=print,
+                 final_listeners=(), stop: threading.Event | None = None, continue_command: str = ""):
+        self.candidates, self.budget, self.folder, self.meter, self.job = candidates, budget, folder, meter, job
+        self.name, self.flop_of, self.seed, self.store, self.start = name, flop_of, seed, store, start
+        self.log, self.final_listeners = log, list(final_listeners)
+        self.stop_event = stop or threading.Event()
+        self.continue_command = continue_command
         self.path = folder / "rescue.json"
-        started = {"name": name, "budget": str(budget), "seed": seed, "allow_architecture": allow_architecture,
-                   "search_lr": search_lr, "config": config}
+        self.total_flop = meter.flop(budget)
         old = Journal.load(self.path)
         if old is not None:
-            differs = [k for k in started if old.started.get(k) != started[k]]
+            differs = [k for k in ("name", "budget", "seed", "allow_architecture", "config")
+                       if old.started.get(k) != started.get(k)]
             if differs:
                 what = ", ".join(f"{k} {old.started.get(k)!r:.60}" for k in differs if k != "config")
                 raise UserError(f"{self.path}: rescue {name} was started with other arguments ("
                                 f"{what or 'another model or config'}); run it again with those to continue, or "
                                 "choose another --name")
-        self.journal = old or Journal(str(budget), self.final, started=started)
+            old.started = {**old.started, **{k: v for k, v in started.items() if k not in old.started}}
+        self.journal = old or Journal(str(budget), started=started)
         self._done = {s.name: s for s in self.journal.steps}
-        self._spent = 0.0   # images, counted step by step as the loop reaches each (replayed or new)
 
     # ------------------------------------------------------------ bookkeeping
-    def spent_epochs(self) -> float:
-        return self.meter.epochs(self._spent)
+    def stop_asked(self) -> bool:
+        return self.stop_event.is_set() or (self.folder / "STOP").exists()
 
-    def _room_for_trial(self) -> bool:
-        return self.spent_epochs() + TRIAL_COST <= self.total_epochs - self.final + 1e-9
-
-    def add_step(self, step: Step) -> Step:
-        """A step decided outside the loop (lint's fixes), journalled once, first."""
-        if step.name not in self._done:
-            self._record(step)
-        self._spent += self._done[step.name].images
-        return self._done[step.name]
+    def spent_flop(self) -> float:
+        return sum(s.flop for s in self.journal.steps)
 
     def _record(self, step: Step) -> Step:
-        self.journal.steps = [s for s in self.journal.steps if s.name != step.name] + [step]
+        names = [s.name for s in self.journal.steps]
+        if step.name in names:  # a decision on a step already journalled: in its place
+            self.journal.steps[names.index(step.name)] = step
+        else:
+            self.journal.steps.append(step)
         self._done[step.name] = step
-        self.journal.save(self.path, self.meter)
+        self._save()
         return step
 
-    def _trial_config(self, config: dict, parent: str | None, run_name: str) -> dict:
-        config = json.loads(json.dumps(config))
-        config.update(name=run_name, epochs=self.final, seed=self.seed)
-        # the batch the final run of this config trains with: a learning rate found in a trial means the same there
-        config["batch_size"] = prepare_config(config).batch_size
-        put(config, "data.val_split", VAL_SPLIT)
-        if self.final > 1:
-            put(config, "data.subset", round(1 / self.final, 4))
-        if parent:
-            config["parent"] = parent
-        config["group"] = f"rescue:{self.name}"  # loggers nest the trials under one parent
-        config["evaluate_test"] = False  # the test set is read once, by the final run
-        return config
+    def _save(self) -> None:
+        self.journal.save(self.path, self.meter)
 
-    def _train(self, config: dict, run_dir: Path, listeners=()) -> Run:
-        """A run of `config` in `run_dir`: resumed where a killed attempt left a checkpoint, kept where it had
-        finished before the journal could say so."""
-        result = run_dir / "result.json"
-        if result.exists() and json.loads(result.read_text()).get("status") == "finished":
-            return Run(run_dir)
-        if (run_dir / "checkpoint.pt").exists() and (run_dir / "config.yaml").exists():
-            return self.job.resume(run_dir, listeners=list(listeners), store=self._store_arg()).run()
-        return self.job(config, run_dir=run_dir, overwrite=True, listeners=list(listeners),
-                        store=self._store_arg()).run()
+    def add_step(self, step: Step) -> Step:
+        """A step decided outside the race (lint's fixes), journalled once, first."""
+        return self._done.get(step.name) or self._record(step)
 
     def _store_arg(self):
         return str(self.store) if self.store else False
 
-    def _tag(self, run: Run, *tags: str) -> None:
+    def _tag(self, run_dir: Path, *tags: str) -> None:
         if self.store:
             from ..track.store import Store
             store = Store(self.store)
-            had = next((r["tags"] for r in store.runs() if r["id"] == run.dir.name), [])  # a sweep's tags stay
-            store.set_tags(run.dir.name, [*had, f"rescue:{self.name}", *tags])
+            had = next((r["tags"] for r in store.runs() if r["id"] == run_dir.name), None)
+            if had is not None:
+                store.set_tags(run_dir.name, list(dict.fromkeys([*had, f"rescue:{self.name}", *tags])))
 
     def _run_dir(self, label: str) -> Path:
         # the rescue's name in every run's name: the store's id is the directory's name, and rescues share a store
         return self.folder / f"{self.name}-{label}"
 
-    def _trial(self, name: str, label: str, architecture: bool, config: dict, parent: str | None) -> Step:
-        if name in self._done:
-            return self._done[name]
-        index = len(self.journal.steps)
-        run_dir = self._run_dir(f"{index:02d}-{name}")
-        try:
-            trial = self._trial_config(config, parent, run_dir.name)
-        except UserError as exc:  # a change that makes the config invalid is dropped, with the reason
-            return Step(name, label, architecture, None, parent, detail=f"not valid: {exc}")
-        try:
-            run = self._train(trial, run_dir)
-        except Diverged as exc:  # a change that blows the training up is a result, not the end of the rescue
+    # ------------------------------------------------------------ training, stoppable
+    def _train(self, config: dict | None, run_dir: Path, rung: int | None, listeners=()) -> tuple[Run, bool]:
+        """Train `config` in `run_dir` (resumed where a checkpoint is), up to `rung` epochs or to its end.
+        (the run, whether it reached the rung). Raises RescueStopped when stopped from outside."""
+        if self.stop_asked():
+            self._stopped(run_dir)
+        result = run_dir / "result.json"
+        if result.exists() and json.loads(result.read_text()).get("status") == "finished":
+            return Run(run_dir), False
+        if rung is not None and (run_dir / "metrics.csv").exists():
             run = Run(run_dir)
-            return Step(name, label, architecture, str(run_dir), parent, images=len(run.metrics) * run.data_info["train"],
-                        verdict="diverged", detail=str(exc))
-        rows = [r for r in run.metrics if r.get("val_acc") is not None]
-        verdict = diagnose_run(run)
-        self._tag(run, "trial")
-        return Step(name, label, architecture, str(run.dir), parent, rows[-1]["val_acc"] if rows else None,
-                    images=len(run.metrics) * run.data_info["train"], verdict=verdict.regime,
-                    detail=verdict.headline)
+            if len(run.metrics) >= rung and run.metrics[rung - 1].get("val_acc") is not None:
+                return run, True  # raced before the journal could say so
+        watch = _Watch(self, rung)
+        if (run_dir / "checkpoint.pt").exists() and (run_dir / "config.yaml").exists():
+            job = self.job.resume(run_dir, listeners=[watch, *listeners], store=self._store_arg())
+        else:
+            job = self.job(config, run_dir=run_dir, overwrite=True, listeners=[watch, *listeners],
+                           store=self._store_arg())
+        watch.job = job
+        with watch:
+            run = job.run()
+        if run.result.get("status") == "finished":
+            return run, False
+        if watch.at_rung and not self.stop_asked():
+            return run, True
+        self._stopped(run_dir)
 
-    # ------------------------------------------------------------ the loop
-    def run(self) -> Step:
-        """Search within the budget, then train the final model on the full training set."""
-        self.log(f"rescue {self.name}: budget {self.budget} = {self.total_epochs:.1f} epochs of "
-                 f"{self.meter.train_images:,} images ({self.meter.pflop(self.total_epochs * self.meter.train_images):.3g} "
-                 f"PFLOP); final run {self.final} epochs, the rest for trials of {self.final} epochs on "
-                 f"{100 / self.final if self.final > 1 else 100:.0f}% of the training split (about "
-                 f"{TRIAL_COST:.2f} epochs each)")
-        best = self._decide(self._trial("baseline", "the model and settings as given", False, self.config, None),
-                            None)
-        best_config = self.config
-        first = CHANGES["sgd-onecycle"]
-        changed = first.apply(best_config)
-        if changed is not None and self._room_for_trial():
-            best, best_config = self._try(first, changed, best, best_config)
-        tried, searched = {"sgd-onecycle"}, not self.search_lr
-        while self._room_for_trial():
-            # a learning rate is worth searching once the network learns; a net stuck at chance needs the
-            # doctor's other prescriptions first (a deep plain net: batchnorm), and the search after them
-            if not searched and best.verdict not in NOT_LEARNING:
-                best, best_config = self._search_lr(best, best_config)
-                searched = True
-                tried |= {"lr-x3", "lr-div3"}  # the search spanned 10x either way
-                continue
-            for change in candidates(best.verdict or "unknown", self.allow_architecture, tried):
-                tried.add(change.name)
-                config = change.apply(best_config)
-                if config is not None and not self._same_run(config, best_config):
-                    best, best_config = self._try(change, config, best, best_config)
-                    break
-            else:
-                if searched:
-                    break
-                best, best_config = self._search_lr(best, best_config)  # nothing else left to try
-                searched = True
-        return self._final(best, best_config)
+    def _stopped(self, run_dir: Path):
+        (self.folder / "STOP").unlink(missing_ok=True)
+        self.journal.state, self.journal.message = "stopped", f"stopped during {run_dir.name}"
+        self._save()
+        raise RescueStopped(f"rescue {self.name} stopped: {run_dir.name} is interrupted (its checkpoint kept); "
+                            f"continue with: {self.continue_command}")
 
-    def _same_run(self, a: dict, b: dict) -> bool:
-        """Two configs that resolve to the same run (augment: auto in a run too short for augmentation, say):
-        a trial of the change would measure nothing."""
-        def resolved(config):
-            return prepare_config({**config, "epochs": self.final, "name": "x"}).model_dump(exclude={"parent"})
+    # ------------------------------------------------------------ the race
+    def _entrants(self) -> list[Entrant]:
+        n = self.meter.train_images
+        train = n - round(n * val_fraction(n))
+        return [Entrant(c.name, self.flop_of(c.config), train * (1 if c.promotable else FORECAST_SHARE),
+                        c.promotable) for c in self.candidates]
+
+    def _race_config(self, candidate: Candidate, epochs: int, run_dir: Path, val: float) -> dict:
+        config = copy.deepcopy(candidate.config)
+        config.update(name=run_dir.name, epochs=epochs, seed=self.seed, group=f"rescue:{self.name}",
+                      evaluate_test=candidate.promotable)  # read only by a run that finishes: the winner
+        put(config, "data.val_split", val)
+        if not candidate.promotable:
+            put(config, "data.subset", FORECAST_SHARE)
+        if self.start:
+            config["parent"] = self.start
+        return config
+
+    def _race(self, candidate: Candidate, epochs: int, rung: int, val: float, flop: float) -> Step:
+        if candidate.name in self._done:
+            return self._done[candidate.name]
+        run_dir = self._run_dir(candidate.name)
+        step = Step(candidate.name, candidate.label, candidate.architecture, str(run_dir), self.start,
+                    detail=json.dumps({"epochs": epochs, "changes": candidate.changes}))
         try:
-            return resolved(a) == resolved(b)
-        except UserError:
-            return False  # the trial says why
+            config = self._race_config(candidate, epochs, run_dir, val)
+            run, _ = self._train(config, run_dir, rung)
+        except Diverged as exc:  # a rate too high is a result, not the end of the rescue
+            run = Run(run_dir)
+            step.status, step.verdict, step.detail = "diverged", "diverged", str(exc).split(". ")[0]
+        except RescueStopped:
+            raise
+        except UserError as exc:  # a candidate the config or model refuses: dropped, with the reason
+            step.status, step.detail = "failed", str(exc)
+            return self._record(step)
+        self._count(step, run, flop)
+        if step.status != "diverged":
+            row = run.metrics[rung - 1]
+            step.val_acc, step.epoch = row.get("val_acc"), rung
+            step.status = "raced" if candidate.promotable else "forecast"
+        self.log(f"  {candidate.name:<11} " + (f"val {step.val_acc:.4f} at epoch {rung} of {epochs}"
+                 if step.val_acc is not None else f"{step.status}: {step.detail:.100}") +
+                 f"   spent {self.meter.epochs(self.spent_flop() + step.flop):.2f} of "
+                 f"{self.meter.epochs(self.total_flop):.2f} epochs")
+        return self._record(step)
 
-    def _decide(self, step: Step, best: Step | None) -> Step:
-        """Keep or drop a new step (a replayed one keeps its recorded decision), journal it, and count its cost."""
-        if step.name in self._done:
-            step = self._done[step.name]
-        else:
-            step.kept = step.val_acc is not None and (best is None or step.val_acc > (best.val_acc or 0) + KEEP_MARGIN)
-            self._record(step)
-            self._spent += step.images
-            self.log(self._line(step, best))
-            return step
-        self._spent += step.images
-        return step
+    def _count(self, step: Step, run: Run, flop_per_image: float, after: int = 0) -> None:
+        rows = run.metrics[after:]
+        per_epoch = run.data_info["train"]
+        step.images = len(rows) * per_epoch
+        step.flop = step.images * flop_per_image
+        step.seconds = round(sum(r.get("seconds") or 0 for r in rows), 1)
 
-    def _line(self, step: Step, best: Step | None) -> str:
-        val = f"val {step.val_acc:.4f}" if step.val_acc is not None else f"no validation accuracy ({step.detail:.80})"
-        than = f" (best {best.val_acc:.4f})" if best is not None and best.val_acc is not None else ""
-        decision = "start" if best is None else "kept" if step.kept else "dropped"
-        return (f"  {step.name:<16} {val}{than}  {decision}  doctor: {step.verdict}  "
-                f"spent {self.spent_epochs():.1f}/{self.total_epochs:.1f} epochs")
+    def run(self) -> Step:
+        self.journal.state, self.journal.pid, self.journal.message = "running", os.getpid(), ""
+        self._save()
+        try:
+            final = self._run()
+        except RescueStopped:
+            raise
+        except BaseException as exc:
+            self.journal.state, self.journal.message = "failed", str(exc) or type(exc).__name__
+            self._save()
+            raise
+        self.journal.state = "finished"
+        self._save()
+        return final
 
-    def _try(self, change: Change, config: dict, best: Step, best_config: dict) -> tuple[Step, dict]:
-        step = self._trial(change.name, change.label, change.architecture, config, Path(best.run).name)
-        step = self._decide(step, best)
-        return (step, config) if step.kept else (best, best_config)
+    def _run(self) -> Step:
+        flops = {c.name: self.flop_of(c.config) for c in self.candidates}
+        budget_epochs = self.meter.epochs(self.total_flop)
+        self.log(f"rescue {self.name}: budget {self.budget} = {budget_epochs:.1f} epochs of "
+                 f"{self.meter.train_images:,} images with your layers = {self.total_flop / 1e15:.3g} PFLOP")
+        if len(self.candidates) == 1:
+            return self._alone(self.candidates[0], flops)
+        rung = rung_epochs(budget_epochs)
+        val = round(val_fraction(self.meter.train_images), 4)
+        plan = plan_epochs(self.total_flop, self._entrants(), rung)
+        self.journal.plan = {"rung": rung, "val_split": val, "epochs": plan}
+        self._save()
+        self.log(f"race: {len(self.candidates)} candidates, each planned for the whole budget as if it wins "
+                 f"({', '.join(f'{k} {v} epochs' for k, v in plan.items())}), all to epoch {rung} on "
+                 f"{100 * (1 - val):.0f}% of the training split, judged on the other {100 * val:.0f}%; the "
+                 "winner trains on to the end")
+        first_promotable = next(c for c in self.candidates if c.promotable)
+        steps = []
+        for c in self.candidates:
+            epochs = plan.get(c.name) or plan[first_promotable.name]
+            step = self._race(c, epochs, rung, val, flops[c.name])
+            if step.status == "diverged" and c.promotable:  # once more at a third of the rate
+                retry = self._retry(c)
+                if retry is not None:
+                    flops[retry.name] = flops[c.name]
+                    step = self._race(retry, epochs, rung, val, flops[c.name])
+                    c = retry
+            steps.append((c, step))
+        winner, step = self._choose(steps)
+        return self._final(winner, step, flops[winner.name], plan.get(winner.name) or plan[winner.name.split("-")[0]])
 
-    def _search_lr(self, best: Step, best_config: dict) -> tuple[Step, dict]:
-        """An Optuna study over the learning rate (TPE, median pruning after each epoch), around the best so
-        far: the sweep machinery, each trial an ordinary run. Killed, it continues from its own journal."""
-        name = "lr-search"
-        lr = setting(best_config, "optimizer.lr")
-        if name in self._done:
-            step = self._decide(self._done[name], best)
-        else:
-            room = int((self.total_epochs - self.final - self.spent_epochs()) // TRIAL_COST)
-            trials = max(1, min(LR_TRIALS, room - 1 if room > 2 else room))  # room for one change after it
-            base = self._trial_config(best_config, Path(best.run).name, f"{self.name}-lr")
-            study = self._lr_study(base, lr / 10, lr * 10, trials)
-            runs = [Run(t.user_attrs["run"]) for t in study.trials if "run" in t.user_attrs
-                    and (Path(t.user_attrs["run"]) / "data.json").exists()]
-            images = sum(len(r.metrics) * r.data_info["train"] for r in runs)
-            done = [t for t in study.trials if t.value is not None]
-            if not done:
-                step = Step(name, "learning rate search: no trial finished", False, None, best.run, images=images)
-            else:
-                top = max(done, key=lambda t: t.value)
-                found = float(f"{top.params['optimizer.lr']:.3g}")
-                run = Run(top.user_attrs["run"])
-                pruned = sum(1 for t in study.trials if t.state.name == "PRUNED")
-                counted = sum(1 for t in study.trials if t.state.name in ("COMPLETE", "PRUNED"))
-                step = Step(name, f"learning rate {lr:g} -> {found:g} (Optuna TPE over {lr / 10:.3g}-{lr * 10:.3g}, "
-                            f"{counted} trials, {pruned} pruned by the median rule)", False, str(run.dir),
-                            Path(best.run).name, top.value, images=images, verdict=diagnose_run(run).regime,
-                            detail=json.dumps({"lr": found}))
-                for r in runs:
-                    self._tag(r, "trial")
-            step = self._decide(step, best)
-        if step.kept:
-            return step, put(json.loads(json.dumps(best_config)), "optimizer.lr", json.loads(step.detail)["lr"])
-        return best, best_config
+    def _retry(self, candidate: Candidate) -> Candidate | None:
+        config = CHANGES["lr-div3"].apply(candidate.config)
+        if config is None:
+            return None
+        lr = setting(config, "optimizer.lr")
+        return Candidate(f"{candidate.name}-lr3", f"{candidate.label}; after diverging, at lr {lr:g}", config,
+                         candidate.architecture, changes=candidate.changes + ["lr-div3"])
 
-    def _lr_study(self, base: dict, low: float, high: float, trials: int):
-        import torch
-        from ..sweep.runner import run_sweep
-        from ..sweep.spec import Param, SweepSpec
-        spec = SweepSpec(name=f"{self.name}-lr", base=base, objective="val_acc", sampler="tpe", pruner="median",
-                         trials=trials, seed=self.seed,
-                         space={"optimizer.lr": Param(type="float", low=low, high=high, log=True)})
-        return run_sweep(spec, self.folder, self.job, url=None, workers=1,
-                         store_path=Path(self.store) if self.store else None,
-                         log=lambda text: self.log(f"    lr {text}"), threads=torch.get_num_threads())
+    def _choose(self, steps: list[tuple[Candidate, Step]]) -> tuple[Candidate, Step]:
+        raced = [(c, s) for c, s in steps if c.promotable and s.val_acc is not None]
+        if not raced:
+            raise UserError(f"rescue {self.name}: every candidate diverged or failed ("
+                            + "; ".join(f"{s.name}: {s.detail:.80}" for _, s in steps) + "); lower the learning "
+                            "rate in the config or allow --change-architecture (batchnorm)")
+        best = raced[0]
+        for c, s in raced[1:]:
+            if s.val_acc > best[1].val_acc + (KEEP_MARGIN if best[0].name.startswith("floor") else 0):
+                best = (c, s)
+        for c, s in steps:
+            if s.status == "raced":
+                s.kept = s is best[1]
+                s.status = "won" if s.kept else "dropped"
+                self._record(s)
+                if not s.kept:
+                    self._tag(Path(s.run), "trial", "dropped")
+            elif s.status == "forecast":
+                self._tag(Path(s.run), "trial", "forecast")
+        floor = next((s for c, s in steps if c.name.startswith("floor") and s.val_acc is not None), None)
+        lead = f" (+{best[1].val_acc - floor.val_acc:.4f} over the floor)" if floor and best[1] is not floor else ""
+        self.log(f"the race: {best[0].name} wins at epoch {best[1].epoch}{lead}; it trains on")
+        return best
 
-    def _final(self, best: Step, best_config: dict) -> Step:
+    def _final(self, winner: Candidate, raced: Step, flop: float, epochs: int) -> Step:
         done = self._done.get("final")
-        if done is None or done.test_acc is None:
-            config = json.loads(json.dumps(best_config))
-            config.update(name=f"{self.name}-final", epochs=self.final, seed=self.seed, parent=Path(best.run).name,
-                          evaluate_test=True)
-            put(config, "data.val_split", None)
-            self.log(f"final: the best config ({best.name}) for {self.final} epochs on the full training set")
-            run = self._train(config, self._run_dir("final"), self.final_listeners)
-            result = run.result
-            if result.get("test_acc") is None:
-                raise UserError(f"{run.dir}: the final run ended {result.get('status', 'unfinished')} without a "
-                                "test accuracy; run the rescue again to continue it")
-            self._tag(run, "final")
-            done = self._record(Step("final", f"the best config ({best.name}), {self.final} epochs on the full "
-                                     "training set", False, str(run.dir), Path(best.run).name, None,
-                                     result["test_acc"], images=len(run.metrics) * run.data_info["train"], kept=True))
-            write_text(run.dir / "rescue.json", self.path.read_text())  # the table travels with the final run
-        self._spent += done.images
-        return done
+        if done is not None and done.test_acc is not None:
+            return done
+        run_dir = Path(raced.run)
+        self.log(f"final: {winner.name} continues to epoch {epochs} (the test set is read once, at its end)")
+        run, _ = self._train(None, run_dir, None, self.final_listeners)
+        return self._finish(Step("final", f"{winner.name} trained on to the end of its schedule ({epochs} epochs)",
+                                 winner.architecture, str(run.dir), self.start), run, flop, after=raced.epoch)
+
+    def _alone(self, candidate: Candidate, flops: dict) -> Step:
+        """The doctor prescribes nothing beyond cnnlab's settings: the floor is trained at the full budget,
+        exactly as `cnnlab train` would."""
+        done = self._done.get("alone")
+        if done is not None and done.test_acc is not None:
+            return done
+        flop = flops[candidate.name]
+        epochs = int(self.total_flop / (self.meter.train_images * flop) + 1e-9)
+        if epochs < 1:
+            raise UserError(f"a budget of {self.budget} is less than one epoch of this model; give a larger one")
+        self.journal.plan = {"rung": None, "val_split": None, "epochs": {candidate.name: epochs}}
+        self.log(f"the doctor prescribes nothing beyond cnnlab's training settings: the floor trains for all "
+                 f"{epochs} epochs")
+        run_dir = self._run_dir("final")
+        config = copy.deepcopy(candidate.config)
+        config.update(name=run_dir.name, epochs=epochs, seed=self.seed, group=f"rescue:{self.name}")
+        if self.start:
+            config["parent"] = self.start
+        run, _ = self._train(config, run_dir, None, self.final_listeners)
+        return self._finish(Step("alone", f"{candidate.label}, {epochs} epochs (nothing else prescribed)", False,
+                                 str(run.dir), self.start), run, flop)
+
+    def _finish(self, step: Step, run: Run, flop: float, after: int = 0) -> Step:
+        result = run.result
+        if result.get("test_acc") is None:
+            raise UserError(f"{run.dir}: the final run ended {result.get('status', 'unfinished')} without a test "
+                            f"accuracy; continue with: {self.continue_command}")
+        self._count(step, run, flop, after)
+        step.test_acc, step.kept, step.status = result["test_acc"], True, "finished"
+        step.verdict = diagnose_run(run).regime
+        self._tag(run.dir, "final")
+        self._record(step)
+        write_text(run.dir / "rescue.json", self.path.read_text())  # the table travels with the final run
+        return step
 
     # ------------------------------------------------------------ the table
     def table(self) -> str:
-        return render_table(self.journal, self.meter, self.budget)
+        return render_table(json.loads(self.path.read_text()))
 
 
-def render_table(journal: Journal, meter: Meter, budget: Budget) -> str:
-    lines = ["| step | change | architecture | val acc | vs best before | doctor | kept | cost (epochs) |",
-             "|---|---|---|---|---|---|---|---|"]
-    best = None
-    for s in journal.steps:
-        if s.name == "final":
-            continue
-        delta = "" if best is None or s.val_acc is None else f"{s.val_acc - best:+.4f}"
-        val = "" if s.val_acc is None else f"{s.val_acc:.4f}"
-        lines.append(f"| {s.name} | {s.label} | {'yes' if s.architecture else 'no'} | {val} | {delta} | "
-                     f"{s.verdict or ''} | {'yes' if s.kept else 'no'} | {meter.epochs(s.images):.2f} |")
-        if s.kept and s.val_acc is not None:
-            best = s.val_acc
-    final = next((s for s in journal.steps if s.name == "final"), None)
-    images = sum(s.images for s in journal.steps)
-    if final is not None and final.test_acc is not None:
-        lines.append(f"| final | {final.label} | | test {final.test_acc:.4f} | | | | {meter.epochs(final.images):.2f} |")
-    lines.append(f"\nspent {meter.epochs(images):.2f} of {meter.in_epochs(budget):.2f} epochs "
-                 f"({meter.pflop(images):.3g} PFLOP; the budget: {budget})")
+TABLE_HEAD = ("step", "what", "architecture", "accuracy", "vs the floor", "status", "cost (epochs)", "PFLOP",
+              "wall (s)")
+
+
+def table_rows(journal: dict) -> list[list[str]]:
+    """The journal as rows of TABLE_HEAD: one per step, the final one with its test accuracy."""
+    per_epoch = journal["train_images"] * journal["flop_per_image"]
+    floor = next((s["val_acc"] for s in journal["steps"] if s["name"].startswith("floor") and s["val_acc"]), None)
+    rows = []
+    for s in journal["steps"]:
+        if s["test_acc"] is not None:
+            acc, delta = f"test {s['test_acc']:.4f}", ""
+        elif s["val_acc"] is not None:
+            acc = f"val {s['val_acc']:.4f} (epoch {s['epoch']})"
+            delta = "" if floor is None or s["name"].startswith("floor") else f"{s['val_acc'] - floor:+.4f}"
+        else:
+            acc, delta = "", ""
+        rows.append([s["name"], s["label"], "yes" if s["architecture"] else "no", acc, delta, s["status"],
+                     f"{s['flop'] / per_epoch:.2f}", f"{s['flop'] / 1e15:.3g}", f"{s['seconds']:.0f}"])
+    return rows
+
+
+def render_table(journal: dict) -> str:
+    per_epoch = journal["train_images"] * journal["flop_per_image"]
+    lines = ["| " + " | ".join(TABLE_HEAD) + " |", "|" + "---|" * len(TABLE_HEAD)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(journal)]
+    steps = journal["steps"]
+    spent = sum(s["flop"] for s in steps)
+    budget = Budget(*_budget_parts(journal["budget"]))
+    total = Meter(journal["train_images"], journal["flop_per_image"]).flop(budget)
+    search = sum(s["flop"] for s in steps if s["status"] in ("dropped", "diverged", "forecast", "failed"))
+    lines.append("")
+    lines.append(f"spent {spent / per_epoch:.2f} of {total / per_epoch:.2f} epochs ({spent / 1e15:.3g} of "
+                 f"{total / 1e15:.3g} PFLOP; the budget: {journal['budget']}), "
+                 f"{sum(s['seconds'] for s in steps) / 60:.1f} min of training")
+    won = next((s for s in steps if s["status"] == "won"), None)
+    if won is not None:
+        floor = next((s for s in steps if s["name"].startswith("floor") and s["val_acc"] is not None), None)
+        bought = "the floor itself (no candidate beat it)" if won["name"].startswith("floor") else \
+            f"{won['name']}: {won['label']}" + (f", {won['val_acc'] - floor['val_acc']:+.4f} over the floor at "
+                                                f"epoch {won['epoch']}" if floor else "")
+        lines.append(f"the search: {search / per_epoch:.2f} epochs ({100 * search / max(total, 1):.0f}% of the "
+                     f"budget) on the candidates that lost; it bought {bought}")
+    forecast = next((s for s in steps if s["status"] == "forecast"), None)
+    if forecast is not None and forecast["val_acc"] is not None and won is not None:
+        lead = forecast["val_acc"] - won["val_acc"]
+        lines.append(f"forecast, not applied: {forecast['label']} — {lead * 100:+.1f} points at epoch "
+                     f"{forecast['epoch']} on half the images ({'about that or more at the end; rerun with --change-architecture' if lead > 0 else 'no gain measured at this point'})")
     return "\n".join(lines)
+
+
+def _budget_parts(text: str) -> tuple[float, str]:
+    amount, unit = text.split()
+    return float(amount), "pflop" if unit.lower() == "pflop" else "epochs"

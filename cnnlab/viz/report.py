@@ -95,26 +95,23 @@ document.body.setAttribute('data-images-ok',imgs.filter(function(i){return i.nat
 
 
 def _rescue_section(run: Run) -> str:
-    """The final run of `cnnlab rescue` carries its journal (rescue.json): what each change gave."""
+    """The final run of `cnnlab rescue` carries its journal (rescue.json): the race and what it bought."""
     path = run.dir / "rescue.json"
     if not path.exists():
         return ""
     import json
+    from ..rescue.loop import TABLE_HEAD, render_table, table_rows
     e = html.escape
     data = json.loads(path.read_text())
-    per_epoch = data["train_images"]
-    rows = []
-    for s in data["steps"]:
-        val = f"test {s['test_acc']:.4f}" if s.get("test_acc") is not None else \
-            (f"{s['val_acc']:.4f}" if s.get("val_acc") is not None else "")
-        rows.append(f"<tr><td>{e(s['name'])}</td><td style='text-align:left'>{e(s['label'])}</td><td>{'yes' if s['architecture'] else 'no'}"
-                    f"</td><td>{val}</td><td>{e(s.get('verdict') or '')}</td><td>{'yes' if s.get('kept') else 'no'}</td>"
-                    f"<td>{s['images'] / per_epoch:.2f}</td></tr>")
-    return (f"<section id='rescue'><h2>Rescue: what each change gave</h2><p>cnnlab rescue {e(data['started']['name'])}, "
-            f"budget {e(data['budget'])}: each change tried as a run branched from the best so far, judged on a "
-            "validation split; kept only when it helped.</p><table><tr><th>step</th><th>change</th>"
-            "<th>architecture</th><th>validation accuracy</th><th>doctor</th><th>kept</th><th>cost (epochs)</th></tr>"
-            f"{''.join(rows)}</table></section>")
+    if data.get("version") != 2:
+        return ""
+    head = "".join(f"<th>{e(h)}</th>" for h in TABLE_HEAD)
+    rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in table_rows(data))
+    notes = "".join(f"<p>{e(line)}</p>" for line in render_table(data).split("\n\n", 1)[1].splitlines() if line)
+    return (f"<section id='rescue'><h2>Rescue: what each change gave</h2><p>cnnlab rescue "
+            f"{e(data['started']['name'])}, budget {e(data['budget'])}: the doctor's candidates raced to the same "
+            "point of the same schedule, judged on a validation split; the winner trained on to the end.</p>"
+            f"<table><tr>{head}</tr>{rows}</table>{notes}</section>")
 
 
 def _fact(value) -> str:

@@ -1,0 +1,125 @@
+"""What the doctor knows before anything trains, as the candidates of a rescue's race.
+
+The floor is the user's layers (after lint's corrections) with cnnlab's training settings: what
+`cnnlab train` gives them at the full budget. The doctor then reads the layer list for what stalls a net of
+that shape and prescribes all of its fixes at once, where they do not conflict (a net without normalisation,
+heavy dropout and saturating activations needs every one fixed, not one per trial):
+
+- dropout of 0.3 or more -> halved (with cnnlab's augmentation it over-regularises a small net);
+- hidden sigmoid/tanh layers -> Adam (per-weight steps), or relu and batchnorm with --change-architecture;
+- a plain net of 6+ weighted layers without normalisation -> the learning rate /3 (cnnlab's 0.05 is tuned for
+  normalised nets), or batchnorm with --change-architecture;
+- 4+ unpadded 3x3 convs -> padding same, with --change-architecture.
+
+Architecture fixes the user did not allow are still measured, cheaply: a `forecast` entrant races on half the
+images and is never continued; its lead at the rung is what the table reports.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+
+from ..models.layers import written_args
+from .changes import CHANGES, SATURATING
+
+# the settings `cnnlab train` would choose itself: the floor drops what the user wrote for these. The model,
+# the data (`limit` included), the weights and the machine's settings (device, precision, threads) stay.
+TRAINING_KEYS = ("recipe", "augment", "optimizer", "schedule", "loss", "grad_clip", "epochs", "batch_size",
+                 "early_stopping", "eval_every", "average", "resolution", "select", "micro_batch")
+
+
+@dataclass
+class Candidate:
+    name: str                   # floor | prescribed | forecast (and NAME-lr3 for a diverged one's retry)
+    label: str
+    config: dict
+    architecture: bool = False
+    promotable: bool = True     # a forecast is measured, never continued
+    changes: list[str] = field(default_factory=list)
+
+
+def floor(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    for key in TRAINING_KEYS:
+        config.pop(key, None)
+    return config
+
+
+def _layers(config: dict) -> list:
+    model = config.get("model")
+    layers = model.get("layers") if isinstance(model, dict) else None
+    return layers if isinstance(layers, list) else []
+
+
+def read_layers(config: dict) -> dict:
+    """The facts the prescriptions hang on, from the layer list as written (a named architecture or an
+    imported module has none: nothing is prescribed for it)."""
+    layers = _layers(config)
+    entries = [written_args(e) for e in layers]
+    hidden = entries[:-1]
+    return {
+        "normalised": "batchnorm" in json.dumps(layers),
+        "weighted": sum(kind in ("conv", "dense") for kind, _ in entries),
+        "heavy_dropout": any(kind in ("dropout", "spatial_dropout") and isinstance(a.get("rate"), (int, float))
+                             and a["rate"] >= 0.3 for kind, a in entries),
+        "saturating": sum(kind in SATURATING or a.get("activation") in SATURATING for kind, a in hidden),
+        "unpadded": sum(kind == "conv" and a.get("padding", "valid") in ("valid", 0) and a.get("kernel", 3) != 1
+                        and a.get("stride", 1) == 1 for kind, a in entries),
+    }
+
+
+def prescriptions(config: dict) -> tuple[list[str], list[str]]:
+    """(training-setting changes, architecture changes) the doctor prescribes for this layer list."""
+    facts = read_layers(config)
+    if not facts["weighted"]:
+        return [], []
+    training, architecture = [], []
+    if facts["heavy_dropout"]:
+        training.append("less-dropout")
+    if facts["saturating"] >= 2 and not facts["normalised"]:
+        training.append("adam")
+        architecture.append("relu")
+    if not facts["normalised"] and facts["weighted"] >= 3:
+        architecture.append("batchnorm")
+    if facts["weighted"] >= 6 and not facts["normalised"] and "adam" not in training:
+        training.append("lr-div3")
+    if facts["unpadded"] >= 4:
+        architecture.append("pad-same")
+    return training, architecture
+
+
+def _apply(config: dict, names: list[str]) -> tuple[dict, list[str]]:
+    applied = []
+    for name in names:
+        changed = CHANGES[name].apply(config)
+        if changed is not None:
+            config, applied = changed, applied + [name]
+    return config, applied
+
+
+def candidates(config: dict, allow_architecture: bool, architecture_fixed: dict | None = None) -> list[Candidate]:
+    """The race's entrants: the floor first; the floor with every prescription that applies (architecture
+    ones only when allowed; with them, batchnorm makes the lower rate unnecessary); and, where architecture
+    fixes were prescribed but not allowed, a forecast of them. `architecture_fixed`: the config with lint's
+    architecture fixes applied too (a global pool for a flatten into a huge dense layer), for the forecast."""
+    base = floor(config)
+    out = [Candidate("floor", "the floor: your layers (lint-corrected) with cnnlab's training settings", base)]
+    training, architecture = prescriptions(base)
+    if allow_architecture and "batchnorm" in architecture:
+        training = [t for t in training if t != "lr-div3"]
+    names = training + (architecture if allow_architecture else [])
+    prescribed, applied = _apply(base, names)
+    if applied:
+        out.append(Candidate("prescribed", "the doctor's prescriptions together: " + "; ".join(
+            CHANGES[n].label for n in applied), prescribed, any(CHANGES[n].architecture for n in applied),
+            changes=applied))
+    if architecture and not allow_architecture:
+        source = floor(architecture_fixed) if architecture_fixed is not None else base
+        fixes = [n for n in training if n != "lr-div3"] + architecture
+        forecast, applied = _apply(source, fixes)
+        lint_changed = architecture_fixed is not None and _layers(source) != _layers(base)
+        if [n for n in applied if CHANGES[n].architecture] or lint_changed:
+            what = (["lint's architecture fixes"] if lint_changed else []) + [CHANGES[n].label for n in applied]
+            out.append(Candidate("forecast", "; ".join(what), forecast, True, promotable=False, changes=applied))
+    return out
