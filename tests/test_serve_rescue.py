@@ -19,18 +19,22 @@ from cnnlab.serve.app import create_app  # noqa: E402
 from conftest import SHARED  # noqa: E402
 
 SAMPLE = SHARED / "mnist-sample"
-NET = [{"conv": {"filters": 8, "padding": "same"}}, "relu", {"maxpool": 2}, "flatten", {"dense": "classes"}]
+# a beginner's net the doctor has prescriptions for: heavy dropout (halved: a candidate of the race) and three
+# weighted layers without normalisation (batchnorm: a forecast, since the architecture is not to be changed)
+NET = [{"conv": {"filters": 8, "padding": "same"}}, "relu", {"maxpool": 2}, {"conv": {"filters": 8, "padding": "same"}},
+       "relu", {"maxpool": 2}, "flatten", {"dropout": 0.5}, {"dense": "classes"}]
 
 
 def digits_with_a_run(tmp: Path, per_class: int) -> tuple[Path, Path]:
     """(runs folder, data folder): `per_class` training and 5 test images a digit, and one finished run
-    `start` of a small net on them (one epoch)."""
+    `start` of a small net on them (one epoch of Adam at a rate too small to learn)."""
     if not SAMPLE.is_dir():
         pytest.skip(f"{SAMPLE} is missing (the shared data sets' digit sample)")
     data = digit_sample_slice(SAMPLE, tmp / "data", train=per_class, test=5)
     runs = tmp / "runs"
     cnnlab.train({"name": "small-net", "model": {"name": "small-net", "layers": NET},
-                  "data": {"name": str(data / "mnist-sample")}, "epochs": 1, "batch_size": 32, "threads": 1},
+                  "data": {"name": str(data / "mnist-sample")}, "epochs": 1, "batch_size": 32, "threads": 1,
+                  "optimizer": {"name": "adam", "lr": 1e-5}, "augment": "none"},
                  run_dir=runs / "start", quiet=True, store=runs / "cnnlab.db")
     return runs, data
 
@@ -63,30 +67,32 @@ def test_a_rescue_started_on_a_run_trains_trials_and_its_final_run_lands_in_runs
         assert client.get("/api/rescues/nope").status_code == 404
         assert client.get("/api/rescues/..%2F..").status_code == 404
 
-        started = client.post("/api/rescues", json={"run": "start", "budget": 3})
+        started = client.post("/api/rescues", json={"run": "start", "budget": 4})
         assert started.status_code == 202 and started.json() == {"name": "start-rescue", "state": "queued"}
         rescue = wait_for(client, "start-rescue")
         assert rescue["state"] == "finished", rescue
-        assert rescue["start_id"] == "start" and rescue["log"] and rescue["log"][0].startswith("rescue start-rescue")
-        assert rescue["steps"][0]["name"] == "baseline" and rescue["steps"][0]["val_acc"] is not None
-        assert rescue["spent"] <= rescue["budget_total"] + 1e-9 and "| baseline |" in rescue["table"]
+        assert rescue["start_id"] == "start" and rescue["log"]
+        steps = {s["name"]: s for s in rescue["steps"]}
+        assert {"floor", "prescribed", "forecast"} <= set(steps) and steps["floor"]["val_acc"] is not None
+        assert rescue["spent"] <= rescue["budget_total"] + 1e-9 and "| floor |" in rescue["table"]
         final = rescue["final"]
-        assert final["id"] == "start-rescue-final" and final["test_acc"] is not None
+        assert final["id"] == Path(final["run"]).name and final["test_acc"] is not None
         assert not rescue["can_stop"] and not rescue["can_resume"]
         assert client.post("/api/rescues/start-rescue/stop", json={}).status_code == 409
         assert client.post("/api/rescues/start-rescue/resume", json={}).status_code == 409
 
         # the trials and the final run are runs: in the list with their parents, opened and compared as any run
         rows = {r["id"]: r for r in client.get("/api/runs").json()}
-        assert rows[final["id"]]["status"] == "finished" and rows[final["id"]]["parent"] == final["parent"]
+        assert rows[final["id"]]["status"] == "finished" and rows[final["id"]]["parent"] == "start"
         assert "rescue:start-rescue" in rows[final["id"]]["tags"]
-        assert final["parent"] in rows and rows[final["parent"]]["status"] == "finished"
+        assert all(rows[s["id"]]["parent"] == "start" for s in rescue["steps"] if s["id"])
         assert client.get(f"/api/runs/{final['id']}").json()["result"]["status"] == "finished"
         compared = client.post("/api/compare", json={"ids": ["start", final["id"]]}).json()
         assert set(compared["results"]) == {"start", final["id"]}
-        # rescued again: a rescue of its own, beside the first
+        # rescued again, a rescue of its own beside the first; a budget too small for its race fails, saying so
         assert client.post("/api/rescues", json={"run": "start", "budget": 2}).json()["name"] == "start-rescue-2"
-        assert wait_for(client, "start-rescue-2")["state"] == "finished"
+        small = wait_for(client, "start-rescue-2")
+        assert small["state"] == "failed" and "give a larger budget" in small["message"], small
 
 
 def test_stop_then_resume_continues_the_rescue_with_what_it_had_done(tmp_path):
@@ -97,7 +103,8 @@ def test_stop_then_resume_continues_the_rescue_with_what_it_had_done(tmp_path):
         assert client.post(f"/api/rescues/{name}/stop", json={}).json() == {"name": name, "stopping": True}
         stopped = wait_for(client, name)
         assert stopped["state"] == "interrupted" and stopped["can_resume"] and stopped["final"] is None, stopped
-        assert any("continues it" in line for line in stopped["log"])
+        assert any("Resume on the page continues it" in line for line in stopped["log"])
+        assert not any(str(runs) in line for line in stopped["log"])  # the server's folders are not shown
         assert client.post(f"/api/rescues/{name}/resume", json={}).status_code == 202
         done = wait_for(client, name)
         assert done["state"] == "finished" and done["final"]["test_acc"] is not None, done
@@ -123,3 +130,53 @@ def test_a_rescue_cut_off_by_the_worker_s_death_is_interrupted_after_a_restart_a
         assert done["state"] == "finished" and done["final"]["test_acc"] is not None, done
         kept = [s for s in again["steps"] if s["status"] == "finished"]
         assert done["steps"][:len(kept)] == kept  # what was done before the kill is not done again
+
+
+OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def test_the_page_rescues_a_run_from_its_doctor_panel(tmp_path):
+    """Runs -> Doctor on a finished run -> Rescue this run with a budget of 4: the trials come in as rows with
+    their curves, the final run is linked, shown in Runs with its parent, and compared with the start. Train's
+    diagnosis offers the same button. Photographed at 1400 and 400 px into $CNNLAB_SCREENSHOTS."""
+    runs, data = digits_with_a_run(tmp_path, 20)
+    app = create_app(runs, str(data), worker_threads=1)
+    try:
+        with serving(app) as url, browser_page(tmp_path, 1400, 1000) as (page, errors, shots):
+            page.goto(url)
+            page.click("nav button[data-page=train]")
+            page.evaluate("follow('start')")  # Train's verdict of a finished run: the doctor can act on it
+            page.wait_for_selector("#verdict .rescue-button")
+            page.click("nav button[data-page=runs]")
+            page.click('#runs-table tbody tr[data-id="start"] button.doctor')
+            page.wait_for_selector("#run-doctor .rescue-button")
+            page.fill("#run-doctor .rescue-budget", "1")
+            page.click("#run-doctor .rescue-button")
+            page.wait_for_selector("#run-doctor .rescue-error:has-text('budget')")  # refused, and why
+            page.fill("#run-doctor .rescue-budget", "4")
+            page.click("#run-doctor .rescue-button")
+            page.wait_for_selector("#rescue-table tbody tr.rescue-step", timeout=120_000)  # the first trials
+            page.screenshot(path=str(shots / "rescue-trials-1400.png"), full_page=True)
+            page.wait_for_selector("#rescue-final-link", timeout=180_000)
+            page.wait_for_selector("#compare-diff table")
+            steps = page.locator("#rescue-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.step)")
+            assert steps[:3] == ["floor", "prescribed", "forecast"] and steps[-1] == "final"
+            assert page.locator("#rescue-table tbody tr svg.spark circle").count() >= 4  # a curve for every run
+            assert page.locator("#rescue-state").inner_text() == "finished"
+            assert page.locator("#rescue-stop").is_disabled() and page.locator("#rescue-resume").is_disabled()
+            final = page.locator("#rescue-final-link").inner_text()
+            assert "against" in page.locator("#rescue-final").inner_text()  # the start's test accuracy beside
+            assert final in page.locator("#compare-diff").inner_text() and "start" in page.locator("#compare-diff").inner_text()
+            page.screenshot(path=str(shots / "rescue-finished-1400.png"), full_page=True)
+            page.click("#rescue-final-link")  # the final run in Runs, with the run it came from
+            row = page.locator(f'#runs-table tbody tr[data-id="{final}"]')
+            row.wait_for()
+            assert "from start" in row.inner_text() and "finished" in row.inner_text()
+            page.set_viewport_size({"width": 400, "height": 900})
+            page.locator("#rescue-view").scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            assert page.evaluate(OVERFLOW) <= 0, "the rescue view at 400 px scrolls sideways"
+            page.screenshot(path=str(shots / "rescue-finished-400.png"), full_page=True)
+        assert not errors, errors
+    finally:
+        app.state.cnnlab.worker.close()

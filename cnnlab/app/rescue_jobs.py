@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ..errors import Conflict, NotFound, UserError
 from ..fsutil import write_text
-from ..rescue.budget import final_epochs, parse_budget
+from ..rescue.budget import parse_budget
 from ..rundir import Run
-from . import rescue_web as app_rescue   # TEMPORARY: cnnlab.app.rescue once it has read/resume/request_stop
+from . import rescue as app_rescue
 
 REQUEST = "request.json"   # in the rescue's folder: what the page asked for (and a failure before it started)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,60}$")
@@ -34,8 +34,8 @@ def folder_in(runs_root: str | Path, name: str) -> Path:
 
 def claim(run: Run, runs_root: str | Path, budget: float, allow_architecture: bool = False) -> Path:
     """A new rescue of `run` with `budget` epochs: its folder (named after the run, -2, -3 ... when rescued
-    again) with the request written in it. A budget too small for a search and a final run is refused now."""
-    final_epochs(parse_budget(f"{budget:g}").amount)  # UserError naming the least budget
+    again) with the request written in it. A budget that is not one is refused now, before anything queues."""
+    parse_budget(f"{budget:g}")
     base = f"{run.dir.name[:50]}-rescue"
     rescues = Path(runs_root) / "rescues"
     rescues.mkdir(parents=True, exist_ok=True)
@@ -77,6 +77,7 @@ def run_queued(folder: str | Path, resume: bool = False, log=print, started=None
         write_text(folder / REQUEST, json.dumps({**request, "failed": None}, indent=2))
     except app_rescue.RescueStopped as exc:
         log(str(exc))
+        log("Resume on the page continues it from its journal")
     except BaseException as exc:  # noqa: BLE001 — the rescue's failure is the rescue's: written down, not raised
         message = (str(exc).splitlines() or [type(exc).__name__])[0][:500]
         write_text(folder / REQUEST, json.dumps({**request, "failed": message}, indent=2))
@@ -104,7 +105,10 @@ def view(folder: str | Path, held: str | None = None, log: list | tuple = ()) ->
         rescue["state"], rescue["message"] = "failed", request["failed"]
     for step in rescue["steps"] + ([rescue["final"]] if rescue["final"] else []):
         step["id"] = Path(step["run"]).name if step.get("run") else None
-    rescue.update(start_id=request.get("start"), log=list(log)[-LOG_LINES:],
+    root = str(folder.parent.parent)  # the server's runs folder: its paths are not the page's business
+    rescue["message"] = rescue["message"].replace(root + "/", "").replace(root, "the runs folder")
+    rescue.update(start_id=request.get("start"), log=[line.replace(root + "/", "").replace(root, "the runs folder")
+                                                      for line in list(log)[-LOG_LINES:]],
                   allow_architecture=request.get("allow_architecture", False),
                   can_stop=rescue["state"] == "running", can_resume=rescue["state"] in ("interrupted", "failed"))
     return rescue

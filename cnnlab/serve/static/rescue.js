@@ -140,14 +140,15 @@ function paintRescue(r) {
     try { await api(`/api/rescues/${encodeURIComponent(r.name)}/resume`, {}); openRescue(r.name); }
     catch (e) { $("#rescue-note").textContent = e.message; }
   } }, "Resume");
-  const stepRows = r.steps.filter((s) => s.name !== "final");
-  const final = r.final || r.steps.find((s) => s.name === "final");
+  const final = r.final;  // "final" (the winner trained on), or "alone" (nothing prescribed: the floor alone)
+  const stepRows = r.steps.filter((s) => !final || s.name !== final.name);
   const row = (s, eval_) => el("tr", { class: `rescue-step status-${s.status}`, "data-step": s.name },
     el("td", {}, s.name), el("td", { class: "change" }, s.label, s.detail && s.status !== "finished" ? el("div", { class: "run-message" }, s.detail) : null),
     el("td", { class: "num" }, eval_), el("td", { class: `status ${s.status}` }, s.status),
     el("td", {}, s.kept === null || s.kept === undefined ? "" : s.name === "final" ? "" : s.kept ? "kept" : "dropped"),
     el("td", { class: "num" }, Number(s.cost || 0).toFixed(2)),
-    el("td", {}, s.id ? sparkline((rescueView.runs[s.id] || {}).metrics || []) : ""));
+    // a candidate's curve up to the rung where it was judged (the winner's run goes on as the final one)
+    el("td", {}, s.id ? sparkline(((rescueView.runs[s.id] || {}).metrics || []).slice(0, s === final ? undefined : s.epoch || undefined)) : ""));
   const start = r.start_id && rescueView.runs[r.start_id];
   const startAcc = start && start.result ? start.result.test_acc : undefined;
   const finalRun = final && final.test_acc !== null && final.test_acc !== undefined ? final : null;
