@@ -172,8 +172,13 @@ def test_the_page_rescues_a_run_from_its_doctor_panel(tmp_path):
             row = page.locator(f'#runs-table tbody tr[data-id="{final}"]')
             row.wait_for()
             assert "from start" in row.inner_text() and "finished" in row.inner_text()
+            # a narrow window, the page opened afresh: a rescue's tag in Runs opens it again
             page.set_viewport_size({"width": 400, "height": 900})
-            page.locator("#rescue-view").scroll_into_view_if_needed()
+            page.reload()
+            page.click("nav button[data-page=runs]")
+            page.click(f'#runs-table tbody tr[data-id="{final}"] a.rescue-tag')
+            page.wait_for_selector("#rescue-final-link")
+            page.wait_for_selector("#compare-diff table")
             page.wait_for_timeout(300)
             assert page.evaluate(OVERFLOW) <= 0, "the rescue view at 400 px scrolls sideways"
             page.screenshot(path=str(shots / "rescue-finished-400.png"), full_page=True)

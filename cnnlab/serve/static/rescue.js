@@ -22,8 +22,8 @@ function rescueForm(runId) {
   return el("div", { class: "rescue-form" },
     el("div", { class: "rescue-controls" }, button, el("label", {}, "Budget ", budget, " epochs"),
       el("label", {}, arch, " also change the architecture")),
-    el("div", { class: "hint" }, "The doctor tries its prescriptions one trial at a time, each a short run branched " +
-      "from the best so far, keeps what helps, and trains the final model with what is left of the budget."), note);
+    el("div", { class: "hint" }, "The doctor races its prescriptions against the layers with cnnlab's own settings " +
+      "for the first epochs; the winner trains on as the final run, all within the budget."), note);
 }
 
 // Runs: a run's doctor panel, opened from its row
@@ -143,7 +143,8 @@ function paintRescue(r) {
   const final = r.final;  // "final" (the winner trained on), or "alone" (nothing prescribed: the floor alone)
   const stepRows = r.steps.filter((s) => !final || s.name !== final.name);
   const row = (s, eval_) => el("tr", { class: `rescue-step status-${s.status}`, "data-step": s.name },
-    el("td", {}, s.name), el("td", { class: "change" }, s.label, s.detail && s.status !== "finished" ? el("div", { class: "run-message" }, s.detail) : null),
+    el("td", {}, s.name), el("td", { class: "change" }, s.label,
+      s.detail && !s.detail.startsWith("{") ? el("div", { class: "run-message" }, s.detail) : null),  // a reason, not the plan
     el("td", { class: "num" }, eval_), el("td", { class: `status ${s.status}` }, s.status),
     el("td", {}, s.kept === null || s.kept === undefined ? "" : s.name === "final" ? "" : s.kept ? "kept" : "dropped"),
     el("td", { class: "num" }, Number(s.cost || 0).toFixed(2)),
@@ -153,8 +154,8 @@ function paintRescue(r) {
   const startAcc = start && start.result ? start.result.test_acc : undefined;
   const finalRun = final && final.test_acc !== null && final.test_acc !== undefined ? final : null;
   const note = $("#rescue-note") ? $("#rescue-note").textContent : "";
-  $("#rescue-view").replaceChildren(
-    el("h3", {}, `Rescue ${r.name}`, r.start_id ? el("span", { class: "muted" }, ` of ${r.start_id}`)),
+  $("#rescue-view").replaceChildren(...[  // replaceChildren writes a null as "null": the empty parts are left out
+    el("h3", {}, `Rescue ${r.name}`, r.start_id ? el("span", { class: "muted" }, ` of ${r.start_id}`) : null),
     el("div", { class: "rescue-head" },
       el("span", { id: "rescue-state", class: `status ${r.state}` }, r.state),
       el("span", {}, ` · spent ${Number(r.spent).toFixed(2)} of ${Number(r.budget_total).toFixed(2)} ${r.unit}`),
@@ -171,7 +172,7 @@ function paintRescue(r) {
       startAcc !== undefined && startAcc !== null ? ` against ${acc(startAcc)} for ${r.start_id} (${finalRun.test_acc >= startAcc ? "+" : ""}${((finalRun.test_acc - startAcc) * 100).toFixed(1)} points)` : "",
       " · ", el("a", { href: `/api/runs/${encodeURIComponent(finalRun.id)}/report`, target: "_blank" }, "report"),
       el("div", { class: "hint" }, "Its comparison with the start is below.")) : null,
-    r.log && r.log.length ? el("details", { class: "rescue-log" }, el("summary", {}, `log (${r.log.length} lines)`), el("pre", {}, r.log.join("\n"))) : null);
+    r.log && r.log.length ? el("details", { class: "rescue-log" }, el("summary", {}, `log (${r.log.length} lines)`), el("pre", {}, r.log.join("\n"))) : null].filter(Boolean));
 }
 
 // the Runs table filtered to one run (its row shows the run it came from)
