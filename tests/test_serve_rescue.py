@@ -185,3 +185,27 @@ def test_the_page_rescues_a_run_from_its_doctor_panel(tmp_path):
         assert not errors, errors
     finally:
         app.state.cnnlab.worker.close()
+
+
+def test_stop_and_resume_in_the_page(tmp_path):
+    """Stop while the race runs: the rescue is interrupted and Resume is offered; Resume finishes it, the rows
+    done before the stop kept."""
+    runs, data = digits_with_a_run(tmp_path, 100)
+    app = create_app(runs, str(data), worker_threads=1)
+    try:
+        with serving(app) as url, browser_page(tmp_path, 1400, 1000) as (page, errors, shots):
+            page.goto(url)
+            page.click("nav button[data-page=runs]")
+            page.click('#runs-table tbody tr[data-id="start"] button.doctor')
+            page.fill("#run-doctor .rescue-budget", "8")
+            page.click("#run-doctor .rescue-button")
+            page.click("#rescue-stop:not([disabled])", timeout=120_000)
+            page.wait_for_selector("#rescue-state:has-text('interrupted')", timeout=60_000)
+            page.screenshot(path=str(shots / "rescue-stopped-1400.png"), full_page=True)
+            assert page.locator("#rescue-stop").is_disabled()
+            page.click("#rescue-resume:not([disabled])")
+            page.wait_for_selector("#rescue-final-link", timeout=180_000)
+            assert page.locator("#rescue-state").inner_text() == "finished"
+        assert not errors, errors
+    finally:
+        app.state.cnnlab.worker.close()
