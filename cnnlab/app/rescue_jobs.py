@@ -103,6 +103,7 @@ def view(folder: str | Path, held: str | None = None, log: list | tuple = ()) ->
         rescue["state"] = "running"
     elif request.get("failed") and rescue["state"] != "finished":
         rescue["state"], rescue["message"] = "failed", request["failed"]
+    rescue["steps"] += _under_way(folder, rescue)
     for step in rescue["steps"] + ([rescue["final"]] if rescue["final"] else []):
         step["id"] = Path(step["run"]).name if step.get("run") else None
     root = str(folder.parent.parent)  # the server's runs folder: its paths are not the page's business
@@ -112,6 +113,24 @@ def view(folder: str | Path, held: str | None = None, log: list | tuple = ()) ->
                   allow_architecture=request.get("allow_architecture", False),
                   can_stop=rescue["state"] == "running", can_resume=rescue["state"] in ("interrupted", "failed"))
     return rescue
+
+
+def _under_way(folder: Path, rescue: dict) -> list[dict]:
+    """The runs in the rescue's folder its journal has no step for yet: the candidate training now (or, the
+    rescue stopped, the one it stopped in), so the page shows it before it reaches the rung."""
+    journalled = {Path(s["run"]).name for s in rescue["steps"] if s.get("run")}
+    going = rescue["state"] == "running"
+    rows = []
+    for run_dir in sorted(p for p in folder.iterdir() if (p / "config.yaml").is_file() and p.name not in journalled):
+        run = Run(run_dir)
+        metrics = run.metrics
+        last = metrics[-1] if metrics else {}
+        rows.append({"name": run_dir.name.removeprefix(f"{folder.name}-"), "run": str(run_dir), "parent": None,
+                     "label": "training now" if going else "stopped here: Resume continues it from its checkpoint",
+                     "architecture": None, "val_acc": last.get("val_acc"), "test_acc": None, "kept": None,
+                     "verdict": None, "detail": "", "status": "running" if going else "interrupted",
+                     "cost": None, "epoch": len(metrics)})
+    return rows
 
 
 def check_resumable(folder: str | Path, held: str | None = None) -> None:

@@ -577,7 +577,9 @@ function paintRuns() {
         : el("span", { class: "tag" }, t)));
       if (c === "status") return el("td", { class: `status ${r.status}` }, r.status,
         r.message && r.status !== "finished" ? el("div", { class: "run-message" }, r.message) : null,
-        ["interrupted", "crashed"].includes(r.status) ? el("button", { class: "resume", onclick: () => resumeRun(r.id) }, "Resume") : null,
+        // a rescue's run resumes with its rescue (its tag opens it): alone it would train a dropped candidate on
+        ["interrupted", "crashed"].includes(r.status) && !(r.tags || []).some((t) => t.startsWith("rescue:"))
+          ? el("button", { class: "resume", onclick: () => resumeRun(r.id) }, "Resume") : null,
         !["queued", "running"].includes(r.status) ? el("button", { class: "doctor", onclick: () => openDoctor(r.id) }, "Doctor") : null);
       const v = r[c];
       return el("td", { class: typeof v === "number" ? "num" : "" }, typeof v === "number" && v < 1 && c.endsWith("acc") ? v.toFixed(4) : typeof v === "number" ? fmt(Math.round(v * 100) / 100) : (v ?? "-"));

@@ -147,9 +147,9 @@ function paintRescue(r) {
       s.detail && !s.detail.startsWith("{") ? el("div", { class: "run-message" }, s.detail) : null),  // a reason, not the plan
     el("td", { class: "num" }, eval_), el("td", { class: `status ${s.status}` }, s.status),
     el("td", {}, s.kept === null || s.kept === undefined ? "" : s.name === "final" ? "" : s.kept ? "kept" : "dropped"),
-    el("td", { class: "num" }, Number(s.cost || 0).toFixed(2)),
+    el("td", { class: "num" }, s.cost === null || s.cost === undefined ? "" : Number(s.cost).toFixed(2)),
     // a candidate's curve up to the rung where it was judged (the winner's run goes on as the final one)
-    el("td", {}, s.id ? sparkline(((rescueView.runs[s.id] || {}).metrics || []).slice(0, s === final ? undefined : s.epoch || undefined)) : ""));
+    el("td", {}, s.id ? sparkline(((rescueView.runs[s.id] || {}).metrics || []).slice(0, s === final || s.status === "running" ? undefined : s.epoch || undefined)) : ""));
   const start = r.start_id && rescueView.runs[r.start_id];
   const startAcc = start && start.result ? start.result.test_acc : undefined;
   const finalRun = final && final.test_acc !== null && final.test_acc !== undefined ? final : null;
