@@ -112,6 +112,21 @@ def test_stop_then_resume_continues_the_rescue_with_what_it_had_done(tmp_path):
         assert done["steps"][:len(finished_before)] == finished_before  # what was done is kept
 
 
+def test_a_rescue_cut_off_by_a_server_restart_is_interrupted_and_resumes(tmp_path):
+    """The server stopped mid-rescue (its worker told to stop, as Ctrl-C or SIGTERM does), a new one started on
+    the same runs folder: the rescue reads as interrupted, and Resume finishes it."""
+    runs, data = digits_with_a_run(tmp_path, 100)
+    with TestClient(create_app(runs, str(data), worker_threads=1)) as client:
+        name = client.post("/api/rescues", json={"run": "start", "budget": 8}).json()["name"]
+        wait_for(client, name, until=lambda r: r["state"] == "running" and r["log"])
+    with TestClient(create_app(runs, str(data), worker_threads=1)) as client:
+        cut = client.get(f"/api/rescues/{name}").json()
+        assert cut["state"] == "interrupted" and cut["can_resume"] and cut["final"] is None, cut
+        assert client.post(f"/api/rescues/{name}/resume", json={}).status_code == 202
+        done = wait_for(client, name)
+        assert done["state"] == "finished" and done["final"]["test_acc"] is not None, done
+
+
 def test_a_rescue_cut_off_by_the_worker_s_death_is_interrupted_after_a_restart_and_resumes(tmp_path, monkeypatch):
     runs, data = digits_with_a_run(tmp_path, 20)
     monkeypatch.setenv("CNNLAB_FAULT", "epoch-end:2")  # the worker process is SIGKILLed at its second epoch's end
