@@ -82,7 +82,11 @@ def run_queued(folder: str | Path, resume: bool = False, log=print, started=None
         message = (str(exc).splitlines() or [type(exc).__name__])[0][:500]
         write_text(folder / REQUEST, json.dumps({**request, "failed": message}, indent=2))
         log(f"error: {message}")
-    return view(folder)["state"]
+    try:
+        return view(folder)["state"]
+    except UserError as exc:  # a journal that cannot be read: the rescue failed, and says why
+        log(f"error: {exc}")
+        return "failed"
 
 
 def view(folder: str | Path, held: str | None = None, log: list | tuple = ()) -> dict:
