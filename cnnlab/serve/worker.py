@@ -7,7 +7,8 @@ to the pages that listen, and noticing that the process died. What a run does an
 written down — a new run or a resume, a job that fails before it trains, a process that dies mid-run — is
 cnnlab.app.lifecycle's (`run_submitted`, `worker_died`), as for the CLI. SIGTERM asks the worker to stop
 its run after the current batch (marked interrupted, resumable); a worker whose server has gone stops the
-same way.
+same way. A rescue is one queue item that trains many runs (cnnlab.app.rescue_jobs.run_queued): its log lines
+are its events, and SIGTERM stops it the same way (its journal says interrupted; Resume continues it).
 """
 from __future__ import annotations
 
