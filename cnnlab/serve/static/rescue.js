@@ -44,11 +44,11 @@ async function openDoctor(runId) {
 }
 
 // ------------------------------------------------------------------ the rescue view
-const rescueView = { name: null, timer: null, busy: false, runs: {}, compared: false };
+const rescueView = { name: null, timer: null, busy: false, runs: {}, compared: false, steps: 0 };
 
 function openRescue(name) {
   clearInterval(rescueView.timer);
-  Object.assign(rescueView, { name, busy: false, runs: {}, compared: false });
+  Object.assign(rescueView, { name, busy: false, runs: {}, compared: false, steps: 0 });
   if (!$("#page-runs").classList.contains("active")) show("runs");
   const view = $("#rescue-view");
   view.hidden = false;
@@ -67,6 +67,7 @@ async function pollRescue() {
     await readRuns(r);
     if (name !== rescueView.name) return;
     paintRescue(r);
+    if (r.steps.length !== rescueView.steps) { rescueView.steps = r.steps.length; loadRuns(); }  // its runs join Runs
     const going = ["queued", "running"].includes(r.state);
     if (!going) {
       clearInterval(rescueView.timer);
