@@ -8,6 +8,8 @@ page or a command knows is out of a script's or a test's reach (tests/test_layer
     models.py    check, summarise and lint a model against a data set; templates; YAML in and out; import
     job.py       the Job: one training run, its events, stop and resume, the store and the doctor told
     lifecycle.py a run's life around it: run here, submit to a server, every ending recorded, restarts
+    rescue.py    `cnnlab rescue`: the doctor's candidates raced within a budget; read, stop, resume one
+    rescue_jobs.py  a rescue's life on a server: claimed, run in the worker, stopped, resumed, shown
     checks.py    before a long run: the dry run, the learning-rate range test, the sanity check
     recipes.py   the shipped recipes and their FLOP budgets
     store.py     the run store: list, show, tag, note, export, compare

@@ -3,6 +3,7 @@ evaluate it again, predict with it, look inside it, write its report, export it.
 the run wrote (cnnlab/rundir.py), so a run trained by the CLI, the web page or a script reads the same."""
 from __future__ import annotations
 
+import glob
 import os
 import re
 from pathlib import Path
@@ -25,12 +26,17 @@ def open_run(ref: str, store: str | os.PathLike | None = None) -> Run:
 
 
 def run_in(runs_root: Path, run_id: str) -> Run:
-    """The run `run_id` directly under `runs_root`; an id that is not a plain name, or names no run, is
-    NotFound (and the message names the run, never the server's folders)."""
-    if not isinstance(run_id, str) or not RUN_ID.match(run_id) or \
-            not (Path(runs_root) / run_id / "config.yaml").is_file():
+    """The run `run_id` directly under `runs_root`, or one of a rescue's runs (runs_root/rescues/NAME/run_id:
+    the store's ids are unique, a rescue's name is in each of its runs' names); an id that is not a plain
+    name, or names no run, is NotFound (and the message names the run, never the server's folders)."""
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
         raise NotFound(f"no run '{str(run_id)[:80]}'")
-    return Run(Path(runs_root) / run_id)
+    root = Path(runs_root)
+    found = root / run_id if (root / run_id / "config.yaml").is_file() else \
+        next((p.parent for p in root.glob(f"rescues/*/{glob.escape(run_id)}/config.yaml")), None)
+    if found is None:
+        raise NotFound(f"no run '{str(run_id)[:80]}'")
+    return Run(found)
 
 
 def diagnose(run: Run):

@@ -22,7 +22,7 @@ from ..version import __version__
 from ..app import lifecycle
 from . import errors
 from .guard import Guard
-from .routes import data, models, runs, see, style
+from .routes import data, models, rescues, runs, see, style
 from .state import ServerState
 from .worker import TrainingWorker
 
@@ -49,7 +49,8 @@ def create_app(runs_root: str | Path = "runs", data_dir: str | None = None, toke
     app.state.cnnlab = ServerState(runs_root, data_dir, token, worker)
     app.add_middleware(Guard, token=token)
     errors.install(app)
-    for router in (models.router, data.router, runs.router, runs.compare_router, see.router, style.router):
+    for router in (models.router, data.router, runs.router, runs.compare_router, rescues.router, see.router,
+                   style.router):
         app.include_router(router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

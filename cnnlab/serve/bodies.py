@@ -94,3 +94,10 @@ class ContentRequest(Body):
     run: str = Field(max_length=200, description="a finished run")
     test_index: int = Field(ge=0, le=10_000_000, description="which of its test images")
     size: int = Field(128, ge=16, le=256, description="the longer side, px")
+
+
+class RescueRequest(Body):
+    run: str = Field(min_length=1, max_length=200, description="the run to rescue (its id, as Runs lists it)")
+    budget: float = Field(15, ge=2, le=500, description="epochs of the run's training set for the search and "
+                          "the final run (at least 2: one for the final run, one for a trial)")
+    change_architecture: bool = Field(False, description="also try batchnorm, padding and wider convs")

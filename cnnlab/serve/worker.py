@@ -7,7 +7,8 @@ to the pages that listen, and noticing that the process died. What a run does an
 written down — a new run or a resume, a job that fails before it trains, a process that dies mid-run — is
 cnnlab.app.lifecycle's (`run_submitted`, `worker_died`), as for the CLI. SIGTERM asks the worker to stop
 its run after the current batch (marked interrupted, resumable); a worker whose server has gone stops the
-same way.
+same way. A rescue is one queue item that trains many runs (cnnlab.app.rescue_jobs.run_queued): its log lines
+are its events, and SIGTERM stops it the same way (its journal says interrupted; Resume continues it).
 """
 from __future__ import annotations
 
@@ -28,15 +29,18 @@ def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
     """The worker process: train each queued run in turn, forwarding its events."""
     import torch
     from ..app.lifecycle import run_submitted
+    from ..app.rescue_jobs import run_queued as run_rescue
     if threads:
         torch.set_num_threads(threads)
     current: dict = {}
     parent = os.getppid()
 
     def stop_and_leave(*_):
-        job = current.get("job")
+        job, rescue_stop = current.get("job"), current.get("rescue_stop")
         if job is not None:
             job.stop()
+        if rescue_stop is not None:
+            rescue_stop.set()
         deadline = threading.Timer(STOP_GRACE_S, lambda: os._exit(0))  # a batch that will not end is not waited for
         deadline.daemon = True  # ...and a run that ends in time is not kept waiting for it either
         deadline.start()
@@ -60,6 +64,16 @@ def _worker_main(jobs: mp.Queue, events: mp.Queue, threads: int | None) -> None:
             return
         run_id = item["id"]
         events.put({"id": run_id, "type": "taken", "data": {}})  # from here a dead worker fails this run
+        if item.get("rescue"):  # one queue item that trains many runs; its log lines are its events
+            def say(text, run_id=run_id):
+                events.put({"id": run_id, "type": "log", "data": {"text": str(text)}})
+            try:
+                ended = run_rescue(item["rescue"], item["resume"], log=say,
+                                   started=lambda stop: current.update(rescue_stop=stop))
+                events.put({"id": run_id, "type": "end", "data": {"status": ended}})
+            finally:
+                current["rescue_stop"] = None
+            continue
         try:
             run_submitted(item["run_dir"], item["store"], item["resume"],
                           listeners=[lambda event, run_id=run_id: events.put({"id": run_id, **event.as_dict()})],
@@ -75,6 +89,7 @@ class Queued:  # a run the server accepted, from queued to its ending
     name: str
     status: str = "queued"          # queued | running | finished | interrupted | diverged | failed
     events: list = field(default_factory=list)  # every event but batches, for pages that come late
+    rescue: bool = False            # a rescue (cnnlab.app.rescue_jobs): one item that trains many runs
 
 
 class TrainingWorker:
@@ -107,6 +122,24 @@ class TrainingWorker:
             self.runs[run_id] = item
         self.jobs.put({"id": run_id, "run_dir": run_dir, "store": self.store_path, "resume": resume})
         return item
+
+    def submit_rescue(self, name: str, folder: str, resume: bool = False) -> Queued:
+        """Queue a rescue claimed by cnnlab.app.rescue_jobs.claim (its folder holds the request), or one to resume.
+        Its id here is rescue:NAME, beside the runs' ids."""
+        item = Queued(f"rescue:{name}", folder, name, rescue=True)
+        with self.lock:
+            self.runs[item.id] = item
+        self.jobs.put({"id": item.id, "rescue": folder, "resume": resume})
+        return item
+
+    def rescue_held(self, name: str) -> tuple[str | None, list[str]]:
+        """(queued or running while this worker holds the rescue, else None; the log lines it has said)."""
+        with self.lock:
+            item = self.runs.get(f"rescue:{name}")
+            if item is None:
+                return None, []
+            return (item.status if item.status in ("queued", "running") else None,
+                    [e["data"]["text"] for e in item.events if e["type"] == "log"])
 
     def subscribe(self, run_id: str) -> tuple[queue.Queue, list]:
         q: queue.Queue = queue.Queue()
@@ -159,15 +192,19 @@ class TrainingWorker:
         if self._closing or self.process is None or self.process.is_alive():
             return
         from ..app.lifecycle import worker_died
+        from ..app.rescue_jobs import after_worker_died
         with self.lock:
-            running = {r.run_dir: r.id for r in self.runs.values() if r.status == "running"}
+            running = {r.run_dir: r.id for r in self.runs.values() if r.status == "running" and not r.rescue}
+            rescues = [r for r in self.runs.values() if r.status == "running" and r.rescue]
         for event in worker_died(list(running), self.process.exitcode, self.store_path):
             self._deliver({"id": running[event.run], **event.as_dict()})
+        for r in rescues:  # its journal's process is gone: interrupted, resumable (its trial's checkpoint kept)
+            self._deliver({"id": r.id, "type": "end", "data": {"status": after_worker_died(r.run_dir)}})
         self._start_process()
 
     def queued(self) -> list[Queued]:
         with self.lock:
-            return [r for r in self.runs.values() if r.status in ("queued", "running")]
+            return [r for r in self.runs.values() if r.status in ("queued", "running") and not r.rescue]
 
     def stop_soon(self) -> None:
         """Tell the worker to stop (SIGTERM: its run stops after the current batch and is marked interrupted,

@@ -476,7 +476,8 @@ function showVerdict(v, provisional) {
   });
   $("#verdict").replaceChildren(el("div", { class: "box" },
     el("b", {}, `${provisional ? "So far" : "Diagnosis"}: ${v.regime}`), ` — ${v.headline}`,
-    actions.length ? el("ol", {}, actions) : null));
+    actions.length ? el("ol", {}, actions) : null,
+    !provisional && state.run ? rescueForm(state.run) : null));  // the doctor acting on its own: static/rescue.js
 }
 
 function prescriptionAction(text) {  // the prescriptions the page knows how to apply to the model or the config
@@ -570,10 +571,16 @@ function paintRuns() {
     ...RUN_COLUMNS.map((c) => {
       if (c === "id") return el("td", {}, r.status === "finished" ? el("a", { href: `/api/runs/${encodeURIComponent(r.id)}/report`, target: "_blank" }, r.id) : r.id,
         r.parent ? el("div", { class: "parent" }, `from ${r.parent}`) : null);
-      if (c === "tags") return el("td", {}, ...(r.tags || []).map((t) => el("span", { class: "tag" }, t)));
+      // a rescue's tag opens the rescue: its trials, Stop and Resume
+      if (c === "tags") return el("td", {}, ...(r.tags || []).map((t) => t.startsWith("rescue:")
+        ? el("a", { href: "#", class: "tag rescue-tag", onclick: (e) => { e.preventDefault(); openRescue(t.slice(7)); } }, t)
+        : el("span", { class: "tag" }, t)));
       if (c === "status") return el("td", { class: `status ${r.status}` }, r.status,
         r.message && r.status !== "finished" ? el("div", { class: "run-message" }, r.message) : null,
-        ["interrupted", "crashed"].includes(r.status) ? el("button", { class: "resume", onclick: () => resumeRun(r.id) }, "Resume") : null);
+        // a rescue's run resumes with its rescue (its tag opens it): alone it would train a dropped candidate on
+        ["interrupted", "crashed"].includes(r.status) && !(r.tags || []).some((t) => t.startsWith("rescue:"))
+          ? el("button", { class: "resume", onclick: () => resumeRun(r.id) }, "Resume") : null,
+        !["queued", "running"].includes(r.status) ? el("button", { class: "doctor", onclick: () => openDoctor(r.id) }, "Doctor") : null);
       const v = r[c];
       return el("td", { class: typeof v === "number" ? "num" : "" }, typeof v === "number" && v < 1 && c.endsWith("acc") ? v.toFixed(4) : typeof v === "number" ? fmt(Math.round(v * 100) / 100) : (v ?? "-"));
     }))));
@@ -593,11 +600,14 @@ $("#tag-button").addEventListener("click", async () => {
   }
   loadRuns();
 });
-$("#compare-button").addEventListener("click", async () => {
+$("#compare-button").addEventListener("click", () => {
   // oldest first: the first run is the baseline each later run's model is compared against
   const created = Object.fromEntries(runsView.rows.map((r) => [r.id, r.created_at ?? ""]));
   const ids = selectedRuns().reverse().sort((a, b) => (created[a] > created[b] ? 1 : created[a] < created[b] ? -1 : 0));
-  if (!ids.length) return;
+  if (ids.length) compareRuns(ids);
+});
+// curves, the config keys that differ and the models layer by layer; `ids[0]`: the run the others are set against
+async function compareRuns(ids) {
   const c = await api("/api/compare", { ids });
   const epochs = Math.max(...Object.values(c.metrics).map((m) => m.length), 1);
   const xs = Array.from({ length: epochs }, (_, i) => i + 1);
@@ -615,7 +625,7 @@ $("#compare-button").addEventListener("click", async () => {
     el("tbody", {}, ...(keys.length ? keys : ["(none)"]).map((k) => el("tr", {}, el("td", {}, k),
       ...ids.map((i) => el("td", {}, c.differ[k] ? JSON.stringify(c.differ[k][i]) : "")))))),
     ...Object.entries(c.model_diff || {}).map(([id, rows]) => modelDiffTable(ids[0], id, rows)));
-});
+}
 
 // one run's model against the first's: a row per layer, added/removed/changed ones coloured
 function modelDiffTable(first, id, rows) {
