@@ -74,6 +74,12 @@ def test_the_floor_is_cnnlabs_settings_and_the_doctor_prescribes_its_fixes_toget
     assert allowed["prescribed"].changes == ["less-dropout", "batchnorm"]
     assert STUCK["model"]["layers"][6] == {"dropout": 0.5}  # the user's config is never touched
     assert [c.name for c in candidates(SOUND, allow_architecture=True)] == ["floor"]
+    # a bundle stays within 1.5x the floor's compute: padding that keeps every map full size is left out, and said
+    unpadded = {"model": {"layers": [{"conv": {"filters": 8, "kernel": 3}}, "relu"] * 4 + ["flatten", {"dense": "classes"}]}}
+    cost = lambda c: 4.0 if "same" in json.dumps(c["model"]) else 1.0  # noqa: E731
+    found = {c.name: c for c in candidates(unpadded, allow_architecture=True, flop_of=cost)}
+    assert found["prescribed"].changes == ["batchnorm"]
+    assert "(padding same on unpadded convs left out: over 1.5x the compute)" in found["prescribed"].label
     sigmoid = {"model": {"layers": [{"conv": {"filters": 8, "kernel": 3, "activation": "sigmoid"}}] * 4 +
                          ["flatten", {"dense": {"units": 64, "activation": "tanh"}}, {"dense": "classes"}]}}
     found = {c.name: c for c in candidates(sigmoid, allow_architecture=False)}

@@ -154,16 +154,18 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
     for note in notes:
         log(f"note: {note}")
     as_given = config["model"]
-    config["model"], fixes, left = _lint_fixes(as_given, data, data_section.get("dir"), allow_architecture)
+    # the floor gets lint's corrections only; its architecture fixes go to the doctor's candidate (with
+    # --change-architecture) or to the forecast
+    config["model"], fixes, left = _lint_fixes(as_given, data, data_section.get("dir"), False)
     for fix in fixes:
         log(fix)
-    architecture_fixed = None
-    if left and not allow_architecture:
-        log(f"lint: left as written (fixes that change the architecture; --change-architecture applies them): "
-            f"{'; '.join(left)}")
-        architecture_fixed = {**config, "model": _lint_fixes(as_given, data, data_section.get("dir"), True)[0]}
+    architecture_fixed, arch_fixes, _ = _lint_fixes(config["model"], data, data_section.get("dir"), True)
+    if arch_fixes:
+        where = "in the doctor's candidate" if allow_architecture else \
+            "forecast only; --change-architecture applies them"
+        log(f"lint's architecture fixes ({where}): " + "; ".join(f.splitlines()[0].removeprefix("lint fix ")
+                                                                   for f in arch_fixes))
     budget_ = parse_budget(budget)
-    entrants = candidates(config, allow_architecture, architecture_fixed)
     macs = {}
 
     def flop_of(candidate_config: dict) -> float:
@@ -175,6 +177,7 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
                 macs[key] = summarize(build_model(cfg.model, shape, classes)).macs
         return 6.0 * macs[key]
 
+    entrants = candidates(config, allow_architecture, {**config, "model": architecture_fixed}, flop_of)
     for entrant in entrants:
         flop_of(entrant.config)
     d = prepare_config(config).data
@@ -188,9 +191,8 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
                   store=store_path, start=start, log=log, final_listeners=final_listeners, stop=stop,
                   continue_command=continue_command(invocation))
     if fixes:
-        rules = [f.split("]", 1)[0].removeprefix("lint fix [") for f in fixes]
         loop.add_step(Step("lint", "; ".join(f.splitlines()[0].removeprefix("lint fix ") for f in fixes),
-                           any(r not in CORRECTIONS for r in rules), None, None, kept=True, status="applied"))
+                           False, None, None, kept=True, status="applied"))
     final = loop.run()
     table = loop.table()
     write_text(folder / "rescue.md", f"# rescue {name}\n\n{table}\n\nthe floor as a config: "
