@@ -56,6 +56,10 @@ class DataConfig(Section):
     subset: Annotated[float, Field(gt=0, le=1)] | None = None
     strict: bool = False                  # imagefolder: a broken file fails the load (all listed) instead of skipped
     skip_empty: bool = False              # imagefolder: leave out an empty class folder instead of failing
+    # imagefolder: each split's decoded images in memory (true), or read from their cache file on disk through
+    # the page cache (false: sets larger than memory); auto: in memory when a split takes at most half of the
+    # memory available (cnnlab/data/diskcache.py)
+    in_memory: Literal["auto", True, False] = "auto"
 
 
 def _betas(v):

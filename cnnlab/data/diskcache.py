@@ -1,0 +1,177 @@
+"""An image folder's decoded images on disk: one uint8 (N, C, H, W) .npy file per split, read through the page
+cache (FFCV's decoded file of fixed-size records, without its pipeline).
+
+The file is filled in place by the decoding workers, under a temporary name renamed when it is complete: a
+killed or failing build leaves no file that a later load could take for a cache. Its name is a hash of its
+inputs (each file's path, size and time, the labels, the image size and colour; cnnlab/data/ingest.py), so a
+changed file makes a new cache instead of reusing a stale one. Processes building the same file at once (DDP
+ranks, two runs) take turns on a lock: the first builds it, the others wait and open the finished file.
+
+A split that fits in memory is read into memory, as before this file existed. One that does not (or with
+`data.in_memory: false`) stays a memory map: a torch tensor over the file whose pages the kernel reads on
+first touch and keeps in its page cache. Pages mapped into a process count in its RSS until it unmaps them,
+so whoever walks a mapped set (the trainer's batches, a statistic over every image, an evaluation) tells
+`note` how many bytes it read, and every RELEASE_EVERY bytes the mapping is handed back (madvise DONTNEED): the
+pages stay in the page cache, and the next touch maps them again without reading the disk.
+"""
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import shutil
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..fsutil import atomic_path
+
+# in_memory: auto keeps a split in memory when it takes at most this share of MemAvailable: the other half
+# is left for the model, its activations and other processes (a 2-core machine is shared by 4 people here)
+IN_MEMORY_SHARE = 0.5
+# bytes read from a mapped split between two releases of its pages: bounds what the mapping adds to RSS
+# (256 MiB = 5,300 images of 128 x 128 RGB; a release costs ~1 ms, bench/big_folder.py)
+RELEASE_EVERY = 256 * 2**20
+IN_MEMORY_CHOICES = ("auto", True, False)
+
+_mapped: dict[int, tuple[int, weakref.ref]] = {}  # start address -> (end address, the np.memmap over the file)
+_read: dict[int, int] = {}                         # start address -> bytes read since its last release
+
+
+def available_memory() -> int | None:
+    """MemAvailable in bytes (Linux), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def keep_in_memory(in_memory, nbytes: int, where: str = "data.in_memory") -> bool:
+    """Whether a split of `nbytes` is read into memory: `in_memory` true or false decides; "auto" when it
+    takes at most IN_MEMORY_SHARE of the memory available now, divided among the local DDP ranks (each holds
+    its own copy in memory, while a memory map is shared through the page cache)."""
+    if in_memory not in IN_MEMORY_CHOICES:
+        raise UserError(f"{where}: {in_memory!r}; valid: auto, true (every split in memory), false (memory-map "
+                        "the decoded cache on disk)")
+    if in_memory != "auto":
+        return bool(in_memory)
+    free = available_memory()
+    ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return free is None or nbytes <= IN_MEMORY_SHARE * free / ranks
+
+
+# ---------------------------------------------------------------- writing
+
+@contextmanager
+def building(path: Path, shape: tuple[int, ...]):
+    """Yields a temporary uint8 .npy of `shape` beside `path` for the caller to fill (open it with
+    `np.load(tmp, mmap_mode="r+")`), renamed to `path` when the block finishes and removed when it raises; yields
+    None when `path` exists already (built earlier, or by another process while this one waited)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        if path.exists():
+            yield None
+            return
+        nbytes = int(np.prod(shape))
+        free = shutil.disk_usage(path.parent).free
+        if nbytes > free:
+            raise UserError(f"{path.parent}: the decoded images need {nbytes / 2**30:.2f} GiB ({shape[0]:,} images "
+                            f"of {'x'.join(map(str, shape[1:]))} bytes) and the disk has {free / 2**30:.2f} GiB "
+                            "free; free space there, set CNNLAB_CACHE_DIR to a larger disk, or lower "
+                            "data.image_size")
+        with atomic_path(path) as tmp:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            offset = array.offset
+            del array
+            with open(tmp, "r+b") as f:  # every block allocated now: a full disk later would kill the workers
+                os.posix_fallocate(f.fileno(), offset, max(nbytes, 1))
+            yield tmp
+
+
+# ---------------------------------------------------------------- reading
+
+def open_images(path: Path, in_memory: bool) -> torch.Tensor:
+    """The cache file as a uint8 tensor: read into memory, or mapped (copy-on-write: a stray in-place edit
+    changes this process's view, never the file)."""
+    if in_memory:
+        return torch.from_numpy(np.load(path))
+    array = np.load(path, mmap_mode="c")
+    tensor = torch.from_numpy(array)  # holds the array, and so the mapping, for as long as it lives
+    if array.size:
+        start = array.ctypes.data
+        _mapped[start] = (start + array.nbytes, weakref.ref(array))
+        _read[start] = 0
+    return tensor
+
+
+def _address(x) -> int:
+    return x.data_ptr() if torch.is_tensor(x) else np.asarray(x).ctypes.data
+
+
+def mapping(x):
+    """The np.memmap of the cache file `x` (a tensor or array over it, or any view of one) reads, or None when
+    `x` is in memory."""
+    address = _address(x)
+    for start, (end, ref) in list(_mapped.items()):
+        if start <= address < end:
+            array = ref()
+            if array is None:  # its tensors are gone, so is the mapping
+                del _mapped[start], _read[start]
+                return None
+            return array
+    return None
+
+
+def on_disk(x) -> bool:
+    return mapping(x) is not None
+
+
+def release(x) -> None:
+    """Unmap every page of the mapping behind `x` from this process (they stay in the page cache)."""
+    array = mapping(x)
+    if array is not None:
+        array._mmap.madvise(mmap.MADV_DONTNEED)
+        _read[array.ctypes.data] = 0
+
+
+def note(x, nbytes: int) -> None:
+    """`nbytes` were read from `x`; its mapping is released every RELEASE_EVERY bytes (nothing when in memory)."""
+    array = mapping(x)
+    if array is None:
+        return
+    start = array.ctypes.data
+    _read[start] += nbytes
+    if _read[start] >= RELEASE_EVERY:
+        release(array)
+
+
+def take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """`x[idx]`, in `idx`'s order. From a mapped split the images are read in file order (neighbouring images,
+    neighbouring pages: the disk reads ahead, when the page cache does not hold them yet) and placed where
+    `idx` asks for them, on `idx`'s device; the bytes read are `note`d."""
+    if mapping(x) is None:
+        return x[idx]
+    ordered, where = idx.cpu().sort()
+    out = torch.empty((len(idx), *x.shape[1:]), dtype=x.dtype, pin_memory=idx.device.type == "cuda")
+    out[where] = x[ordered]
+    note(x, out.nbytes)
+    return out.to(idx.device, non_blocking=True)  # the batch goes where the indices are (the training device)
+
+
+def blocks(x, rows: int = 1024):
+    """`x` in consecutive blocks of `rows` images, each `note`d after use: a pass over a mapped split holds a
+    bounded part of it in RSS."""
+    for start in range(0, len(x), rows):
+        block = x[start:start + rows]
+        yield block
+        note(x, block.nbytes)
