@@ -55,7 +55,7 @@ class ImageDataset:
         values = torch.arange(256, dtype=torch.float64) / 255
         count = x.shape[0] * x.shape[2] * x.shape[3]
         hist = torch.zeros(x.shape[1], 256, dtype=torch.float64)
-        for block in diskcache.blocks(x, 4096):
+        for block in diskcache.blocks(x):
             for c in range(x.shape[1]):
                 hist[c] += torch.bincount(block[:, c].reshape(-1), minlength=256).to(torch.float64)
         mean = (hist * values).sum(1) / count
@@ -158,7 +158,9 @@ def folder_facts(name: str, data_dir=None, root=None, image_size=None, skip_empt
     key = (name, str(data_dir), str(root), str(image_size), skip_empty)
     with _facts_lock:
         if key not in _facts:
-            ds = load_dataset(name, data_dir, root=root, image_size=image_size, skip_empty=skip_empty)
+            # mapped, whatever its size: the facts read 10,000 images at most (cnnlab/data/diskcache.py)
+            ds = load_dataset(name, data_dir, root=root, image_size=image_size, skip_empty=skip_empty,
+                              in_memory=False)
             if len(_facts) >= 32:
                 _facts.pop(next(iter(_facts)))
             _facts[key] = FolderFacts(ds.input_shape, ds.num_classes, len(ds.train_x),
