@@ -192,7 +192,8 @@ def machine() -> dict:
             "torch": torch.__version__, "load_avg": os.getloadavg()}
 
 
-def measure(root: Path, cache: Path, steps: int, warmup: int, batch: int, repeats: int, sample: int, out: Path):
+def measure(root: Path, cache: Path, steps: int, warmup: int, batch: int, repeats: int, sample: int, out: Path,
+            decode_only: bool = False):
     import shutil
     m = machine()
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['mem_total_gib']:.1f} GiB, bf16 flags: "
@@ -204,6 +205,9 @@ def measure(root: Path, cache: Path, steps: int, warmup: int, batch: int, repeat
           f"{d['decode_img_per_s']:,.0f} img/s ({d['workers']} workers) = {d['first_load_img_per_s']:,.0f} img/s; "
           f"a plain single-process PIL loop {d['plain_pil_img_per_s']:,.0f} img/s over {d['plain_sample']:,} files "
           f"(decode {d['decode_img_per_s'] / d['plain_pil_img_per_s']:.2f}x)")
+    if decode_only:
+        _write(out, {"command": " ".join(sys.argv), "machine": m, "decode": d})
+        return
     runs = {True: [], False: []}
     for r in range(repeats):  # interleaved: a neighbour's load falls on both paths alike
         for in_memory in (True, False):
@@ -228,6 +232,10 @@ def measure(root: Path, cache: Path, steps: int, warmup: int, batch: int, repeat
               "train_set_bytes": set_bytes, "peak_rss": {"in_memory": rss_mem, "memmap": rss_disk},
               "memmap_peak_rss_over_set": rss_disk / set_bytes, "same_weights": same,
               "note": "a shared 2-core machine: only ratios measured in this run, interleaved, mean anything"}
+    _write(out, result)
+
+
+def _write(out: Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -253,14 +261,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sample", type=int, default=3000, help="measure: files the plain PIL loop decodes")
     p.add_argument("--out", type=Path, help="default docs/results/big_folder-N.json")
+    p.add_argument("--decode-only", action="store_true", help="measure: (a) alone, into big_folder-N-decode.json")
     a = p.parse_args()
     if a.cmd == "generate":
         generate(a.root, a.n, a.size, a.procs)
         return
     n = sum(1 for _ in a.root.rglob("*.jpg"))
-    out = a.out or Path(__file__).resolve().parent.parent / "docs" / "results" / f"big_folder-{n}.json"
+    out = a.out or Path(__file__).resolve().parent.parent / "docs" / "results" / \
+        f"big_folder-{n}{'-decode' if a.decode_only else ''}.json"
     measure(a.root, a.cache or a.root.with_name(a.root.name + ".cache"), a.steps, a.warmup, a.batch, a.repeats,
-            a.sample, out)
+            a.sample, out, a.decode_only)
 
 
 if __name__ == "__main__":
