@@ -77,6 +77,12 @@ def test_a_build_that_fails_leaves_no_cache_file(image_folder, tmp_path, monkeyp
     monkeypatch.setattr(ingest, "decode_image", real)
     ds = load_dataset(str(image_folder), in_memory=False)  # the next load builds it whole
     assert len(ds.train_x) + len(ds.test_x) == 30 and len(cache_files(tmp_path)) == 2
+    train = cache_files(tmp_path)[0]
+    train.unlink()
+    killed = folder / f".{train.name}.k1ll3d.tmp"  # what a build killed outright (SIGKILL) leaves
+    killed.write_bytes(b"half")
+    load_dataset(str(image_folder), in_memory=False)
+    assert train.exists() and not killed.exists()
 
 
 def test_in_memory_false_maps_the_file_and_true_reads_it_into_memory(image_folder):

@@ -1,8 +1,8 @@
 """An image folder's decoded images on disk: one uint8 (N, C, H, W) .npy file per split, read through the page
 cache (FFCV's decoded file of fixed-size records, without its pipeline).
 
-The file is filled in place by the decoding workers, under a temporary name renamed when it is complete: a
-killed or failing build leaves no file that a later load could take for a cache. Its name is a hash of its
+The decoding workers write their rows straight into the file, under a temporary name renamed when it is
+complete: a killed or failing build leaves no file that a later load could take for a cache. Its name is a hash of its
 inputs (each file's path, size and time, the labels, the image size and colour; cnnlab/data/ingest.py), so a
 changed file makes a new cache instead of reusing a stale one. Processes building the same file at once (DDP
 ranks, two runs) take turns on a lock: the first builds it, the others wait and open the finished file.
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import available_memory
 from ..errors import UserError
 from ..fsutil import atomic_path
 
@@ -43,6 +44,7 @@ IN_MEMORY_SHARE = 0.5
 # are mapped (2-core EPYC)
 RELEASE_EVERY = 256 * 2**20
 IN_MEMORY_CHOICES = ("auto", True, False)
+
 
 @dataclass(frozen=True)
 class _Mapped:
@@ -56,18 +58,6 @@ _mapped: dict[int, _Mapped] = {}  # start address of a mapped split -> what read
 _read: dict[int, int] = {}        # start address -> bytes read through the map since its last release
 
 
-def available_memory() -> int | None:
-    """MemAvailable in bytes (Linux), None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def keep_in_memory(in_memory, nbytes: int, where: str = "data.in_memory") -> bool:
     """Whether a split of `nbytes` is read into memory: `in_memory` true or false decides; "auto" when it
     takes at most IN_MEMORY_SHARE of the memory available now, divided among the local DDP ranks (each holds
@@ -77,7 +67,7 @@ def keep_in_memory(in_memory, nbytes: int, where: str = "data.in_memory") -> boo
                         "the decoded cache on disk)")
     if in_memory != "auto":
         return bool(in_memory)
-    free = available_memory()
+    free = available_memory(torch.device("cpu"))
     ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     return free is None or nbytes <= IN_MEMORY_SHARE * free / ranks
 
@@ -86,9 +76,9 @@ def keep_in_memory(in_memory, nbytes: int, where: str = "data.in_memory") -> boo
 
 @contextmanager
 def building(path: Path, shape: tuple[int, ...]):
-    """Yields a temporary uint8 .npy of `shape` beside `path` for the caller to fill (open it with
-    `np.load(tmp, mmap_mode="r+")`), renamed to `path` when the block finishes and removed when it raises; yields
-    None when `path` exists already (built earlier, or by another process while this one waited)."""
+    """Yields a temporary uint8 .npy of `shape` beside `path` for the caller to fill (its rows start at
+    `np.load(tmp, mmap_mode="r").offset`), renamed to `path` when the block finishes and removed when it raises;
+    yields None when `path` exists already (built earlier, or by another process while this one waited)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
@@ -96,6 +86,8 @@ def building(path: Path, shape: tuple[int, ...]):
         if path.exists():
             yield None
             return
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a build killed outright (SIGKILL, power): the
+            stale.unlink(missing_ok=True)                      # lock is ours, so nobody is writing it
         nbytes = int(np.prod(shape))
         free = shutil.disk_usage(path.parent).free
         if nbytes > free:
