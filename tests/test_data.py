@@ -85,8 +85,8 @@ def test_image_folder_resizes_and_holds_out_a_test_split(image_folder, tmp_path)
     assert ds.classes == ["cat", "dog", "fox"] and ds.input_shape == (3, 20, 20)
     assert len(ds.train_x) + len(ds.test_x) == 30 and len(ds.test_x) == 6
     # the decoded arrays are cached: the second load reads them instead of the PNGs
-    cached = list((tmp_path / "cache" / "imagefolder").glob("*.npz"))
-    assert len(cached) == 1
+    cached = list((tmp_path / "cache" / "imagefolder").glob("*.npy"))
+    assert len(cached) == 2  # one file per split
     again = load_dataset(str(image_folder))  # a folder path works as the name too
     assert np.array_equal(again.train_x, ds.train_x)
 

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..errors import UserError, unknown
-from . import readers
+from . import diskcache, readers
 from .ingest import IngestReport, read_imagefolder, stderr_progress
+from .split import stratified_split
 from .catalog import DATASET_NAMES, SOURCES, Source
 from .download import DownloadFailed, download_source
 from .mirror import MirrorTest, mirror_test
@@ -48,15 +49,17 @@ class ImageDataset:
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the training images, in 0..1 units (what normalisation uses)."""
-        # from a 256-bin histogram per channel: exact, and 0.2 s for CIFAR-10 where float64 sums took 2.4 s
+        # from a 256-bin histogram per channel: exact, and 0.2 s for CIFAR-10 where float64 sums took 2.4 s; in
+        # blocks, so that a memory-mapped set passes through RSS a block at a time (cnnlab/data/diskcache.py)
         x = self.train_x
         values = torch.arange(256, dtype=torch.float64) / 255
         count = x.shape[0] * x.shape[2] * x.shape[3]
-        mean, std = torch.zeros(x.shape[1], dtype=torch.float64), torch.zeros(x.shape[1], dtype=torch.float64)
-        for c in range(x.shape[1]):
-            hist = torch.bincount(x[:, c].reshape(-1), minlength=256).to(torch.float64)
-            mean[c] = (hist * values).sum() / count
-            std[c] = ((hist * values ** 2).sum() / count - mean[c] ** 2).clamp_min(1e-12).sqrt()
+        hist = torch.zeros(x.shape[1], 256, dtype=torch.float64)
+        for block in diskcache.blocks(x):
+            for c in range(x.shape[1]):
+                hist[c] += torch.bincount(block[:, c].reshape(-1), minlength=256).to(torch.float64)
+        mean = (hist * values).sum(1) / count
+        std = ((hist * values ** 2).sum(1) / count - mean ** 2).clamp_min(1e-12).sqrt()
         return mean.tolist(), std.tolist()
 
 
@@ -91,47 +94,29 @@ def locate(source: Source, data_dir: str | os.PathLike | None, cache_dir: Path, 
             f"where DIR/{source.subdir}/ holds them.") from None
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out): `fraction` of every class held out, chosen by a seeded permutation."""
-    if not 0 < fraction < 1:
-        raise UserError(f"val_split must be between 0 and 1 (exclusive), got {fraction}")
-    rng = np.random.default_rng(seed)
-    keep, held = [], []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_held = int(round(fraction * len(members)))
-        held.append(members[:n_held])
-        keep.append(members[n_held:])
-    keep, held = np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
-    if len(held) == 0 or len(keep) == 0:
-        raise UserError(f"val_split {fraction} leaves an empty split of {len(labels)} training images")
-    return keep, held
-
-
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split: float | None = None,
                  seed: int = 0, root: str | os.PathLike | None = None, image_size=None,
                  download: bool = True, cache_dir: str | os.PathLike | None = None, strict: bool = False,
-                 skip_empty: bool = False) -> ImageDataset:
+                 skip_empty: bool = False, in_memory="auto") -> ImageDataset:
     """Load `name` (cifar10, cifar100, mnist, fashion-mnist, imagefolder) into memory.
 
     `root` is the folder for imagefolder; a `name` that is an existing folder means imagefolder too. Its
     broken files are skipped and reported in `.ingest` (`strict`: refused); an empty class folder is an error
-    unless `skip_empty`.
+    unless `skip_empty`. An image folder's splits are decoded once into a cache file each and read into memory,
+    or memory-mapped where they do not fit (`in_memory`: auto, true, false; cnnlab/data/diskcache.py).
     """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if name not in DATASET_NAMES and Path(name).is_dir():
         name, root = "imagefolder", name
-    report = files = None
+    report, named = None, {}
     if name == "imagefolder":
         if root is None:
             raise UserError("imagefolder needs data.root: a folder with one sub-folder of images per class")
         progress = stderr_progress if sys.stderr.isatty() else None
-        train, test, classes, report, files = read_imagefolder(Path(root), image_size, cache, strict, skip_empty,
-                                                               progress=progress)
-        if test is None:  # no ROOT/test: hold out a fixed 20% of every class as the test set
-            keep, held = stratified_split(train[1], 0.2, seed=0)
-            train, test = (train[0][keep], train[1][keep]), (train[0][held], train[1][held])
-            files = {"train": [files["train"][i] for i in keep], "test": [files["train"][i] for i in held]}
+        splits, classes, report, named = read_imagefolder(Path(root), image_size, cache, strict, skip_empty,
+                                                          progress=progress, val_split=val_split, seed=seed,
+                                                          in_memory=in_memory)
+        train, val, test = splits["train"], splits.get("val"), splits["test"]
     elif name in SOURCES:
         source = SOURCES[name]
         folder = locate(source, data_dir, cache, download)
@@ -139,26 +124,21 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, val_split
                   "idx": readers.read_idx}[source.reader]
         train, test, names = reader(folder)
         classes = list(names or source.classes or [str(i) for i in range(int(train[1].max()) + 1)])
+        val = None
+        if val_split:
+            keep, held = stratified_split(train[1], float(val_split), seed)
+            train, val = (train[0][keep], train[1][keep]), (train[0][held], train[1][held])
     else:
         raise unknown("data set", name, DATASET_NAMES, where="data.name")
-    train_x, train_y = train
-    if len(np.unique(train_y)) < 2:
+    if len(np.unique(train[1])) < 2:
         raise UserError(f"{name}: the training set has a single class; a classifier needs at least two")
-    val_x = val_y = None
-    named = dict(files or {})
-    if val_split:
-        keep, held = stratified_split(train_y, float(val_split), seed)
-        val_x, val_y = train_x[held], train_y[held]
-        train_x, train_y = train_x[keep], train_y[keep]
-        if files:
-            named = {"train": [files["train"][i] for i in keep], "val": [files["train"][i] for i in held],
-                     "test": files["test"]}
+
+    def images(x):  # an image folder's are tensors already (in memory or mapped); a reader's, arrays
+        return x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
     t = torch.from_numpy
-    return ImageDataset(name, [str(c) for c in classes], t(np.ascontiguousarray(train_x)), t(train_y),
-                        t(np.ascontiguousarray(test[0])), t(test[1]),
-                        None if val_x is None else t(np.ascontiguousarray(val_x)),
-                        None if val_y is None else t(val_y), report, named.get("train"), named.get("test"),
-                        named.get("val"))
+    return ImageDataset(name, [str(c) for c in classes], images(train[0]), t(train[1]), images(test[0]), t(test[1]),
+                        None if val is None else images(val[0]), None if val is None else t(val[1]), report,
+                        named.get("train"), named.get("test"), named.get("val"))
 
 
 @dataclass(frozen=True)
@@ -178,7 +158,9 @@ def folder_facts(name: str, data_dir=None, root=None, image_size=None, skip_empt
     key = (name, str(data_dir), str(root), str(image_size), skip_empty)
     with _facts_lock:
         if key not in _facts:
-            ds = load_dataset(name, data_dir, root=root, image_size=image_size, skip_empty=skip_empty)
+            # mapped, whatever its size: the facts read 10,000 images at most (cnnlab/data/diskcache.py)
+            ds = load_dataset(name, data_dir, root=root, image_size=image_size, skip_empty=skip_empty,
+                              in_memory=False)
             if len(_facts) >= 32:
                 _facts.pop(next(iter(_facts)))
             _facts[key] = FolderFacts(ds.input_shape, ds.num_classes, len(ds.train_x),

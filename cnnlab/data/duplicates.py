@@ -6,11 +6,14 @@ import hashlib
 
 import numpy as np
 
+from .diskcache import blocks
+
 
 def pixel_hashes(x) -> list[str]:
     """sha1 of each image's decoded uint8 pixels (numpy or torch, (N, C, H, W)): 0.3 s for CIFAR-10's 60,000."""
-    x = np.asarray(x)
-    return [hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() for img in x]
+    # in blocks: a memory-mapped set passes through RSS a block at a time (cnnlab/data/diskcache.py)
+    return [hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
+            for block in blocks(x) for img in np.asarray(block)]
 
 
 def exact_duplicates(hashes_a: list[str], hashes_b: list[str] | None = None) -> list[tuple[int, int]]:

@@ -21,7 +21,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from . import diskcache
+from .split import stratified_split
 from ..errors import UserError
 from ..fsutil import atomic_path, write_text
 
@@ -87,7 +90,9 @@ def to_array(img, grayscale: bool, size: tuple[int, int] | None = None) -> np.nd
     """A PIL image as uint8 (C, H, W): upright by EXIF, every mode converted to 8-bit L or RGB (16-bit scaled
     by 1/257, alpha composited onto white), resized to `size` (H, W) when given."""
     from PIL import Image, ImageOps
-    img = ImageOps.exif_transpose(img)
+    # upright without a copy where it already is: the copies (here and in convert) made the decode of a
+    # 128 px JPEG 1.5x slower than a plain open-convert-asarray loop (bench/big_folder.py)
+    img = ImageOps.exif_transpose(img, in_place=False) if img.getexif().get(EXIF_ORIENTATION, 1) != 1 else img
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         a = np.asarray(img).astype(np.float32)
         if img.mode.startswith("I;16") or (img.mode == "I" and a.max(initial=0) > 255):
@@ -98,7 +103,8 @@ def to_array(img, grayscale: bool, size: tuple[int, int] | None = None) -> np.nd
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    img = img.convert("L" if grayscale else "RGB")
+    target = "L" if grayscale else "RGB"
+    img = img if img.mode == target else img.convert(target)
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BILINEAR)
     array = np.asarray(img, dtype=np.uint8)
@@ -364,29 +370,62 @@ def strict_error(report: IngestReport) -> UserError:
                      f"{listing}")
 
 
-def decode_split(items, size: tuple[int, int], gray: bool, key_parts, cache_dir: Path | None, progress=None):
-    """The images decoded at `size` into one uint8 (N, C, H, W) array, and their labels; cached as .npz keyed on
-    `key_parts` (the files, sizes and times)."""
-    cache = cache_dir / "imagefolder" / f"{_key(key_parts, size, gray)}.npz" if cache_dir else None
-    if cache is not None and cache.exists():
-        with np.load(cache) as stored:
-            return stored["x"], stored["y"]
-    paths = [p for p, *_ in items]
-    parts = parallel_chunks(partial(_decode_chunk, size=size, grayscale=gray), paths, progress, "decoding")
-    x = np.concatenate(parts) if parts else np.zeros((0, 1 if gray else 3, *size), np.uint8)
+_ROWS = 64  # images a decoding worker writes at once, from one buffer it keeps: fresh memory costs a page fault
+_buffer: dict = {}  # per 4 KiB (~25 us each on the 2-core VM), which made the decode half as fast as a plain loop
+
+
+def _decode_into(chunk: list[tuple[int, str]], file: str, offset: int, size, grayscale: bool) -> int:
+    """Decode consecutive images (index, path) into a buffer the worker reuses and pwrite them at their place in
+    the cache file being built: nothing travels back through a pipe, the parent never holds the whole set, and
+    no page of the file is mapped."""
+    shape = (_ROWS, 1 if grayscale else 3, *size)
+    if _buffer.get("shape") != shape:
+        _buffer.update(shape=shape, rows=np.empty(shape, np.uint8))
+    rows = _buffer["rows"]
+    fd = os.open(file, os.O_WRONLY)
+    try:
+        for first in range(0, len(chunk), _ROWS):
+            part = chunk[first:first + _ROWS]
+            for j, (_, path) in enumerate(part):
+                rows[j] = decode_image(path, size, grayscale)
+            data, at = memoryview(rows[:len(part)]).cast("B"), offset + part[0][0] * rows[0].nbytes
+            while data:
+                written = os.pwrite(fd, data, at)
+                data, at = data[written:], at + written
+    finally:
+        os.close(fd)
+    return len(chunk)
+
+
+def decode_split(items, size: tuple[int, int], gray: bool, key_parts, cache_dir: Path | None, progress=None,
+                 in_memory="auto"):
+    """The images decoded at `size` into one uint8 (N, C, H, W) tensor, and their labels (int64 array). Cached
+    as one .npy keyed on `key_parts` (the files, sizes and times), `size` and `gray`, built once by parallel
+    workers (cnnlab/data/diskcache.py); read into memory or memory-mapped as `in_memory` says."""
     y = np.array([label for _, label, *_ in items], dtype=np.int64)
-    if cache is not None:
-        with atomic_path(cache) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, x=x, y=y)
-    return x, y
+    shape = (len(items), 1 if gray else 3, *size)
+    paths = [p for p, *_ in items]
+    if cache_dir is None:  # nowhere to write: decoded into memory
+        parts = parallel_chunks(partial(_decode_chunk, size=size, grayscale=gray), paths, progress, "decoding")
+        return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(shape, np.uint8)), y
+    cache = cache_dir / "imagefolder" / f"{_key(key_parts, size, gray)}.npy"
+    with diskcache.building(cache, shape) as tmp:
+        if tmp is not None and paths:
+            offset = np.load(tmp, mmap_mode="r").offset  # the .npy header's length
+            parallel_chunks(partial(_decode_into, file=str(tmp), offset=offset, size=size, grayscale=gray),
+                            list(enumerate(paths)), progress, "decoding")
+    return diskcache.open_images(cache, diskcache.keep_in_memory(in_memory, int(np.prod(shape)))), y
 
 
 def read_imagefolder(root: Path, image_size: int | list | None = None, cache_dir: Path | None = None,
-                     strict: bool = False, skip_empty: bool = False, max_pixels: int = MAX_PIXELS, progress=None):
-    """ROOT/<class>/*, or ROOT/train/<class>/ and ROOT/test/<class>/. Returns train, test (or None), classes,
-    the IngestReport, and each split's file paths in the order of its images ({"train": [...], "test": [...]}).
-    Broken files are skipped and reported (`strict`: refused, every one listed)."""
+                     strict: bool = False, skip_empty: bool = False, max_pixels: int = MAX_PIXELS, progress=None,
+                     val_split: float | None = None, seed: int = 0, in_memory="auto"):
+    """ROOT/<class>/*, or ROOT/train/<class>/ and ROOT/test/<class>/. Returns the splits {"train", "test" and,
+    with `val_split`, "val": (uint8 tensor (N, C, H, W), int64 labels)}, the classes, the IngestReport, and each
+    split's file paths in the order of its images. Broken files are skipped and reported (`strict`: refused).
+    Without ROOT/test a fixed 20% of every class is the test set (seed 0); `val_split` holds out that share of
+    the rest (seeded by `seed`). The splits are made on the file list, before decoding: each is one cache file,
+    which stays on disk as it is when it does not fit in memory."""
     root = Path(root)
     report, items = scan_folder(root, cache_dir, max_pixels, skip_empty, progress)
     if strict and report.skipped:
@@ -396,14 +435,20 @@ def read_imagefolder(root: Path, image_size: int | list | None = None, cache_dir
     gray = all(mode in GRAY_MODES for _, _, _, mode in train_items)
     if image_size is not None:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    out = []
-    for split in ("train", "test"):
-        split_items = items.get(split) or []
-        if split == "test" and not split_items:
-            out.append(None)
-            continue
+
+    def labels(split_items):
+        return np.array([y for _, y, *_ in split_items], dtype=np.int64)
+    parts = {"train": train_items, "test": items.get("test") or []}
+    if not parts["test"]:
+        keep, held = stratified_split(labels(train_items), 0.2, seed=0)
+        parts = {"train": [train_items[i] for i in keep], "test": [train_items[i] for i in held]}
+    if val_split:
+        keep, held = stratified_split(labels(parts["train"]), float(val_split), seed)
+        parts["train"], parts["val"] = [parts["train"][i] for i in keep], [parts["train"][i] for i in held]
+    splits = {}
+    for split, split_items in parts.items():
         key = (str(root.resolve()), split, report.classes, _stat_key([p for p, *_ in split_items]),
-               [y for _, y, *_ in split_items])
-        out.append(decode_split(split_items, size, gray, key, cache_dir, progress))
-    files = {split: [p for p, *_ in items.get(split) or []] for split in ("train", "test")}
-    return out[0], out[1], report.classes, report, files
+               labels(split_items).tolist())
+        splits[split] = decode_split(split_items, size, gray, key, cache_dir, progress, in_memory)
+    files = {split: [p for p, *_ in split_items] for split, split_items in parts.items()}
+    return splits, report.classes, report, files

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .diskcache import take
+
 KEEP_SHARE = 0.7        # mirrored accuracy above chance, as a share of plain: at least this keeps flips
 UNCLEAR_MARGIN = 0.05   # plain accuracy closer than this to chance: the classifier tells nothing either way
 
@@ -38,8 +40,8 @@ def mirror_test(images: torch.Tensor, labels: torch.Tensor, seed: int = 0, limit
     order = torch.randperm(len(images), generator=gen)[:2 * limit]
     half = len(order) // 2
     chance = 1 / max(1, len(labels.unique()))
-    fit_x, fit_y = images[order[:half]].float().flatten(1), labels[order[:half]]  # at most 5,000 images as floats
-    held_x, held_y = images[order[half:]], labels[order[half:]]
+    fit_x, fit_y = take(images, order[:half]).float().flatten(1), labels[order[:half]]  # at most 5,000 as floats
+    held_x, held_y = take(images, order[half:]), labels[order[half:]]
     classes = fit_y.unique()
     if half == 0 or len(classes) < 2:
         return MirrorTest(0.0, 0.0, chance, True)

@@ -59,6 +59,10 @@ class DataConfig(Section):
     # the mean and std images are normalised with: auto is the weights' own where they carry them (weights:
     # imagenet, torchvision's 0.485/0.229 ...: the features were learned on those numbers), else the data's
     normalize: Literal["auto", "data", "weights"] = "auto"
+    # imagefolder: each split's decoded images in memory (true), or read from their cache file on disk through
+    # the page cache (false: sets larger than memory); auto: in memory when a split takes at most half of the
+    # memory available (cnnlab/data/diskcache.py)
+    in_memory: Literal["auto", True, False] = "auto"
 
 
 def _betas(v):

@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..data.diskcache import note
 from ..errors import UserError
 from ..schema.config import AugmentConfig
 
@@ -237,5 +238,6 @@ def resized_images(x: torch.Tensor, size: int, chunk: int = 5000) -> torch.Tenso
     for start in range(0, len(x), chunk):
         part = F.interpolate(x[start:start + chunk].float(), size=(size, out_w), mode="bilinear",
                              antialias=True, align_corners=False)
+        note(x, part.shape[0] * x[0].nbytes)  # a memory-mapped set's pages are handed back as it is read
         parts.append(part.round_().clamp_(0, 255).to(x.dtype) if x.dtype == torch.uint8 else part.to(x.dtype))
     return torch.cat(parts)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import faults
+from ..data.diskcache import note, on_disk, take
 from ..events import Emitter
 from ..device import Placement, grad_scaler, micro_batch_size, should_compile, synchronize
 from .distributed import World, all_sum, any_rank, shard
@@ -140,6 +141,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, augmenter: Augmenter, plac
     try:
         for start in range(0, len(x), batch_size):
             xb = augmenter.eval_batch(x[start:start + batch_size])
+            note(x, xb.shape[0] * x[0].nbytes)  # a memory-mapped set's pages are handed back as it is read
             yb = y[start:start + batch_size].to(placement.device)
             known = None if plain is None else plain[start:start + batch_size].to(placement.device)
             with placement.autocast():
@@ -212,7 +214,8 @@ class Trainer:
         self._compile_checked = False  # compile: auto decides once, after the first epoch (see fit)
         self.compiled_after = None     # {"epoch", "remaining_s"} where that decided to compile
         self.probabilities = getattr(model, "outputs_probabilities", False)
-        self.train_x = dataset.train_x.to(placement.device)
+        # a memory-mapped set (larger than memory) stays where it is: each batch goes to the device (`take`)
+        self.train_x = dataset.train_x if on_disk(dataset.train_x) else dataset.train_x.to(placement.device)
         self.train_y = dataset.train_y.to(placement.device)
         self.total_steps = self.epochs * self.batches_per_epoch
         self._small_images = None  # the training set at `resolution`'s size, while its epochs last
@@ -310,7 +313,8 @@ class Trainer:
         resize = self._batch_resizer(self.epoch)
         for self.batch_index in range(self.batches_per_epoch):
             idx = shard(order[self.batch_index * self.batch_size:(self.batch_index + 1) * self.batch_size], self.world)
-            xb = self.augmenter.train_batch(images[idx], self.generator, idx, self.epoch)
+            # a memory-mapped set (cnnlab/data/diskcache.py) is read here, through the page cache
+            xb = self.augmenter.train_batch(take(images, idx), self.generator, idx, self.epoch)
             if resize is not None:
                 xb = resize(xb)
             yb = self.train_y[idx]
@@ -377,7 +381,7 @@ class Trainer:
         size = self.input_size(epoch)
         if size is None or self.config.resolution.resize != "batch":
             return None
-        return BatchResizer(*self.train_x.shape[2:], size, self.train_x.device)
+        return BatchResizer(*self.train_x.shape[2:], size, self.placement.device)
 
     def selects(self, epoch: int) -> bool:
         select = self.config.select

@@ -122,7 +122,7 @@ def prepare_config(config=None, overrides: list | None = None) -> TrainConfig:
 def prepare_data(cfg: TrainConfig) -> ImageDataset:
     d = cfg.data
     dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download,
-                           strict=d.strict, skip_empty=d.skip_empty)
+                           strict=d.strict, skip_empty=d.skip_empty, in_memory=d.in_memory)
     if d.limit:  # the user's set first (the first N images), then a share of it
         dataset.train_x, dataset.train_y = dataset.train_x[:d.limit], dataset.train_y[:d.limit]
     if d.subset and d.subset < 1:
