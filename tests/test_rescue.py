@@ -80,6 +80,12 @@ def test_the_floor_is_cnnlabs_settings_and_the_doctor_prescribes_its_fixes_toget
     found = {c.name: c for c in candidates(unpadded, allow_architecture=True, flop_of=cost)}
     assert found["prescribed"].changes == ["batchnorm"]
     assert "(padding same on unpadded convs left out: over 1.5x the compute)" in found["prescribed"].label
+    # a net that starts from trained weights keeps its layers: its prescription is the fine-tune schedule
+    tuned = {**STUCK, "weights": "runs/pretrained"}
+    found = {c.name: c for c in candidates(tuned, allow_architecture=True, architecture_fixed=tuned)}
+    assert list(found) == ["floor", "prescribed"] and found["prescribed"].changes == ["finetune", "less-dropout"]
+    assert found["prescribed"].config["finetune"] == {"freeze": "body", "head_epochs": 1, "rates": "discriminative"}
+    assert found["floor"].config["weights"] == "runs/pretrained"
     sigmoid = {"model": {"layers": [{"conv": {"filters": 8, "kernel": 3, "activation": "sigmoid"}}] * 4 +
                          ["flatten", {"dense": {"units": 64, "activation": "tanh"}}, {"dense": "classes"}]}}
     found = {c.name: c for c in candidates(sigmoid, allow_architecture=False)}

@@ -84,6 +84,15 @@ def _adam(config: dict) -> dict | None:
     return put(config, "optimizer", {"name": "adam", "lr": 1e-3})
 
 
+def _finetune(config: dict) -> dict | None:
+    """fastai's fine_tune for a net that starts from trained weights: the new head alone for an epoch (the
+    body's BatchNorm statistics kept), then every layer, at rates rising from the body to the head."""
+    if config.get("finetune"):
+        return None  # the user's own schedule
+    config["finetune"] = {"freeze": "body", "head_epochs": 1, "rates": "discriminative"}
+    return config
+
+
 def _halve_dropout(config: dict) -> dict | None:
     def step(layers):
         changed = False
@@ -155,6 +164,8 @@ def _relu(config: dict) -> dict | None:
 CHANGES = {c.name: c for c in [
     Change("lr-div3", "learning rate /3", False, _scale_lr(1 / 3)),
     Change("adam", "Adam at lr 0.001 on the one-cycle schedule", False, _adam),
+    Change("finetune", "fine-tuned as fastai does: the head alone for an epoch, then all layers at rates rising "
+           "to the head", False, _finetune),
     Change("less-dropout", "dropout of 0.3 or more halved (a regularisation setting in the layer list)", False,
            _halve_dropout),
     Change("batchnorm", "architecture: batchnorm after every conv", True, _batchnorm),

@@ -9,7 +9,9 @@ heavy dropout and saturating activations needs every one fixed, not one per tria
 - hidden sigmoid/tanh layers -> Adam (per-weight steps), or relu and batchnorm with --change-architecture;
 - a plain net of 6+ weighted layers without normalisation -> the learning rate /3 (cnnlab's 0.05 is tuned for
   normalised nets), or batchnorm with --change-architecture;
-- 4+ unpadded 3x3 convs -> padding same, with --change-architecture.
+- 4+ unpadded 3x3 convs -> padding same, with --change-architecture;
+- a net that starts from trained weights (`weights:`) -> fastai's fine-tune schedule (the head alone first,
+  then discriminative rates), its layers never changed.
 
 Architecture fixes the user did not allow are still measured, cheaply: a `forecast` entrant races on half the
 images and is never continued; its lead at the rung is what the table reports.
@@ -70,9 +72,18 @@ def read_layers(config: dict) -> dict:
     }
 
 
+def pretrained(config: dict) -> bool:
+    model = config.get("model")
+    return bool(config.get("weights") or (isinstance(model, dict) and model.get("weights")))
+
+
 def prescriptions(config: dict) -> tuple[list[str], list[str]]:
-    """(training-setting changes, architecture changes) the doctor prescribes for this layer list."""
+    """(training-setting changes, architecture changes) the doctor prescribes for this layer list. A net that
+    starts from trained weights keeps its layers (a layer added would leave the weights behind it unloaded):
+    its prescription is the fine-tune schedule, and lighter dropout."""
     facts = read_layers(config)
+    if pretrained(config):
+        return ["finetune"] + (["less-dropout"] if facts["heavy_dropout"] else []), []
     if not facts["weighted"]:
         return [], []
     training, architecture = [], []
@@ -129,7 +140,7 @@ def candidates(config: dict, allow_architecture: bool, architecture_fixed: dict 
     base = floor(config)
     out = [Candidate("floor", "the floor: your layers (lint-corrected) with cnnlab's training settings", base)]
     limit = MAX_COST * flop_of(base) if flop_of else None
-    fixed = floor(architecture_fixed) if architecture_fixed is not None else base
+    fixed = floor(architecture_fixed) if architecture_fixed is not None and not pretrained(config) else base
     lint_changed = _layers(fixed) != _layers(base)
     training, architecture = prescriptions(fixed)
     if allow_architecture:  # batchnorm makes the lower rate unnecessary; relu and batchnorm, Adam's help
