@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import gzip
+import http.server
 import pickle
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,22 @@ def same_weights_after_a_stop(cfg: dict, tmp_path: Path):
     resumed = cnnlab.Job.resume(tmp_path / "stopped", store=False).run()
     a, b = load_file(str(straight.dir / "model.safetensors")), load_file(str(resumed.dir / "model.safetensors"))
     return straight, resumed, all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """(a folder, the base URL a server on 127.0.0.1 serves it at): downloads tested without the network."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()

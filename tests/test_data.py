@@ -1,10 +1,8 @@
 import gzip
 import hashlib
-import http.server
 import io
 import shutil
 import tarfile
-import threading
 
 import numpy as np
 import pytest
@@ -121,25 +119,6 @@ def test_empty_folder_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- downloads, against a server on 127.0.0.1
-
-@pytest.fixture
-def http_root(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
 
 def _archive(tmp_path) -> bytes:
     folder = write_cifar10(tmp_path / "src" / "cifar-10-batches-py")

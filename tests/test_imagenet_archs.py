@@ -3,9 +3,7 @@ key, and they compute torchvision's logits (fixtures from scripts/imagenet_fixtu
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -77,24 +75,6 @@ def test_summary_shows_an_imagenet_architecture_at_imagenet_s_input_and_lint_pas
 
 
 # ------------------------------------------------------------------ weights: imagenet, from a local server
-
-@pytest.fixture
-def http_root(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
 
 def _publish(root: Path, monkeypatch, base: str, prefix: str | None = None) -> str:
     """A torchvision-format ResNet-18 file on the local server, published under the name its SHA-256 gives
