@@ -82,7 +82,7 @@ def test_the_floor_is_cnnlabs_settings_and_the_doctor_prescribes_its_fixes_toget
     assert "(padding same on unpadded convs left out: over 1.5x the compute)" in found["prescribed"].label
     # a net that starts from trained weights keeps its layers: its prescription is the fine-tune schedule
     tuned = {**STUCK, "weights": "runs/pretrained"}
-    found = {c.name: c for c in candidates(tuned, allow_architecture=True, architecture_fixed=tuned)}
+    found = {c.name: c for c in candidates(tuned, allow_architecture=True)}
     assert list(found) == ["floor", "prescribed"] and found["prescribed"].changes == ["finetune", "less-dropout"]
     assert found["prescribed"].config["finetune"] == {"freeze": "body", "head_epochs": 1, "rates": "discriminative"}
     assert found["floor"].config["weights"] == "runs/pretrained"

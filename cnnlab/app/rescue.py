@@ -154,17 +154,12 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
     for note in notes:
         log(f"note: {note}")
     as_given = config["model"]
-    # the floor gets lint's corrections only; its architecture fixes go to the doctor's candidate (with
-    # --change-architecture) or to the forecast
+    # the floor gets lint's corrections only; its architecture fixes are listed, not raced (cnnlab/rescue/prior.py)
     config["model"], fixes, left = _lint_fixes(as_given, data, data_section.get("dir"), False)
     for fix in fixes:
         log(fix)
-    architecture_fixed, arch_fixes, _ = _lint_fixes(config["model"], data, data_section.get("dir"), True)
-    if arch_fixes:
-        where = "in the doctor's candidate" if allow_architecture else \
-            "forecast only; --change-architecture applies them"
-        log(f"lint's architecture fixes ({where}): " + "; ".join(f.splitlines()[0].removeprefix("lint fix ")
-                                                                   for f in arch_fixes))
+    if left:
+        log(f"lint also suggests (architecture, not raced: `cnnlab lint` shows each with its fix): {'; '.join(left)}")
     budget_ = parse_budget(budget)
     macs = {}
 
@@ -177,7 +172,7 @@ def rescue(model: str, data: str | None = None, budget: str = "15", *, name: str
                 macs[key] = summarize(build_model(cfg.model, shape, classes)).macs
         return 6.0 * macs[key]
 
-    entrants = candidates(config, allow_architecture, {**config, "model": architecture_fixed}, flop_of)
+    entrants = candidates(config, allow_architecture, flop_of)
     for entrant in entrants:
         flop_of(entrant.config)
     d = prepare_config(config).data
