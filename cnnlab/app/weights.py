@@ -119,6 +119,22 @@ def misfit(model, run: Run) -> str | None:
     return None
 
 
+def start_line(cfg) -> str:
+    """Where a resolved config's run starts and how it is fine-tuned, in a line for the Train page's plan."""
+    if not cfg.weights:
+        return "random weights"
+    start = "ImageNet's weights" if cfg.weights == IMAGENET else f"the final weights of run {Path(cfg.weights).name}"
+    f = cfg.finetune
+    if f is None:
+        return f"{start}; every layer trains from the first epoch"
+    frozen = "the body" if f.freeze == "body" else f"the first {f.freeze} layers"
+    if f.head_epochs == "all":
+        return f"{start}; {frozen} frozen for the whole run"
+    rates = f"{f.rates} rates" + (f" (lr/{f.spread:g} at the first layer to lr at the head)"
+                                  if f.rates == "discriminative" else "")
+    return f"{start}; {frozen} frozen for {f.head_epochs} epoch(s), then every layer at {rates}"
+
+
 def _finished(run: Run) -> Run:
     status = run.result.get("status")
     if status != "finished" or not (run.dir / "model.safetensors").is_file():
@@ -145,7 +161,8 @@ def _published_model(model, config: dict, data_dir: str | None):
         return model
     _, (shape, classes) = _built(name, config, data_dir)
     written = json.loads(json.dumps(model_spec(name, shape, classes)["layers"]))
-    if isinstance(model, dict) and set(model) <= {"name", "layers"} and model.get("layers") == written:
+    layers = model.get("layers") if isinstance(model, dict) and set(model) <= {"name", "layers"} else None
+    if isinstance(layers, list) and layers[:-1] == written[:-1]:  # the classifier is made new for the classes
         return name
     raise UserError(f"{WEIGHTS}: imagenet: the layers differ from {name} as published; ImageNet's weights fit "
                     f"the architecture unchanged (start from a past run of the changed one, or from random weights)")

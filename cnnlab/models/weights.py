@@ -62,7 +62,7 @@ def described(weights: dict | None) -> str | None:
     if not weights or not weights.get("source"):
         return None
     source = str(weights["source"])
-    if not source.startswith(IMAGENET + " ("):
+    if source != IMAGENET and not source.startswith(IMAGENET + " ("):
         path = Path(source)  # a run directory (its name is its id), else a weights file
         source = f"the file {path.name}" if path.is_file() or path.suffix in WEIGHT_SUFFIXES else f"run {path.name}"
     counts = [f"{weights['loaded']} tensors loaded"] if "loaded" in weights else []

@@ -70,7 +70,8 @@ async def plan(body: RunRequest, request: Request) -> dict:
     """What this config will train, on what, with what augmentation (and a strip of what the run will see)."""
     data_dir = state(request).data_dir
     cfg = await heavy(request, lifecycle.checked, body.config, data_dir, state(request).runs_root)
-    return await heavy(request, datasets.plan, cfg, body.config.get("augment", "auto"), data_dir)
+    planned = await heavy(request, datasets.plan, cfg, body.config.get("augment", "auto"), data_dir)
+    return {**planned, "start": weights.start_line(cfg)}
 
 
 @router.get("/augment-strip", responses={200: {"content": {"image/png": {}}}})
