@@ -149,8 +149,9 @@ def test_a_web_run_from_a_past_run_trains_and_records_its_parent(tmp_path):
     runs, data = digits(tmp_path)
     with TestClient(create_app(runs, str(data), worker_threads=1)) as client:
         config = {"name": "course-net-tuned", "model": {"name": "course-net", "layers": TEMPLATES["course-net"]},
-                  "data": {"name": str(data / "mnist-sample")}, "epochs": 2, "batch_size": 32, "threads": 1,
-                  "weights": "start", "finetune": {"freeze": "body", "head_epochs": 1}}
+                  # val_split as the page sends it: the split scans the folder in the worker, a daemonic process
+                  "data": {"name": str(data / "mnist-sample"), "val_split": 0.1}, "epochs": 2, "batch_size": 32,
+                  "threads": 1, "weights": "start", "finetune": {"freeze": "body", "head_epochs": 1}}
         started = client.post("/api/runs", json={"config": config})
         assert started.status_code == 202, started.json()
         run_id = started.json()["id"]
