@@ -31,9 +31,9 @@ from ..train.session import prepare
 from .job import Job, error_kind, resume, start, train  # noqa: F401 — the Python API, re-exported
 from . import weights
 from .models import refuse_code
+from .runs import UNFINISHED
 
 JOURNAL = ".served.json"   # in the runs folder: the runs each server accepted, to recover after a restart
-UNFINISHED = (None, "queued", "running", "running or crashed")
 RESUMABLE = ("interrupted", "failed", "crashed")
 # where a logger writes: the server's own settings decide (MLFLOW_TRACKING_URI; W&B's files in the run)
 LOGGER_LIBRARIES = {"mlflow": "mlflow", "wandb": "wandb", "tensorboard": "tensorboard"}  # checked before a web run

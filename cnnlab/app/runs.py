@@ -15,6 +15,7 @@ from ..rundir import Run
 from ..track.compare import Comparison, config_diff, model_diff
 from ..track.store import Store
 
+UNFINISHED = (None, "queued", "running", "running or crashed")  # a run's status before its ending is written
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,150}$")
 
 
@@ -144,7 +145,6 @@ def epochs(runs_root: Path, run_id: str) -> list[dict]:
 def ending(runs_root: Path, run_id: str) -> dict | None:
     """The run's final result.json, or None while it is queued or training."""
     import json
-    from .lifecycle import UNFINISHED
     try:
         result = json.loads((Path(runs_root) / run_id / "result.json").read_text())
     except (OSError, ValueError):
