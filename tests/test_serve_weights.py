@@ -114,6 +114,12 @@ def test_imagenet_is_for_a_published_network_unchanged(client):
     edited = client.post("/api/plan", json={"config": {"model": {"name": "resnet18-imagenet", "layers": layers[1:]},
                                                        "weights": "imagenet", "data": {"name": "cifar10"}}})
     assert edited.status_code == 400 and "the layers differ from resnet18-imagenet as published" in edited.json()["detail"]
+    grey = client.post("/api/plan", json={"config": {"model": "resnet18-imagenet", "weights": "imagenet",
+                                                     "data": {"name": "mnist"}}})
+    assert grey.status_code == 400 and "colour (3-channel) images, and this data has 1 channel" in grey.json()["detail"]
+    offered = client.post("/api/weights", json={"model": "resnet18-imagenet", "data": "mnist"}).json()
+    assert not offered["imagenet"] and offered["imagenet_why"] == ("ImageNet's weights take colour images; this data "
+                                                                   "has 1 channel(s)")
 
 
 def test_imagenet_from_the_web_fetches_from_the_weights_server_and_says_so(http_root, data_dir, runs_root,

@@ -72,11 +72,11 @@ def resolve(config: dict, runs_root: str | os.PathLike, data_dir: str | None = N
 
 
 def sources(model, data: str, runs_root: str | os.PathLike, data_dir: str | None = None) -> dict:
-    """What may start `model` on `data`: {imagenet: bool, runs: [{id, name, test_acc, fits, why}], finetune:
-    the schedule's defaults}. Runs newest first; a model that cannot be built fits none."""
-    built, error = None, None
+    """What may start `model` on `data`: {imagenet: bool (and imagenet_why where a published net's data does not
+    suit its weights), runs: [{id, name, test_acc, fits, why}], finetune: the schedule's defaults}. Runs newest first; a model that cannot be built fits none."""
+    built, error, shape = None, None, None
     try:
-        built, _ = _built(model, {"data": {"name": data}}, data_dir)
+        built, (shape, _) = _built(model, {"data": {"name": data}}, data_dir)
     except UserError as exc:
         error = str(exc).splitlines()[0]
     runs = []
@@ -84,7 +84,11 @@ def sources(model, data: str, runs_root: str | os.PathLike, data_dir: str | None
         why = error or misfit(built, run)
         runs.append({"id": run.dir.name, "name": run.config.name, "test_acc": run.result.get("test_acc"),
                      "fits": not why, "why": why or None})
-    return {"imagenet": model_name(model) in PUBLISHED, "published": list(PUBLISHED), "runs": runs,
+    published_net = model_name(model) in PUBLISHED
+    grey = published_net and shape is not None and shape[0] != 3
+    return {"imagenet": published_net and shape is not None and not grey,
+            "imagenet_why": f"ImageNet's weights take colour images; this data has {shape[0]} channel(s)" if grey else None,
+            "published": list(PUBLISHED), "runs": runs,
             "finetune": FinetuneConfig().model_dump()}
 
 
@@ -157,9 +161,12 @@ def _published_model(model, config: dict, data_dir: str | None):
     if name not in PUBLISHED:
         raise UserError(f"{WEIGHTS}: imagenet: model '{name[:80]}' has no published ImageNet weights; those that "
                         f"have: {', '.join(PUBLISHED)}")
+    _, (shape, classes) = _built(name, config, data_dir)
+    if shape[0] != 3:  # the first conv's filters are 3-channel: a grey image set fails to load them in the run
+        raise UserError(f"{WEIGHTS}: imagenet: ImageNet's weights take colour (3-channel) images, and this data "
+                        f"has {shape[0]} channel(s); start from random weights or a past run")
     if isinstance(model, str):
         return model
-    _, (shape, classes) = _built(name, config, data_dir)
     written = json.loads(json.dumps(model_spec(name, shape, classes)["layers"]))
     layers = model.get("layers") if isinstance(model, dict) and set(model) <= {"name", "layers"} else None
     if isinstance(layers, list) and layers[:-1] == written[:-1]:  # the classifier is made new for the classes

@@ -262,8 +262,9 @@ async function loadWeights() {
   const still = [...select.options].some((o) => o.value === was && !o.disabled);
   select.value = still ? was : "";
   const note = $("#weights-note");
-  note.textContent = was && !still ? `${was === "imagenet" ? "ImageNet's weights do" : `run ${was} does`} not fit this model; random weights.` :
-    others.length ? `${others.length} finished run${others.length === 1 ? "" : "s"} of other models not listed` : "";
+  note.textContent = [was && !still ? `${was === "imagenet" ? "ImageNet's weights do" : `run ${was} does`} not fit this model; random weights.` : "",
+    sources.imagenet_why || "",
+    others.length ? `${others.length} finished run${others.length === 1 ? "" : "s"} of other models not listed` : ""].filter(Boolean).join(" · ");
   note.title = others.map((r) => `${r.id}: ${r.why}`).join("\n");
   if (sources.finetune && !finetuneDefaults) {  // cnnlab's defaults for the schedule, from the server's schema
     finetuneDefaults = true;
