@@ -221,3 +221,27 @@ def test_on_the_page_a_run_starts_from_a_past_run_and_see_opens_it(tmp_path):
                     assert not errors, errors
     finally:
         app.state.cnnlab.worker.close()
+
+
+def test_on_the_page_imagenet_is_offered_for_a_published_network_on_colour_images(data_dir, runs_root, tmp_path):
+    """Build: CIFAR-10 and resnet18-imagenet -> "ImageNet weights" in Start from; Train's plan says so (the run
+    itself, fetching the file, is the test above: the server's worker is another process)."""
+    app = create_app(runs_root, str(data_dir), start_worker=False)
+    with serving(app) as url, browser_page(tmp_path, 1400, 900) as (page, errors, shots):
+        page.goto(url)
+        page.click("nav button[data-page=build]")
+        page.select_option("#data", "cifar10")
+        page.wait_for_selector("#weights optgroup", state="attached")
+        assert page.locator("#weights option[value=imagenet]").count() == 0  # course-net has no published weights
+        page.select_option("#template", "resnet18-imagenet")
+        page.wait_for_selector("#weights option[value=imagenet]", state="attached")
+        page.select_option("#weights", "imagenet")
+        page.click("nav button[data-page=train]")
+        page.wait_for_function("(document.querySelector('#plan-start') || {}).innerText"
+                               "?.startsWith(\"Starts from ImageNet's weights; the body frozen for 1 epoch(s)\")")
+        page.select_option("#finetune-mode", "all")
+        assert not page.is_visible("#finetune-head")
+        page.wait_for_function("(document.querySelector('#plan-start') || {}).innerText"
+                               "?.startsWith(\"Starts from ImageNet's weights; every layer trains\")")
+        assert page.evaluate("trainConfig()")["weights"] == "imagenet"
+        assert not errors, errors
