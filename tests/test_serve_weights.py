@@ -48,7 +48,8 @@ def plan(client, model, weights, **more):
 
 def test_a_request_names_imagenet_or_a_finished_run_never_a_path(client, past_run, runs_root):
     for weights, status, says in ((3, 400, "config.weights"), ("", 400, "config.weights"),
-                                  ("/etc/passwd", 400, "config.weights: '/etc/passwd': a file on the server is refused"),
+                                  ("/etc/passwd", 400,
+                                   "config.weights: '/etc/passwd': a file on the server is refused"),
                                   (f"../{runs_root.name}/{past_run}", 400, "config.weights"),
                                   (str(runs_root / past_run), 400, "config.weights"),
                                   ("..", 400, "config.weights"),
@@ -113,7 +114,8 @@ def test_imagenet_is_for_a_published_network_unchanged(client):
     assert written.status_code == 200, written.json()
     edited = client.post("/api/plan", json={"config": {"model": {"name": "resnet18-imagenet", "layers": layers[1:]},
                                                        "weights": "imagenet", "data": {"name": "cifar10"}}})
-    assert edited.status_code == 400 and "the layers differ from resnet18-imagenet as published" in edited.json()["detail"]
+    assert edited.status_code == 400
+    assert "the layers differ from resnet18-imagenet as published" in edited.json()["detail"]
     grey = client.post("/api/plan", json={"config": {"model": "resnet18-imagenet", "weights": "imagenet",
                                                      "data": {"name": "mnist"}}})
     assert grey.status_code == 400 and "colour (3-channel) images, and this data has 1 channel" in grey.json()["detail"]

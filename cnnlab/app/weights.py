@@ -5,8 +5,9 @@ from a browser may not, since a path would let it read the server's files. It na
 this module decides which it is before anything reads a file:
 
 - `imagenet`: torchvision's published file for one of the *-imagenet architectures (cnnlab/models/
-  pretrained.py), fetched by the server into its own cache; the model must be that architecture as published.
-- a run id: a finished run in this server's runs folder (`runs.run_in`, so `..` or a path is a 404), whose
+  pretrained.py), fetched by the server into its own cache; the model must be that architecture as published,
+  on colour images.
+- a run id: a finished run in this server's runs folder (`runs.run_in`: a plain name; a path is refused), whose
   model fits the request's: every tensor but the classifier's of the same shape (the classifier is made new
   for another class count, as `load_weights` does). It becomes the run directory's path, so the run records
   it as its parent.
@@ -22,7 +23,7 @@ from pathlib import Path
 from ..errors import NotFound, UserError
 from ..models import build_model, model_spec
 from ..models.pretrained import IMAGENET, PUBLISHED, model_name
-from ..models.weights import classifier_names, described, layer_name  # noqa: F401 — described: for pages
+from ..models.weights import classifier_names, layer_name
 from ..rundir import Run
 from ..schema.config import FinetuneConfig
 from .datasets import input_for
@@ -73,7 +74,8 @@ def resolve(config: dict, runs_root: str | os.PathLike, data_dir: str | None = N
 
 def sources(model, data: str, runs_root: str | os.PathLike, data_dir: str | None = None) -> dict:
     """What may start `model` on `data`: {imagenet: bool (and imagenet_why where a published net's data does not
-    suit its weights), runs: [{id, name, test_acc, fits, why}], finetune: the schedule's defaults}. Runs newest first; a model that cannot be built fits none."""
+    suit its weights), runs: [{id, name, test_acc, fits, why}], finetune: the schedule's defaults}. Runs newest
+    first; a model that cannot be built fits none."""
     built, error, shape = None, None, None
     try:
         built, (shape, _) = _built(model, {"data": {"name": data}}, data_dir)
@@ -86,10 +88,9 @@ def sources(model, data: str, runs_root: str | os.PathLike, data_dir: str | None
                      "fits": not why, "why": why or None})
     published_net = model_name(model) in PUBLISHED
     grey = published_net and shape is not None and shape[0] != 3
-    return {"imagenet": published_net and shape is not None and not grey,
-            "imagenet_why": f"ImageNet's weights take colour images; this data has {shape[0]} channel(s)" if grey else None,
-            "published": list(PUBLISHED), "runs": runs,
-            "finetune": FinetuneConfig().model_dump()}
+    why = f"ImageNet's weights take colour images; this data has {shape[0]} channel(s)" if grey else None
+    return {"imagenet": published_net and shape is not None and not grey, "imagenet_why": why,
+            "published": list(PUBLISHED), "runs": runs, "finetune": FinetuneConfig().model_dump()}
 
 
 def finished_runs(runs_root: str | os.PathLike) -> list[Run]:
