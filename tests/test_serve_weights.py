@@ -212,6 +212,7 @@ def test_on_the_page_a_run_starts_from_a_past_run_and_see_opens_it(tmp_path):
                     row.wait_for()
                     assert "from start" in row.inner_text()
                     assert page.evaluate(OVERFLOW) <= 0, f"runs at {width} px scrolls sideways"
+                    page.screenshot(path=str(shots / f"weights-runs-{width}.png"), full_page=True)
                     page.click("nav button[data-page=see]")
                     page.wait_for_selector(f"#see-run option[value='{run_id}']", state="attached")
                     page.select_option("#see-run", run_id)
