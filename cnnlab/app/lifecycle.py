@@ -29,10 +29,11 @@ from ..train import distributed
 from ..train.progress import Progress  # the terminal's listener; `cnnlab rescue` passes one too
 from ..train.session import prepare
 from .job import Job, error_kind, resume, start, train  # noqa: F401 — the Python API, re-exported
+from . import weights
 from .models import refuse_code
+from .runs import UNFINISHED
 
 JOURNAL = ".served.json"   # in the runs folder: the runs each server accepted, to recover after a restart
-UNFINISHED = (None, "queued", "running", "running or crashed")
 RESUMABLE = ("interrupted", "failed", "crashed")
 # where a logger writes: the server's own settings decide (MLFLOW_TRACKING_URI; W&B's files in the run)
 LOGGER_LIBRARIES = {"mlflow": "mlflow", "wandb": "wandb", "tensorboard": "tensorboard"}  # checked before a web run
@@ -158,20 +159,25 @@ def is_rank() -> bool:
     return "WORLD_SIZE" in os.environ
 
 
-def checked(config: dict, data_dir: str | None = None):
+def checked(config: dict, data_dir: str | None = None, runs_root: str | os.PathLike | None = None):
     """A config that came over the network, checked as a config file is (a bad value names its key), with the
     server's data folder where it names none, and resolved (the TrainConfig a run records). Refused: Python
-    code or a file path for the model, and a logger told where to write (the server's settings decide)."""
+    code or a file path for the model, and a logger told where to write (the server's settings decide).
+    `weights` may name `imagenet` or a finished run in `runs_root` (cnnlab/app/weights.py decides); without a
+    runs folder, nothing."""
     config = dict(config)
+    chosen = weights.requested(config)  # before the model is looked at: a path as weights names config.weights
+    if chosen is not None and runs_root is None:
+        raise UserError("config.weights: a file on the server is refused over the network; start from weights "
+                        "with `cnnlab train --weights` on the server's machine")
     refuse_code(config.get("model"), "config.model")
     if not isinstance(config.get("data", {}), dict):
         raise UserError("config.data: a mapping of data keys (name, dir, val_split, ...)")
     config["data"] = dict(config.get("data") or {})
     if data_dir and not config["data"].get("dir"):
         config["data"]["dir"] = data_dir
-    if config.get("weights") is not None or (isinstance(config.get("model"), dict) and "weights" in config["model"]):
-        raise UserError("config.weights: a file on the server is refused over the network; start from weights "
-                        "with `cnnlab train --weights` on the server's machine")
+    if chosen is not None:
+        config = weights.resolve(config, runs_root, data_dir)
     cfg, _ = prepare(config)
     for i, logger in enumerate(cfg.loggers):
         option = next((key for key, value in logger.__dict__.items() if key != "name" and value is not None), None)
@@ -190,7 +196,7 @@ def submit(config: dict, runs_root: str | os.PathLike, data_dir: str | None = No
     """Check and resolve a config from the network (`checked`), claim its run directory and write config.yaml
     from the resolved config — what the run trains (`run_submitted`) — and a `queued` result: from here on
     the run is on record, whatever happens to it."""
-    cfg = checked(config, data_dir)
+    cfg = checked(config, data_dir, runs_root)
     run_dir = new_run_dir(cfg.name, None, str(runs_root), False)
     write_text(run_dir / "config.yaml", config_mod.dump(cfg))
     write_text(run_dir / "result.json", json.dumps({"status": "queued", "epochs_completed": 0,

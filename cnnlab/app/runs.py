@@ -10,10 +10,12 @@ from pathlib import Path
 
 from ..diagnose.facts import diagnose_run
 from ..errors import Conflict, NotFound, UserError
+from ..models.weights import described
 from ..rundir import Run
 from ..track.compare import Comparison, config_diff, model_diff
 from ..track.store import Store
 
+UNFINISHED = (None, "queued", "running", "running or crashed")  # a run's status before its ending is written
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,150}$")
 
 
@@ -63,8 +65,21 @@ def detail(run: Run) -> dict:
         verdict = diagnose_run(run) if data and run.metrics else None
     except UserError:
         verdict = None
-    return {"id": run.dir.name, "config": run.config.model_dump(), "metrics": run.metrics, "result": run.result, "data": data,
-            "verdict": verdict.as_dict() if verdict else None}
+    config = run.config.model_dump()
+    if config.get("weights") and Path(config["weights"]).is_dir():
+        config["weights"] = Path(config["weights"]).name  # the run it started from, by id, as a request names it
+    return {"id": run.dir.name, "config": config, "metrics": run.metrics, "result": public_result(run.result),
+            "data": data, "verdict": verdict.as_dict() if verdict else None}
+
+
+def public_result(result: dict) -> dict:
+    """result.json as a page shows it: `weights_from` says in a line where the weights came from (a run by its
+    id, imagenet's file), and the weights' source is that line's, never a path in the server's folders."""
+    weights = result.get("weights")
+    if not isinstance(weights, dict) or not weights.get("source"):
+        return result
+    return {**result, "weights_from": described(weights),
+            "weights": {**weights, "source": described({"source": weights["source"]})}}
 
 
 def compare(runs: list[Run]) -> Comparison:
@@ -130,12 +145,11 @@ def epochs(runs_root: Path, run_id: str) -> list[dict]:
 def ending(runs_root: Path, run_id: str) -> dict | None:
     """The run's final result.json, or None while it is queued or training."""
     import json
-    from .lifecycle import UNFINISHED
     try:
         result = json.loads((Path(runs_root) / run_id / "result.json").read_text())
     except (OSError, ValueError):
         return None
-    return None if result.get("status") in UNFINISHED else result
+    return None if result.get("status") in UNFINISHED else public_result(result)
 
 
 class Watch:

@@ -82,7 +82,9 @@ def page_rows(store: str | Path, held: list[tuple] = ()) -> list[dict]:
     for r in Store(store).runs():
         row = {k: v for k, v in r.items() if k not in ("config", "result")}
         row["message"] = json.loads(r["result"] or "{}").get("message")
-        row["parent"] = json.loads(r["config"] or "{}").get("parent")
+        config = json.loads(r["config"] or "{}")
+        row["parent"] = config.get("parent")
+        row["imagenet"] = config.get("weights") == "imagenet"  # started from ImageNet's weights (no parent run)
         rows.append(row)
     by_id = {r["id"]: r for r in rows}
     for run_id, name, status in held:

@@ -146,7 +146,9 @@ def parallel_chunks(fn, paths: list[str], progress=None, what: str = "scanning")
     chunk = max(8, min(512, n // (procs * 8) or 1))
     chunks = [paths[i:i + chunk] for i in range(0, n, chunk)]
     results: list = [None] * len(chunks)
-    if n < PARALLEL_FROM or procs == 1 or not hasattr(os, "fork"):
+    import multiprocessing
+    # a daemonic process (the web server's training worker) may not start children: it scans in itself
+    if n < PARALLEL_FROM or procs == 1 or not hasattr(os, "fork") or multiprocessing.current_process().daemon:
         done = 0
         for i, part in enumerate(chunks):
             results[i] = fn(part)
@@ -154,7 +156,6 @@ def parallel_chunks(fn, paths: list[str], progress=None, what: str = "scanning")
             if progress:
                 progress(done, n, what)
         return results
-    import multiprocessing
     with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = {pool.submit(fn, part): i for i, part in enumerate(chunks)}
         done = 0

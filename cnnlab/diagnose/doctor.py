@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..htmlrepr import block, esc
 
@@ -100,7 +101,9 @@ def _from_weights(verdict: Verdict, pretrained: dict) -> Verdict:
              "and a lower --lr"]
     else:
         return verdict
-    note = f"this run started from the weights of {pretrained['weights']}"
+    source = str(pretrained["weights"])
+    # as written (runs/a); an absolute path, as a web run's is, by its last part: a page never shows the folders
+    note = f"this run started from the weights of {Path(source).name if Path(source).is_absolute() else source}"
     return Verdict(verdict.regime, verdict.headline, first + verdict.prescriptions, [note] + verdict.details)
 
 

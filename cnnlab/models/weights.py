@@ -22,6 +22,7 @@ from ..errors import UserError
 from .pretrained import IMAGENET, imagenet_file, published
 
 CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
 
 
@@ -53,6 +54,21 @@ class LoadedWeights:
         return {"source": self.source, "loaded": len(self.loaded), "new": self.new,
                 "replaced": [name for name, _, _ in self.replaced],
                 "mismatched": [name for name, _, _ in self.mismatched], "unused": self.unused}
+
+
+def described(weights: dict | None) -> str | None:
+    """A run's result.json `weights` in a line for a page: `run ID (12 tensors loaded, new classifier)`,
+    `imagenet (resnet18-f37072fd.pth) (...)`, or a file's name; never the server's folders."""
+    if not weights or not weights.get("source"):
+        return None
+    source = str(weights["source"])
+    if source != IMAGENET and not source.startswith(IMAGENET + " ("):
+        path = Path(source)  # a run directory (its name is its id), else a weights file
+        source = f"the file {path.name}" if path.is_file() or path.suffix in WEIGHT_SUFFIXES else f"run {path.name}"
+    counts = [f"{weights['loaded']} tensors loaded"] if "loaded" in weights else []
+    if weights.get("replaced"):
+        counts.append("new classifier")
+    return source + (f" ({', '.join(counts)})" if counts else "")
 
 
 def _some(names: list[str], most: int = 6) -> str:

@@ -34,6 +34,11 @@ class ModelRequest(Body):
     data: str = Field("cifar10", max_length=500, description="the data set a registered name is written out for")
 
 
+class WeightsRequest(Body):
+    model: Any = Field(description="a layer list, {name, layers}, or a registered name")
+    data: str = Field("cifar10", max_length=500, description="data set name or image-folder path")
+
+
 class RunRequest(Body):
     config: dict = Field(description="a training config: the same keys as a config file (cnnlab schema config)")
 

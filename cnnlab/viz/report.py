@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..fsutil import write_bytes, write_text
+from ..models.weights import described
 from ..rundir import Run
 from ..train.session import prepare_data
 from ..train.trained import TrainedModel
@@ -132,6 +133,7 @@ def render_html(run: Run, figs: dict) -> str:
     verdict = diagnose_run(run)
     e = html.escape
     facts = [("status", result.get("status")), ("data", result.get("data")), ("model", result.get("model")),
+             ("started from", described(result.get("weights"))),
              ("test accuracy", result.get("test_acc")), (f"with {result.get('tta', 'flip')} TTA", result.get("test_acc_tta")),
              ("epochs", f"{result.get('epochs_completed')}/{result.get('epochs')}"),
              ("trainable parameters", result.get("params_trainable")), ("MACs per image", result.get("macs")),

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...version import __version__
-from ...app import datasets, lifecycle, models
+from ...app import datasets, lifecycle, models, weights
 from ...app.config import config_defaults, layer_schema
 from ...app.limits import MAX_JSON_DEPTH, json_depth
 from ...errors import UserError
-from ..bodies import CheckRequest, FixRequest, ModelRequest, RunRequest, TextRequest
+from ..bodies import CheckRequest, FixRequest, ModelRequest, RunRequest, TextRequest, WeightsRequest
 from ..state import heavy, state
 
 router = APIRouter(prefix="/api")
@@ -41,6 +41,14 @@ async def model_fix(body: FixRequest, request: Request) -> dict:
     return await heavy(request, models.apply_fix, body.model, body.rule, body.layers, body.data, state(request).data_dir)
 
 
+@router.post("/weights")
+async def weight_sources(body: WeightsRequest, request: Request) -> dict:
+    """What may start this model: ImageNet's weights where published, the finished runs that fit."""
+    models.refuse_code(body.model)
+    s = state(request)
+    return await heavy(request, weights.sources, body.model, body.data, s.runs_root, s.data_dir)
+
+
 @router.get("/templates/{name}")
 async def template(name: str, request: Request, data: str = "cifar10") -> dict:
     return await heavy(request, models.template, name, data, state(request).data_dir)
@@ -61,8 +69,9 @@ async def model_parse(body: TextRequest, request: Request) -> dict:
 async def plan(body: RunRequest, request: Request) -> dict:
     """What this config will train, on what, with what augmentation (and a strip of what the run will see)."""
     data_dir = state(request).data_dir
-    cfg = await heavy(request, lifecycle.checked, body.config, data_dir)
-    return await heavy(request, datasets.plan, cfg, body.config.get("augment", "auto"), data_dir)
+    cfg = await heavy(request, lifecycle.checked, body.config, data_dir, state(request).runs_root)
+    planned = await heavy(request, datasets.plan, cfg, body.config.get("augment", "auto"), data_dir)
+    return {**planned, "start": weights.start_line(cfg)}
 
 
 @router.get("/augment-strip", responses={200: {"content": {"image/png": {}}}})

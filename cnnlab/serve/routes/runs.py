@@ -28,7 +28,7 @@ def _worker(request: Request):
 async def start_run(body: RunRequest, request: Request) -> dict:
     s = state(request)
     if s.worker is None:  # a bad config is a 400 with or without a worker
-        await heavy(request, lifecycle.checked, body.config, s.data_dir)
+        await heavy(request, lifecycle.checked, body.config, s.data_dir, s.runs_root)
     worker = _worker(request)
     submitted = await heavy(request, lifecycle.submit, body.config, s.runs_root, s.data_dir)
     worker.submit(submitted.id, str(submitted.run_dir), submitted.name)

@@ -190,6 +190,7 @@ function recheck() {
       state.checkError = e.message;
     }
     paintCheck();
+    loadWeights();
     if ($("#page-train").classList.contains("active")) planRun();
   }, 300);  // 300 ms after the last keystroke: typing "64" checks once
 }
@@ -240,6 +241,43 @@ function paintCheck() {
     el("div", { class: "finding", "data-rule": f.rule }, el("b", {}, `[${f.rule}] layer ${f.layers.join(", ")}`), ` ${f.message}`,
       el("div", {}, `why: ${f.why}`), el("div", {}, `fix: ${f.fix}`, fixButton(f)))) : [el("div", {}, "no findings")]));
 }
+
+// "Start from": random weights, ImageNet's (offered by the server only for a *-imagenet network), or a finished
+// run on this server whose model fits (cnnlab.app.weights decides; runs of other models are counted, with why)
+let weightsAsked = 0, finetuneDefaults = false;
+async function loadWeights() {
+  const asked = ++weightsAsked;
+  let sources;
+  try {
+    sources = await api("/api/weights", { model: { name: $("#model-name").value || "model", layers: layerSpec() }, data: dataName() });
+  } catch (e) { sources = { imagenet: false, runs: [], error: e.message }; }
+  if (asked !== weightsAsked) return;
+  const select = $("#weights"), was = select.value;
+  const fits = sources.runs.filter((r) => r.fits), others = sources.runs.filter((r) => !r.fits);
+  const acc = (r) => (typeof r.test_acc === "number" ? `, test ${r.test_acc.toFixed(3)}` : "");
+  select.replaceChildren(el("option", { value: "" }, "random weights"),
+    sources.imagenet ? el("option", { value: "imagenet" }, "ImageNet weights") : null,
+    el("optgroup", { label: "a past run" }, ...(fits.length ? fits.map((r) => el("option", { value: r.id }, `${r.id} (${r.name}${acc(r)})`))
+      : [el("option", { value: "-", disabled: "" }, "no finished run of this model yet")])));
+  const still = [...select.options].some((o) => o.value === was && !o.disabled);
+  select.value = still ? was : "";
+  const note = $("#weights-note");
+  note.textContent = [was && !still ? `${was === "imagenet" ? "ImageNet's weights do" : `run ${was} does`} not fit this model; random weights.` : "",
+    sources.imagenet_why || "",
+    others.length ? `${others.length} finished run${others.length === 1 ? "" : "s"} of other models not listed` : ""].filter(Boolean).join(" · ");
+  note.title = others.map((r) => `${r.id}: ${r.why}`).join("\n");
+  if (sources.finetune && !finetuneDefaults) {  // cnnlab's defaults for the schedule, from the server's schema
+    finetuneDefaults = true;
+    if (typeof sources.finetune.head_epochs === "number") $("#finetune-head").value = sources.finetune.head_epochs;
+  }
+  showFinetune();
+}
+function showFinetune() {
+  $("#finetune-box").hidden = !$("#weights").value;
+  $("#finetune-head-label").hidden = $("#finetune-mode").value !== "head";
+}
+$("#weights").addEventListener("change", () => { $("#weights-note").textContent = ""; showFinetune(); planRun(); });
+$("#finetune-mode").addEventListener("change", showFinetune);
 
 // a finding whose fix is mechanical gets a button; the server applies the edit (cnnlab.app.models.apply_fix),
 // so the page and `cnnlab lint` never disagree on what the fix is
@@ -383,6 +421,7 @@ function planRun() {
         ` (${state.layers.length} layers${t ? `, ${fmt(t.params)} parameters` : ""}) on `, el("b", { id: "plan-data" }, p.data),
         ` for ${p.epochs} epoch${p.epochs === 1 ? "" : "s"}, batch ${p.batch_size}.`),
         el("div", { id: "plan-augment" }, `Augmentation: ${p.augment}.`),
+        el("div", { id: "plan-start" }, `Starts from ${p.start}.`),
         ...(p.strip_error ? [el("div", { class: "error" }, `The data cannot be read: ${p.strip_error}`)] : []));
       strip.hidden = !p.strip;
       if (p.strip) strip.src = p.strip;
@@ -411,6 +450,13 @@ function trainConfig() {
   const config = { name: $("#model-name").value || "model", model: { name: $("#model-name").value || "model", layers: layerSpec() },
     data: { name: dataName() }, optimizer: {}, schedule: {} };
   if (state.parent) config.parent = state.parent;
+  const weights = $("#weights").value;
+  if (weights) {  // a name the server resolves (imagenet, or a run id in its runs folder), never a path
+    config.weights = weights;
+    if ($("#finetune-mode").value === "head") {
+      config.finetune = { freeze: "body", head_epochs: parseInt($("#finetune-head").value || "1", 10) };
+    }
+  }
   for (const [key, raw] of form.entries()) {
     if (raw === "") continue;
     if (key === "loggers") { config.loggers = [...(config.loggers || []), raw]; continue; }  // one per box ticked
@@ -456,7 +502,7 @@ function follow(runId) {
     const r = JSON.parse(e.data);
     status.textContent = `${runId}: ${r.status}` + (r.test_acc !== undefined ? ` · test accuracy ${r.test_acc.toFixed(4)}` +
       (r.test_acc_tta !== undefined ? ` (${r.test_acc_tta.toFixed(4)} with ${r.tta ?? "flip"} TTA)` : "") : "") +
-      (r.message ? ` · ${r.message}` : "");
+      (r.weights_from ? ` · started from ${r.weights_from}` : "") + (r.message ? ` · ${r.message}` : "");
   });
   source.addEventListener("error", (e) => {
     if (e.data) status.textContent = `${runId}: ${JSON.parse(e.data).message}`;
@@ -570,7 +616,7 @@ function paintRuns() {
     el("td", {}, el("input", { type: "checkbox", value: r.id })),
     ...RUN_COLUMNS.map((c) => {
       if (c === "id") return el("td", {}, r.status === "finished" ? el("a", { href: `/api/runs/${encodeURIComponent(r.id)}/report`, target: "_blank" }, r.id) : r.id,
-        r.parent ? el("div", { class: "parent" }, `from ${r.parent}`) : null);
+        r.parent ? el("div", { class: "parent" }, `from ${r.parent}`) : r.imagenet ? el("div", { class: "parent" }, "from ImageNet weights") : null);
       // a rescue's tag opens the rescue: its trials, Stop and Resume
       if (c === "tags") return el("td", {}, ...(r.tags || []).map((t) => t.startsWith("rescue:")
         ? el("a", { href: "#", class: "tag rescue-tag", onclick: (e) => { e.preventDefault(); openRescue(t.slice(7)); } }, t)
