@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--limit", type=int, default=5000)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--arms", default="start,defaults,rescue", help="which of the three to run (a second seed may "
+                    "leave the start out: it is the reference, not the comparison)")
     ap.add_argument("--change-architecture", action="store_true")
     ap.add_argument("--runs-root", default=str(ROOT / "runs-rescue-bench"))
     ap.add_argument("--out", default=str(OUT))
@@ -144,6 +146,8 @@ def main() -> None:
                     tasks += [(key, "start", lambda s=stuck, b=budget, e=seed, t=tag: run_train(s, b, e, runs_root / f"{t}-start")),
                               (key, "defaults", lambda d=defaults, b=budget, e=seed, t=tag: run_train(d, b, e, runs_root / f"{t}-defaults")),
                               (key, f"rescue-{mode}", lambda s=stuck, b=budget, e=seed, t=tag: run_rescue(s, b, e, f"{t}-{mode}", runs_root, flags))]
+    arms = {"start", "defaults", f"rescue-{mode}"} & {a if a != "rescue" else f"rescue-{mode}" for a in args.arms.split(",")}
+    tasks = [t for t in tasks if t[1] in arms]
     if not args.table_only:
         todo = [t for t in tasks if t[1] not in record["rows"].get(t[0], {})]
         print(f"{machine()}; {len(todo)} of {len(tasks)} runs to do, {args.jobs} at a time", flush=True)
@@ -172,24 +176,24 @@ def table(record: dict, mode: str) -> str:
     gains = []
     for (model, data, budget), seeds in sorted(groups.items(), key=lambda g: (g[0][2], g[0][1], g[0][0])):
         arm = f"rescue-{mode}"
-        done = [s for s in seeds if {"start", "defaults", arm} <= set(s)]
+        done = [s for s in seeds if {"defaults", arm} <= set(s)]  # the comparison: the same seeds on both sides
         if not done:
             continue
 
         def cell(name):
-            values = [s[name]["test_acc"] for s in done]
+            values = [s[name]["test_acc"] for s in seeds if name in s and (name == "start" or s in done)]
             return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), values
         start, defaults, rescued = cell("start"), cell("defaults"), cell(arm)
         gain = rescued[0] - defaults[0]
         gains.append(gain)
-        fmt = lambda c: f"{c[0]:.4f} ± {c[1]:.4f}" if len(c[2]) > 1 else f"{c[0]:.4f}"  # noqa: E731
-        pflop = "/".join(f"{statistics.mean(s[n]['pflop'] for s in done):.3g}" for n in ("start", "defaults", arm))
+        fmt = lambda c: f"{c[0]:.4f} ± {c[1]:.4f} ({len(c[2])})" if len(c[2]) > 1 else f"{c[0]:.4f} (1)"  # noqa: E731
+        pflop = "/".join(f"{statistics.mean(s[n]['pflop'] for s in seeds if n in s):.3g}" for n in ("start", "defaults", arm))
         winners = ", ".join(s[arm]["winner"] for s in done)
         lines.append(f"| {model} | {data} | {budget} | {fmt(start)} | {fmt(defaults)} | {fmt(rescued)} | "
                      f"{100 * gain:+.1f} | {pflop} | {winners} |")
     if gains:
         lines.append(f"\nrescue - defaults over {len(gains)} rows: mean {100 * statistics.mean(gains):+.2f} points, "
-                     f"worst {100 * min(gains):+.2f}, {len(done)} seed(s) a row; machine: {record['machine']}; "
+                     f"worst {100 * min(gains):+.2f}; (n): seeds; machine: {record['machine']}; "
                      f"training images: {record['limit'] or 'all'}")
     return "\n".join(lines)
 
