@@ -10,7 +10,7 @@ at the same compute —
         [--datasets cifar10,fashion-mnist] [--budgets 15,40] [--seeds 0,1] [--limit 5000] [--jobs 2]
         [--change-architecture]
 
-`--limit N` trains on the first N training images (the test set stays whole) so that the grid fits a CPU: the
+`--limit N` trains on the first N training images (0: all of them; the test set stays whole) so that the grid fits a CPU: the
 budget is then B epochs of N images, for all three alike. Results go to docs/results/rescue/stuck.json (every
 row as it finishes: a stopped benchmark continues) and a Markdown table is printed. Each run uses one thread;
 `--jobs` runs that many at once (2 on a 2-core machine).
