@@ -239,3 +239,20 @@ def test_a_killed_or_stopped_rescue_continues_with_the_same_decisions(tmp_path, 
     if any(s["name"] == "floor" for s in before["steps"]):
         assert not any(line.lstrip().startswith("floor ") for line in again.stdout.splitlines())  # not redone
     assert sum(s["flop"] for s in after["steps"]) <= 6 * after["train_images"] * after["flop_per_image"] * (1 + 1e-9)
+
+
+def test_a_budget_past_the_epoch_limit_or_a_file_that_is_no_model_is_one_sentence(tmp_path, data_dir, capsys):
+    config = tmp_path / "sound.yaml"
+    config.write_text(yaml.safe_dump(SOUND))
+    runs = tmp_path / "runs"
+    assert main(["rescue", str(config), "--data", "cifar10", "--data-dir", str(data_dir), "--budget",
+                 "99999999999999999999", "--runs-root", str(runs)]) == 2
+    assert "over cnnlab's limit of 100,000; give a smaller budget" in capsys.readouterr().err
+    # nothing trained: the same name takes other arguments
+    assert main(["rescue", str(config), "--data", "cifar10", "--data-dir", str(data_dir), "--budget", "2",
+                 "--runs-root", str(runs)]) == 0
+    notes = tmp_path / "notes.txt"
+    notes.write_text("root:x:0:0:root:/root:/bin/bash\n" * 100)
+    assert main(["rescue", str(notes), "--runs-root", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "not a file cnnlab reads as a model" in err and "root:x" not in err

@@ -44,6 +44,9 @@ def load_start(model: str) -> tuple[dict, str]:
     if path.is_dir() and not (path / "config.yaml").exists():
         raise UserError(f"{model}: a folder, but not a run (no config.yaml); MODEL is a run, a config, a model "
                         "file, a named architecture or a Keras/PyTorch source")
+    if path.is_file() and path.suffix not in (".yaml", ".yml") + SOURCE_SUFFIXES:
+        raise UserError(f"{model}: not a file cnnlab reads as a model; MODEL is a run, a .yaml config or model "
+                        "file, a named architecture or a Keras/PyTorch source (.py, .json, .keras, .h5)")
     if path.is_dir():  # a run: its config, settings and all
         config = load_yaml(path / "config.yaml").data
         for key in ("name", "parent"):

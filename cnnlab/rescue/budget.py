@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..schema.config import MAX_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -86,5 +87,13 @@ def plan_epochs(total_flop: float, entrants: list[Entrant], rung: int, final_ima
         if after < 1:
             raise UserError(f"a budget of {total_flop / 1e15:.3g} PFLOP leaves {e.name} no epoch after the race's "
                             f"{rung}-epoch rung; give a larger budget")
-        plan[e.name] = rung + after
+        plan[e.name] = check_epochs(rung + after, e.name)
     return plan
+
+
+def check_epochs(epochs: int, name: str) -> int:
+    """A plan a run can hold: the schema's limit on epochs, said before anything trains."""
+    if epochs > MAX_EPOCHS:
+        raise UserError(f"the budget gives {name} {epochs:,} epochs, over cnnlab's limit of {MAX_EPOCHS:,}; give a "
+                        "smaller budget")
+    return epochs

@@ -31,7 +31,7 @@ from ..fsutil import write_text
 from ..rundir import Run
 from ..train.engine import Diverged
 from ..viz.rescue_table import render_table
-from .budget import Budget, Entrant, Meter, plan_epochs, rung_epochs, val_fraction
+from .budget import Budget, Entrant, Meter, check_epochs, plan_epochs, rung_epochs, val_fraction
 from .changes import CHANGES, put, setting
 from .prior import Candidate
 
@@ -140,6 +140,8 @@ class Rescue:
         self.path = folder / "rescue.json"
         self.total_flop = meter.flop(budget)
         old = Journal.load(self.path)
+        if old is not None and all(s.name == "lint" for s in old.steps):
+            old = None  # nothing trained yet (a budget refused, say): the name is free for other arguments
         if old is not None:
             differs = [k for k in ("name", "budget", "seed", "allow_architecture", "config")
                        if old.started.get(k) != started.get(k)]
@@ -377,7 +379,7 @@ class Rescue:
         if done is not None and done.test_acc is not None:
             return done
         flop = flops[candidate.name]
-        epochs = int(self.total_flop / (self.meter.train_images * flop) + 1e-9)
+        epochs = check_epochs(int(self.total_flop / (self.meter.train_images * flop) + 1e-9), candidate.name)
         if epochs < 1:
             raise UserError(f"a budget of {self.budget} is less than one epoch of this model; give a larger one")
         self.journal.plan = {"rung": None, "val_split": None, "epochs": {candidate.name: epochs}}
