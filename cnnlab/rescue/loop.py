@@ -265,6 +265,7 @@ class Rescue:
             step.status, step.detail = "failed", str(exc)
             return self._record(step)
         self._count(step, run, flop)
+        self._tag(run_dir)  # stopped at the rung, it reads as interrupted: the tag says whose it is (no Resume)
         if step.status != "diverged":
             row = run.metrics[rung - 1]
             step.val_acc, step.epoch = row.get("val_acc"), rung
