@@ -21,7 +21,7 @@ import yaml
 from ..errors import UserError
 from ..fsutil import write_text
 from ..rescue.budget import Meter, parse_budget
-from ..rescue.loop import Journal, Rescue, RescueStopped, Step
+from ..rescue.loop import Journal, Rescue, RescueStopped, Step  # noqa: F401  (RescueStopped: the API callers catch)
 from ..viz.rescue_table import render_table
 from ..rescue.prior import candidates
 from ..yamlio import load_yaml
