@@ -217,3 +217,19 @@ def test_a_hostile_zip_is_refused_whole(tmp_path, entries, symlink, limit, messa
     with pytest.raises(UserError, match=message):
         extract_zip(archive, tmp_path / "out", **limit)
     assert not (tmp_path / "out").exists() and not (tmp_path / "evil.png").exists()
+
+
+def test_a_limit_on_a_folder_takes_every_class_not_the_first_class(tmp_path):
+    """An image folder is stored class by class: `data.limit: 12` must not train on 12 pictures of the first
+    class (it did: the test accuracy sat at one class's share)."""
+    from PIL import Image
+    from cnnlab.train.session import prepare_config, prepare_data
+    images, labels = pattern_images(60, 3, 16, 3, seed=0)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = tmp_path / "photos" / f"class{label}" / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(path)
+    cfg = prepare_config({"model": {"layers": ["flatten", {"dense": 3}]}, "data": {
+        "name": "imagefolder", "root": str(tmp_path / "photos"), "limit": 12}})
+    data = prepare_data(cfg)
+    assert len(data.train_y) == 12 and np.bincount(data.train_y.numpy()).tolist() == [4, 4, 4]

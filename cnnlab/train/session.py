@@ -13,6 +13,7 @@ import torch
 
 from .. import config as config_mod
 from ..data import SOURCES, ImageDataset, folder_facts, load_dataset, stratified_split, train_images
+from ..data.split import first_images
 from ..data.duplicates import test_in_train
 from ..device import available_memory, choose_placement, should_compile
 from ..errors import UserError
@@ -123,8 +124,12 @@ def prepare_data(cfg: TrainConfig) -> ImageDataset:
     d = cfg.data
     dataset = load_dataset(d.name, d.dir, d.val_split or None, cfg.seed, d.root, d.image_size, d.download,
                            strict=d.strict, skip_empty=d.skip_empty, in_memory=d.in_memory)
-    if d.limit:  # the user's set first (the first N images), then a share of it
-        dataset.train_x, dataset.train_y = dataset.train_x[:d.limit], dataset.train_y[:d.limit]
+    if d.limit:  # the user's set first (the first N images; every class's first in a folder), then a share of it
+        kept = first_images(dataset.train_y.numpy(), d.limit)
+        if len(kept) < len(dataset.train_y) and kept[-1] == len(kept) - 1:  # a prefix: a view, nothing copied
+            dataset.train_x, dataset.train_y = dataset.train_x[:len(kept)], dataset.train_y[:len(kept)]
+        elif len(kept) < len(dataset.train_y):
+            dataset.train_x, dataset.train_y = dataset.train_x[kept], dataset.train_y[kept]
     if d.subset and d.subset < 1:
         _, kept = stratified_split(dataset.train_y.numpy(), d.subset, cfg.seed)
         dataset.train_x, dataset.train_y = dataset.train_x[kept], dataset.train_y[kept]
