@@ -342,3 +342,47 @@ def test_the_pages_as_a_student_uses_them(server, tmp_path):
         page.wait_for_selector("#detail img")
         page.screenshot(path=str(shots / "see.png"), full_page=True)
     assert not errors, errors
+
+
+def test_ctrl_c_stops_the_server_cleanly_in_the_middle_of_a_run(runs_root, data_dir):
+    """`cnnlab serve`, Ctrl-C while the worker trains: the server exits on its own, the run is marked
+    interrupted (resumable), and nothing is printed but the server's own lines: no traceback, and no
+    "leaked semaphore objects" from multiprocessing's resource tracker (the issue saw one on every stop)."""
+    import signal
+    import socket
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", "--port", str(port), "--runs", str(runs_root),
+                             "--data-dir", str(data_dir), "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path, body=None):
+        request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                call("/api/runs")
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, proc.communicate()[1]
+                time.sleep(0.2)
+        run_id = call("/api/runs", {"config": {"model": {"layers": ["flatten", {"dense": 10}]},
+                                               "data": {"name": "mnist"}, "epochs": 5000, "batch_size": 8}})["id"]
+        while next(r["status"] for r in call("/api/runs") if r["id"] == run_id) != "running":
+            assert time.time() < deadline, "the run never started"
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err and "leaked" not in err, err
+    assert json.loads((runs_root / run_id / "result.json").read_text())["status"] == "interrupted"

@@ -270,15 +270,24 @@ def recover(runs_root: str | os.PathLike, store: str | os.PathLike | None) -> li
             run_id = entry.get("id", "")
             if not (root / run_id / "config.yaml").is_file():
                 continue
-            run = Run(root / run_id)
-            status = run.result.get("status")
-            if status in UNFINISHED:
-                where = "before it started" if status == "queued" else f"after epoch {len(run.metrics)}"
-                record_end(run.dir, "interrupted", f"interrupted: the server stopped {where}; Resume on the Runs "
-                                                   f"page (or `cnnlab resume {run_id}`) continues it", store)
-                recovered.append(run_id)
+            recovered += server_stopped([root / run_id], store)
         write_text(root / JOURNAL, json.dumps([e for e in entries if e not in gone]))
     return recovered
+
+
+def server_stopped(run_dirs: list, store: str | os.PathLike | None) -> list[str]:
+    """Runs a stopped server had accepted and that did not write their own ending (queued, or stopped while
+    their data loaded): interrupted, resumable. Returns their ids."""
+    marked = []
+    for run_dir in run_dirs:
+        run = Run(run_dir)
+        status = run.result.get("status")
+        if status in UNFINISHED:
+            where = "before it started" if status == "queued" or not run.metrics else f"after epoch {len(run.metrics)}"
+            record_end(run.dir, "interrupted", f"interrupted: the server stopped {where}; Resume on the Runs "
+                                               f"page (or `cnnlab resume {run.dir.name}`) continues it", store)
+            marked.append(run.dir.name)
+    return marked
 
 
 def _read_journal(root: Path) -> list[dict]:

@@ -230,6 +230,13 @@ class TrainingWorker:
                     process.join(1)
         except (OSError, ValueError):
             pass
+        from ..app.lifecycle import server_stopped  # runs stopped before their job could write an ending
+        with self.lock:
+            unended = [r.run_dir for r in self.runs.values() if r.status in ("queued", "running") and not r.rescue]
+        try:
+            server_stopped(unended, self.store_path)
+        except Exception as exc:  # noqa: BLE001 — the next server's start marks them (lifecycle.recover)
+            print(f"cnnlab serve: warning: marking the unfinished runs interrupted failed ({exc})", file=sys.stderr)
         # the queues' pipes and locks released now, not left to the interpreter's teardown (which a fast exit
         # skips): an unreleased lock is what multiprocessing's resource tracker reports as a leaked semaphore
         for q in (self.jobs, self.events):
