@@ -61,6 +61,21 @@ def test_a_changed_file_makes_a_new_cache(image_folder, tmp_path, decodes):
     assert not torch.equal(after.train_x, before.train_x)
 
 
+def test_old_builds_of_a_changing_folder_are_deleted_past_a_few(image_folder, tmp_path):
+    """Every edit to a folder makes a new build of its splits; only the last few stay on disk (a folder of
+    100,000 photos is ~5 GB decoded: ten edits must not fill the disk)."""
+    import time
+    from PIL import Image
+    first = load_dataset(str(image_folder), in_memory=False)
+    edited = image_folder / "cat" / first.train_files[0].rsplit("/", 1)[1]
+    for shade in range(ingest.KEEP_BUILDS + 2):
+        time.sleep(0.01)  # the lock file's time orders the builds
+        Image.new("RGB", (20, 20), (shade * 40, 0, 0)).save(edited)
+        latest = load_dataset(str(image_folder), in_memory=False)
+    assert len(cache_files(tmp_path)) == ingest.KEEP_BUILDS + 1  # train's last builds, and test's one
+    assert torch.equal(latest.train_x, load_dataset(str(image_folder), in_memory=False).train_x)
+
+
 def test_a_build_that_fails_leaves_no_cache_file(image_folder, tmp_path, monkeypatch):
     real, calls = ingest.decode_image, {"n": 0}
 

@@ -104,6 +104,20 @@ def building(path: Path, shape: tuple[int, ...]):
             yield tmp
 
 
+def prune(folder: Path, prefix: str, keep: int) -> list[Path]:
+    """Delete all but the `keep` last used of the caches named `prefix`-*.npy (the builds of one split of one
+    folder at one size, as its files changed): a folder of 100,000 photos is ~5 GB decoded, and every edit to it
+    makes a new build. Last use is the lock file's time (`building` opens it on every load). A process still
+    reading a deleted cache keeps it until it closes the file. Returns what was deleted."""
+    builds = [(lock.stat().st_mtime_ns, cache) for cache in folder.glob(f"{prefix}-*.npy")
+              if (lock := cache.with_name(cache.name + ".lock")).exists()]
+    stale = [cache for _, cache in sorted(builds, reverse=True)[keep:]]
+    for cache in stale:
+        cache.unlink(missing_ok=True)
+        cache.with_name(cache.name + ".lock").unlink(missing_ok=True)
+    return stale
+
+
 # ---------------------------------------------------------------- reading
 
 def open_images(path: Path, in_memory: bool) -> torch.Tensor:

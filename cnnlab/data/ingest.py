@@ -35,6 +35,9 @@ MAX_PIXELS = 89_478_485
 REASONS = ("not an image", "empty", "truncated", "undecodable", "over the pixel limit", "unreadable")
 TINY_CLASS = 10        # fewer training images than this in a class: warned about
 IMBALANCE_RATIO = 10   # largest class / smallest class from this: warned about
+# builds of one split kept on disk as its files change (the last used; cnnlab/data/diskcache.py `prune`): a few,
+# for runs that differ in the files they read (a val_split's seed, an edit tried and undone)
+KEEP_BUILDS = 3
 PARALLEL_FROM = 64     # fewer files than this are scanned in this process (starting workers costs ~0.1 s)
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 EXIF_ORIENTATION = 0x0112
@@ -409,12 +412,16 @@ def decode_split(items, size: tuple[int, int], gray: bool, key_parts, cache_dir:
     if cache_dir is None:  # nowhere to write: decoded into memory
         parts = parallel_chunks(partial(_decode_chunk, size=size, grayscale=gray), paths, progress, "decoding")
         return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(shape, np.uint8)), y
-    cache = cache_dir / "imagefolder" / f"{_key(key_parts, size, gray)}.npy"
+    split_key = _key(*key_parts[:2], size, gray)  # the folder and split at this size, whatever its files hold
+    cache = cache_dir / "imagefolder" / f"{split_key}-{_key(key_parts, size, gray)}.npy"
     with diskcache.building(cache, shape) as tmp:
         if tmp is not None and paths:
             offset = np.load(tmp, mmap_mode="r").offset  # the .npy header's length
             parallel_chunks(partial(_decode_into, file=str(tmp), offset=offset, size=size, grayscale=gray),
                             list(enumerate(paths)), progress, "decoding")
+        built = tmp is not None
+    if built:
+        diskcache.prune(cache.parent, split_key, KEEP_BUILDS)
     return diskcache.open_images(cache, diskcache.keep_in_memory(in_memory, int(np.prod(shape)))), y
 
 
