@@ -76,3 +76,21 @@ def test_stop_and_resume_with_two_ranks(more_digits, tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
+
+
+def test_a_fine_tune_trains_on_two_ranks(more_digits, tmp_path):
+    """The head-first fine-tune leaves the frozen body without gradients in its first epochs: DDP must not wait
+    for them (it failed with "Expected to have finished reduction in the prior iteration"). The frozen
+    layers stay exactly as the weights brought them while the head trains."""
+    from safetensors.torch import load_file
+    store = tmp_path / "runs.db"
+    subprocess.run(_train(more_digits, tmp_path / "source", store, epochs=1), check=True, capture_output=True,
+                   timeout=300)
+    tuned = subprocess.run(_train(more_digits, tmp_path / "tuned", store, nproc=2, epochs=1, extra=(
+        "--weights", str(tmp_path / "source"), "--set", "finetune.freeze=body", "--set", "finetune.head_epochs=1")),
+        capture_output=True, text=True, timeout=300)
+    assert tuned.returncode == 0, tuned.stderr
+    before, after = load_file(tmp_path / "source" / "model.safetensors"), load_file(tmp_path / "tuned" / "model.safetensors")
+    changed = sorted(k for k in after if not (after[k] == before[k]).all())
+    last = max(after, key=lambda k: [int(part) for part in k.split(".") if part.isdigit()])
+    assert changed == sorted(k for k in after if k.rsplit(".", 1)[0] == last.rsplit(".", 1)[0]), changed  # the head

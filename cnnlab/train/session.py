@@ -233,8 +233,9 @@ class Session:
         if cfg.sync_batchnorm:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         device_ids = [self.placement.device.index] if self.placement.device.type == "cuda" else None
-        # a layer whose bias stops training part-way (whitening) leaves a parameter without a gradient
-        partly_frozen = any(hasattr(m, "train_bias") for m in self.model.modules())
+        # a layer whose bias stops training part-way (whitening), or a fine-tune's frozen body, leaves parameters
+        # without a gradient in some steps: DDP must look for them, or it waits for their gradients forever
+        partly_frozen = cfg.finetune is not None or any(hasattr(m, "train_bias") for m in self.model.modules())
         return DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=partly_frozen)
 
     def data_info(self) -> dict:
