@@ -186,22 +186,26 @@ def doctor(name: str, data_dir: str | None = None, root: str | None = None, labe
 def own_photos(root: str, skip_empty: bool = False) -> dict:
     """What the Start page shows before a first run on the user's own photos: the ingestion report (files
     skipped by reason, empty and tiny classes, imbalance) and the data doctor's findings without the label
-    check (which trains a model: `cnnlab data doctor` runs it)."""
+    check (which trains a model: `cnnlab data doctor` runs it), as text and as the Data panel's sections
+    (cnnlab.app.data_panel: what to draw, files relative to `root`)."""
     from ..data.ingest import scan_folder
     from ..diagnose.data_doctor import examine, needs_extras
+    from .data_panel import panel
     from .limits import MAX_ZIP_FILES
     if not Path(root).is_absolute() or not Path(root).is_dir():
         raise UserError(f"{root}: not a folder on this machine (give its absolute path)")
-    scan_folder(Path(root), skip_empty=skip_empty, max_files=MAX_ZIP_FILES)  # a huge tree refused while listed
+    # a huge tree refused while listed; the listing's sizes and modes give the Data panel its examples
+    _, scanned = scan_folder(Path(root), skip_empty=skip_empty, max_files=MAX_ZIP_FILES)
     ds = load_dataset(root, skip_empty=skip_empty)
     found = {"root": root, "classes": ds.classes, "train": len(ds.train_x), "test": len(ds.test_x),
              "ingest": ds.ingest.as_dict(), "ingest_text": ds.ingest.render()}
     try:
         needs_extras()
     except UserError as exc:
-        return {**found, "doctor": None, "doctor_text": str(exc)}
+        return {**found, "doctor": None, "doctor_text": str(exc), "panel": None}
     report = examine(ds, labels=False)
-    return {**found, "doctor": report.as_dict(), "doctor_text": report.render()}
+    return {**found, "doctor": report.as_dict(), "doctor_text": report.render(),
+            "panel": panel(report.as_dict(), root, scanned)}
 
 
 def receive_zip(archive, uploads: str | Path, name: str = "photos", skip_empty: bool = False) -> dict:

@@ -747,10 +747,13 @@ async function checkPhotos(pending) {
   $("#start-photos").hidden = false;
   $("#start-ingest").textContent = "reading every file...";
   $("#start-doctor").textContent = "";
+  $("#start-data-panel").replaceChildren();
   try {
     const found = await pending;
     $("#start-ingest").textContent = found.ingest_text;
     $("#start-doctor").textContent = found.doctor_text;
+    $("#start-data-panel").replaceChildren(...dataPanel(found));  // static/data-panel.js
+    $("#start-photos .doctor-text").open = !found.panel;  // no pictures (the doctor's extras missing): the text says why
     if (found.unpacked) setData(found.unpacked.root);
   } catch (e) {
     $("#start-ingest").textContent = `refused: ${e.message}`;
