@@ -3,17 +3,17 @@
 The browser names the folder and a path inside it; the server answers only for a folder it was asked to read
 (or one under its uploads folder) and only for an image file whose real path, links followed, lies inside that
 folder. A path that leaves it (`..`, an absolute path, a link pointing out) is a UserError (400) before any file
-is opened; a path inside that names no image is NotFound (404). The image's header is checked against the pixel
-limit before it is decoded, as an upload's is."""
+is opened; a path inside that names no image is NotFound (404). The image's header is checked before it is
+decoded, against the pixel limit reading a folder has (an image training uses can be drawn; a decompression
+bomb cannot), and it is drawn as training sees it."""
 from __future__ import annotations
 
 import io
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from ..data.ingest import IMAGE_SUFFIXES
+from ..data.ingest import IMAGE_SUFFIXES, MAX_PIXELS, to_array
 from ..errors import NotFound, UserError
-from ..schema.limits import MAX_PIXELS
 
 THUMB_SIDE = 96        # pixels: the longer side of a thumbnail (the panel shows them at this size)
 MAX_THUMB_SIDE = 256
@@ -50,7 +50,7 @@ def image_path(root: Path, file: str) -> Path:
 def thumbnail(root: str, file: str, allowed: Iterable[str | Path], side: int = THUMB_SIDE) -> bytes:
     """A PNG of the image `file` inside `root`, its longer side `side` pixels: larger images shrunk (antialiased),
     smaller ones enlarged by a whole factor without smoothing, so a 28-pixel digit keeps its pixels."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
     if not 8 <= side <= MAX_THUMB_SIDE:
         raise UserError(f"side: {side} pixels; give 8 to {MAX_THUMB_SIDE}")
     path = image_path(inside(root, allowed), file)
@@ -58,12 +58,14 @@ def thumbnail(root: str, file: str, allowed: Iterable[str | Path], side: int = T
         with Image.open(path) as img:  # the header only: the size is checked before decoding
             if img.width * img.height > MAX_PIXELS:
                 raise UserError(f"file: {file[:200]!r} is {img.width}x{img.height}, more than {MAX_PIXELS:,} pixels")
-            img.draft("RGB", (side, side))  # a JPEG decodes at 1/2-1/8 scale: a 12-megapixel photo in ~20 ms
-            img = ImageOps.exif_transpose(img)
-            img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+            img.draft("RGB", (side, side))  # a JPEG decodes at 1/2-1/8 scale (bench/data_panel.py)
+            # as training sees it (cnnlab.data.ingest.to_array): upright, 16 bits scaled, transparency on white
+            img = Image.fromarray(to_array(img, grayscale=False).transpose(1, 2, 0))
     except UserError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError:  # Pillow's own refusal, at twice its limit, as the file is opened
+        raise UserError(f"file: {file[:200]!r} claims more than {MAX_PIXELS:,} pixels; refused") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"file: {file[:200]!r} cannot be decoded ({type(exc).__name__})") from None
     longer = max(img.size)
     if longer > side:

@@ -12,10 +12,15 @@ router = APIRouter(prefix="/api/data")
 ZIP_PATH = "/api/data/zip"  # the one route that takes a body other than JSON (guard.py): application/zip
 
 
+# the label check trains the quick model 5 times on up to LABEL_CHECK_MAX_IMAGES images: minutes on 2 busy cores
+LABEL_CHECK_TIMEOUT_S = 300.0
+
+
 @router.get("/report")
-async def report(path: str, request: Request, skip_empty: bool = False) -> dict:
-    """A folder on the server's machine, by its absolute path."""
-    found = await heavy(request, datasets.own_photos, path, skip_empty)
+async def report(path: str, request: Request, skip_empty: bool = False, labels: bool = False) -> dict:
+    """A folder on the server's machine, by its absolute path; `labels`: the data doctor's label check too."""
+    found = await heavy(request, datasets.own_photos, path, skip_empty, labels,
+                        timeout=LABEL_CHECK_TIMEOUT_S if labels else None)
     state(request).read_folders.add(found["root"])
     return found
 

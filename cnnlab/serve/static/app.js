@@ -751,9 +751,7 @@ async function checkPhotos(pending) {
   try {
     const found = await pending;
     $("#start-ingest").textContent = found.ingest_text;
-    $("#start-doctor").textContent = found.doctor_text;
-    $("#start-data-panel").replaceChildren(...dataPanel(found));  // static/data-panel.js
-    $("#start-photos .doctor-text").open = !found.panel;  // no pictures (the doctor's extras missing): the text says why
+    showDataPanel(found);  // static/data-panel.js
     if (found.unpacked) setData(found.unpacked.root);
   } catch (e) {
     $("#start-ingest").textContent = `refused: ${e.message}`;
