@@ -126,6 +126,8 @@ def test_a_thumbnail_shows_the_image_as_training_sees_it_and_a_bomb_is_refused(c
     ("train/cat/link.png", 400, "leads outside the folder"),  # a link inside that points out
     ("notes.txt", 400, "not an image"),
     ("train/cat/nowhere.png", 404, "no image"),
+    ("train/cat/" + "x" * 300 + ".png", 400, "cannot be looked up"),
+    ("train/cat/a\0.png", 400, "give the image's path"),
     ("", 400, "give the image's path inside the folder"),
 ])
 def test_a_path_out_of_the_folder_is_refused_with_a_sentence(client, planted, file, status, message):
@@ -143,7 +145,7 @@ def test_a_root_that_was_not_read_is_refused_even_beside_one_that_was(client, pl
     from PIL import Image
     assert client.get("/api/data/report", params={"path": str(planted)}).status_code == 200
     Image.new("RGB", (8, 8)).save(tmp_path / "secret.png")
-    for root in (str(tmp_path), str(planted / ".."), str(planted) + "-not", "photos", "/"):
+    for root in (str(tmp_path), str(planted / ".."), str(planted) + "-not", "photos", "/", str(planted) + "\0"):
         r = client.get("/api/data/thumb", params={"root": root, "file": "secret.png"})
         assert r.status_code == 400 and "root:" in r.json()["detail"], (root, r.text)
     r = client.get("/api/data/thumb", params={"root": str(planted), "file": "train/cat/0.png", "side": 5000})

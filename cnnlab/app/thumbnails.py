@@ -21,7 +21,7 @@ MAX_THUMB_SIDE = 256
 
 def inside(root: str | Path, allowed: Iterable[str | Path]) -> Path:
     """`root` resolved, when it is one of the `allowed` folders or lies under one; else a UserError."""
-    if not isinstance(root, str) or not root or not Path(root).is_absolute():
+    if not isinstance(root, str) or not root or "\0" in root or not Path(root).is_absolute():
         raise UserError("root: give the absolute path of the folder that was read")
     real = Path(root).resolve()
     if not any(real.is_relative_to(Path(a).resolve()) for a in allowed):  # the folder itself or one inside
@@ -42,7 +42,11 @@ def image_path(root: Path, file: str) -> Path:
         raise UserError(f"file: {file[:200]!r} leads outside the folder; refused")
     if real.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"file: {file[:200]!r} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if not real.is_file():
+    try:
+        found = real.is_file()
+    except OSError as exc:  # a name too long for the file system, say
+        raise UserError(f"file: {file[:200]!r} cannot be looked up ({exc.strerror})") from None
+    if not found:
         raise NotFound(f"file: no image {file[:200]!r} in the folder")
     return real
 
