@@ -89,9 +89,9 @@ def test_the_start_page_takes_a_zip_of_photos_and_shows_the_report(tmp_path, run
         page.goto(url)
         page.wait_for_selector("#start-zip")
         page.set_input_files("#start-zip", archive)
-        page.wait_for_function("document.querySelector('#start-doctor').innerText.includes('Data doctor')",
-                               timeout=60_000)
+        page.wait_for_selector("#start-data-panel section[data-check='conflicting labels'] img", timeout=60_000)
         assert "5 files skipped" in page.inner_text("#start-ingest")
+        page.click("#start-photos .doctor-text summary")  # the doctor's findings as text, under the pictures
         assert "conflicting labels" in page.inner_text("#start-doctor")
         assert page.input_value("#start-folder").endswith("/photos")  # the unpacked folder is the chosen data
         page.locator("#step-data").screenshot(path=str(shots / "start-photos.png"))

@@ -5,6 +5,8 @@ page or a command knows is out of a script's or a test's reach (tests/test_layer
 
     datasets.py  a data set's input shape and classes, what is on this machine, its counts, augmented samples;
                  the data doctor; your own photos (a folder or a zip: the ingestion report before a run)
+    data_panel.py  the data doctor's findings as the Start page draws them (pairs, groups, suspects, examples)
+    thumbnails.py  a small PNG of one image of a folder that was read, never of a path that leaves it
     models.py    check, summarise and lint a model against a data set; templates; YAML in and out; import
     job.py       the Job: one training run, its events, stop and resume, the store and the doctor told
     lifecycle.py a run's life around it: run here, submit to a server, every ending recorded, restarts

@@ -183,25 +183,51 @@ def doctor(name: str, data_dir: str | None = None, root: str | None = None, labe
     return examine(ds, labels=labels, folds=folds, epochs=epochs, progress=progress)
 
 
-def own_photos(root: str, skip_empty: bool = False) -> dict:
+# The page's label check trains the quick model 5 times while the request waits: 64 s for 60 images of 16 px
+# on the 2-core EPYC shared with other jobs (bench/data_panel.py), and the cost grows with the images (12
+# epochs up to 2,000), so it stops at 200 (about 3.5 min there, the route's limit is 5); any number with
+# `cnnlab data doctor` in a terminal.
+LABEL_CHECK_MAX_IMAGES = 200
+
+
+def own_photos(root: str, skip_empty: bool = False, labels: bool = False) -> dict:
     """What the Start page shows before a first run on the user's own photos: the ingestion report (files
-    skipped by reason, empty and tiny classes, imbalance) and the data doctor's findings without the label
-    check (which trains a model: `cnnlab data doctor` runs it)."""
+    skipped by reason, empty and tiny classes, imbalance) and the data doctor's findings, as text and as the
+    Data panel's sections (cnnlab.app.data_panel: what to draw, files relative to `root`). `labels`: the label
+    check too (it trains a model: refused past LABEL_CHECK_MAX_IMAGES training images, where `cnnlab data
+    doctor` runs it); `label_check` then says how the quick model did."""
     from ..data.ingest import scan_folder
-    from ..diagnose.data_doctor import examine, needs_extras
+    from ..diagnose.data_doctor import LABEL_CHECK_MIN_PER_CLASS, examine, needs_extras
+    from .data_panel import panel
     from .limits import MAX_ZIP_FILES
     if not Path(root).is_absolute() or not Path(root).is_dir():
         raise UserError(f"{root}: not a folder on this machine (give its absolute path)")
-    scan_folder(Path(root), skip_empty=skip_empty, max_files=MAX_ZIP_FILES)  # a huge tree refused while listed
+    # a huge tree refused while listed; the listing's sizes and modes give the Data panel its examples
+    _, scanned = scan_folder(Path(root), skip_empty=skip_empty, max_files=MAX_ZIP_FILES)
     ds = load_dataset(root, skip_empty=skip_empty)
     found = {"root": root, "classes": ds.classes, "train": len(ds.train_x), "test": len(ds.test_x),
              "ingest": ds.ingest.as_dict(), "ingest_text": ds.ingest.render()}
     try:
         needs_extras()
     except UserError as exc:
-        return {**found, "doctor": None, "doctor_text": str(exc)}
-    report = examine(ds, labels=False)
-    return {**found, "doctor": report.as_dict(), "doctor_text": report.render()}
+        return {**found, "doctor": None, "doctor_text": str(exc), "panel": None, "label_check": None}
+    train = found["train"] + (0 if ds.val_x is None else len(ds.val_x))  # the doctor counts validation as training
+    if labels and train > LABEL_CHECK_MAX_IMAGES:
+        raise UserError(f"the label check here stops at {LABEL_CHECK_MAX_IMAGES:,} training images and this folder "
+                        f"has {train:,}: run `cnnlab data doctor {root}` in a terminal (it trains a quick model 5 "
+                        "times)")
+    if labels and train < LABEL_CHECK_MIN_PER_CLASS * len(ds.classes):
+        raise UserError(f"too few images for the label check: it needs {LABEL_CHECK_MIN_PER_CLASS} training images a "
+                        f"class ({LABEL_CHECK_MIN_PER_CLASS * len(ds.classes)} for {len(ds.classes)} classes) and this "
+                        f"folder has {train}")
+    report = examine(ds, labels=labels)
+    check = None
+    if labels:
+        suspects = report.finding("label suspects")
+        check = {"accuracy": float((report.pred_probs.argmax(1) == report.train_labels).mean()),
+                 "suspects": len(suspects.items) if suspects else 0, "seconds": report.seconds.get("labels")}
+    return {**found, "doctor": report.as_dict(), "doctor_text": report.render(),
+            "panel": panel(report.as_dict(), root, scanned), "label_check": check}
 
 
 def receive_zip(archive, uploads: str | Path, name: str = "photos", skip_empty: bool = False) -> dict:

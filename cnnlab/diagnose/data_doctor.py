@@ -26,6 +26,7 @@ from ..data.duplicates import exact_duplicates, pixel_hashes
 # car or animal photographed twice: CIFAR's own near-duplicates).
 NEAR_BITS = 3
 SHOW = 10  # items listed per finding in the terminal (all of them in the JSON)
+LABEL_CHECK_MIN_PER_CLASS = 10  # training images a class, on average, below which the label check is skipped
 
 
 @dataclass
@@ -256,7 +257,7 @@ def examine(ds, labels: bool = True, max_bits: int = NEAR_BITS, folds: int = 5, 
             "conflicting labels", "problem", f"{len(conflicts):,} duplicate pairs filed under two classes",
             "the same picture taught as two classes: at most one label is right; fix the wrong one", conflicts))
 
-    if labels and len(train_x) >= 10 * len(classes):
+    if labels and len(train_x) >= LABEL_CHECK_MIN_PER_CLASS * len(classes):
         from .quick_model import out_of_fold_probs
         start = time.perf_counter()
         say("label suspects: a quick model, out of fold")

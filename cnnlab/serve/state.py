@@ -27,6 +27,9 @@ class ServerState:
     token: str | None
     worker: TrainingWorker | None
     see: SeeCache = field(default_factory=SeeCache)
+    # folders of photos read on Start (by path or unpacked from a zip): the only ones the Data panel's
+    # thumbnails come from, beside the uploads folder
+    read_folders: set[str] = field(default_factory=set)
     _slots: tuple | None = None   # (event loop, its semaphore)
 
     @property
@@ -35,6 +38,10 @@ class ServerState:
         if self._slots is None or self._slots[0] is not loop:  # one per event loop (a test client may make several)
             self._slots = (loop, asyncio.Semaphore(HEAVY_AT_ONCE))
         return self._slots[1]
+
+    @property
+    def uploads(self) -> Path:
+        return self.runs_root / "uploads"
 
     @property
     def store_path(self) -> Path:

@@ -747,10 +747,11 @@ async function checkPhotos(pending) {
   $("#start-photos").hidden = false;
   $("#start-ingest").textContent = "reading every file...";
   $("#start-doctor").textContent = "";
+  $("#start-data-panel").replaceChildren();
   try {
     const found = await pending;
     $("#start-ingest").textContent = found.ingest_text;
-    $("#start-doctor").textContent = found.doctor_text;
+    showDataPanel(found);  // static/data-panel.js
     if (found.unpacked) setData(found.unpacked.root);
   } catch (e) {
     $("#start-ingest").textContent = `refused: ${e.message}`;
