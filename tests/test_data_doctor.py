@@ -89,7 +89,7 @@ def test_data_doctor_names_a_leak_and_a_conflicting_label(tmp_path, capsys):
     shutil.copy(root / "train" / "a" / "3.png", root / "train" / "b" / "also-3.png")       # one picture, two classes
     assert main(["data", "doctor", str(root), "--no-labels", "--json", str(tmp_path / "doc.json")]) == 0
     out = capsys.readouterr().out
-    assert "[problem] leakage: 1 test images" in out and "test accuracy is optimistic" in out
+    assert "[problem] leakage: 1 test image (5.0%) is in the training set too" in out and "test accuracy is optimistic" in out
     assert "copy-of-35.png" in out and "[problem] conflicting labels" in out and "also-3.png" in out
     import json
     report = json.loads((tmp_path / "doc.json").read_text())
@@ -121,6 +121,6 @@ def test_the_run_doctor_says_a_leaky_sets_test_accuracy_is_optimistic(tmp_path, 
     run = tmp_path / "run"
     assert main(["train", "--data", str(root), "--set", "model=tutorial", "--batch-size", "16", "--epochs", "1",
                  "--run-dir", str(run), "--no-store"]) == 0
-    assert "the test accuracy is optimistic: 1 test images (5.0%)" in capsys.readouterr().out
+    assert "the test accuracy is optimistic: 1 test image (5.0%) is a training image too" in capsys.readouterr().out
     assert main(["doctor", str(run)]) == 0
     assert "optimistic" in capsys.readouterr().out

@@ -83,6 +83,11 @@ class DataReport:
                 "seconds": self.seconds}
 
 
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """"1 test image", "2 test images"."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
 def _item_text(item: dict, root: str | None = None) -> str:
     def short(path: str) -> str:  # inside the folder: from the folder (the JSON keeps every path whole)
         return os.path.relpath(path, root) if root and path.startswith(root.rstrip("/") + "/") else path
@@ -240,21 +245,22 @@ def examine(ds, labels: bool = True, max_bits: int = NEAR_BITS, folds: int = 5, 
         exact = sum(1 for p in across if p["exact"])
         tests = len({p["ib"] for p in across})
         findings.append(Finding(
-            "leakage", "problem", f"{tests:,} test images ({tests / max(len(test_x), 1):.1%}) are in the training "
-            f"set too ({exact:,} identical pairs, {len(across) - exact:,} near copies)",
+            "leakage", "problem", f"{_count(tests, 'test image')} ({tests / max(len(test_x), 1):.1%}) "
+            f"{'is' if tests == 1 else 'are'} in the training set too ({_count(exact, 'identical pair')}, "
+            f"{_count(len(across) - exact, 'near copy', 'near copies')})",
             "the test accuracy is optimistic: the model is scored on images it trained on; remove these from "
             "the training folder (or the test folder) before trusting a result", across))
     if within:
         exact = sum(1 for p in within if p["exact"])
         findings.append(Finding(
-            "duplicates", "warning", f"{len(within):,} duplicate pairs within a split ({exact:,} identical, "
-            f"{len(within) - exact:,} near copies: resized or re-encoded)",
+            "duplicates", "warning", f"{_count(len(within), 'duplicate pair')} within a split ({exact:,} identical, "
+            f"{_count(len(within) - exact, 'near copy', 'near copies')}: resized or re-encoded)",
             "each copy counts twice in training and in the score; harmless in small numbers, but a held-out "
             "split can put the copies on both sides (leakage) — keep one of each", within))
     conflicts = [p for p in within + across if p["labels"][0] != p["labels"][1]]
     if conflicts:
         findings.append(Finding(
-            "conflicting labels", "problem", f"{len(conflicts):,} duplicate pairs filed under two classes",
+            "conflicting labels", "problem", f"{_count(len(conflicts), 'duplicate pair')} filed under two classes",
             "the same picture taught as two classes: at most one label is right; fix the wrong one", conflicts))
 
     if labels and len(train_x) >= LABEL_CHECK_MIN_PER_CLASS * len(classes):

@@ -75,7 +75,8 @@ def _leaky(verdict: Verdict, facts: dict) -> Verdict:
     if not leaks:
         return verdict
     share = f" ({leaks / tests:.1%})" if tests else ""
-    note = (f"the test accuracy is optimistic: {leaks:,} test images{share} are training images too, so the "
+    which = f"{leaks:,} test images{share} are training images" if leaks != 1 else f"1 test image{share} is a training image"
+    note = (f"the test accuracy is optimistic: {which} too, so the "
             "model is scored partly on images it trained on")
     fix = ("remove the test images' copies from the training set — `cnnlab data doctor DATA` lists them, and "
            "near copies (resized, re-encoded) too — then train again for an honest test accuracy")
