@@ -88,6 +88,12 @@ def test_safety(client, runs_root, trained):
     assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 403  # DNS rebinding
     assert client.post("/api/check", content="model=x", headers={"content-type": "application/x-www-form-urlencoded"}
                        ).status_code == 415  # no cross-site form posts
+    # another site's page may not read the API (a GET of /api/data/report would scan any folder); the page's
+    # own requests, and clients that do not say where they come from (curl, Python), are answered
+    assert client.get("/api/runs", headers={"sec-fetch-site": "cross-site"}).status_code == 403
+    assert client.get("/api/data/report?path=/etc", headers={"sec-fetch-site": "same-site"}).status_code == 403
+    assert client.get("/api/runs", headers={"sec-fetch-site": "same-origin"}).status_code == 200
+    assert client.get("/", headers={"sec-fetch-site": "cross-site"}).status_code == 200  # a link to the page
     assert client.get("/api/runs/..%2F..%2Fetc").status_code == 404
     assert client.get("/api/runs/nope").status_code == 404
     see = f"/api/runs/{trained}/see"

@@ -2,6 +2,8 @@
 
 - Host: bound to loopback, only requests addressed to a loopback name are answered (no DNS rebinding);
   bound elsewhere, every request needs the token `cnnlab serve` printed.
+- The API is not answered to another site's page (the browser's Sec-Fetch-Site header says where a request
+  comes from; a client that sends none, like curl or Python, is answered).
 - State-changing requests: JSON only (a cross-site form cannot post), and an Origin header, when sent, must be
   this server's own (a page on another site cannot drive it).
 - Bodies: over MAX_BODY_BYTES is a 413 before anything is parsed, and JSON nested deeper than MAX_JSON_DEPTH
@@ -90,6 +92,10 @@ class Guard:
                 or cookies.get("cnnlab_token", "")
             if not given or not secrets.compare_digest(given.encode(), self.token.encode()):
                 return 401, "a token is needed: open the URL `cnnlab serve` printed"
+        if path.startswith("/api/") and headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            # a page on another site (or another port) reading the API: a GET of a folder's report would let it
+            # make the server scan any folder, and show its pictures through the thumbnail route
+            return 403, "a page on another site cannot read this server's API; open http://127.0.0.1 itself"
         if scope["method"] in CHANGES_STATE:
             origin = headers.get("origin")
             if origin is not None and urlsplit(origin).netloc != raw_host:
