@@ -80,7 +80,7 @@ def test_the_report_carries_the_findings_as_pictures_to_draw(client, planted):
                                               {"file": "train/dog/dup.png", "name": "train/dog/dup.png",
                                                "label": "dog"}]]
     sizes = {e["what"]: e for e in found["sizes"]["examples"]}
-    assert sizes["24x48"]["files"] == [{"file": "train/cat/wide.png", "name": "train/cat/wide.png"}]
+    assert sizes["48x24"]["files"] == [{"file": "train/cat/wide.png", "name": "train/cat/wide.png"}]
     assert sizes["32x32"]["images"] == 25 and len(sizes["32x32"]["files"]) == 3
     modes = {e["what"]: e for e in found["modes"]["examples"]}
     assert modes["L"]["files"][0]["file"] == "train/dog/gray.png" and modes["RGB"]["images"] == 25
@@ -199,7 +199,7 @@ def test_the_start_page_draws_the_leak_and_the_duplicate_as_pictures(tmp_path, r
         assert "test accuracy is optimistic" in page.inner_text("section[data-check=leakage] .panel-meaning")
         group = page.locator("section[data-check=duplicates] .dup-group figcaption").all_inner_texts()
         assert [c.split("\n")[-1] for c in group] == ["train/dog/1.png", "train/dog/dup.png"]
-        assert "24x48: 1 image" in page.inner_text("section[data-check=sizes]")
+        assert "48x24: 1 image" in page.inner_text("section[data-check=sizes]")
         assert "train/dog/gray.png" in page.inner_text("section[data-check=modes]")
         assert_pictures_loaded(page)
         assert page.locator("#start-data-panel img").count() >= 8

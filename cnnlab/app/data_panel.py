@@ -78,11 +78,11 @@ def _pair(pair: dict, base: Path) -> dict:
 
 
 def _examples(scanned: dict, base: Path) -> dict:
-    """{"size": {"HxW": [files]}, "mode": {mode: [files]}}: the first EXAMPLES files of each."""
+    """{"size": {"WxH": [files]}, "mode": {mode: [files]}}: the first EXAMPLES files of each."""
     found = {"size": defaultdict(list), "mode": defaultdict(list)}
     for split in scanned.values():
         for path, _, (h, w), mode in split:
-            for key, value in (("size", f"{h}x{w}"), ("mode", mode)):
+            for key, value in (("size", f"{w}x{h}"), ("mode", mode)):
                 if len(found[key][value]) < EXAMPLES:
                     found[key][value].append({"file": _relative(path, base), "name": _short(path, base)})
     return found

@@ -195,7 +195,7 @@ class IngestReport:
     ignored: int = 0                                     # hidden files, files without an image suffix
     empty_classes: list[str] = field(default_factory=list)  # left out (skip_empty)
     modes: dict[str, int] = field(default_factory=dict)  # colour modes of the kept images
-    sizes: dict[str, int] = field(default_factory=dict)  # "HxW" of the kept images, most common first (top 10)
+    sizes: dict[str, int] = field(default_factory=dict)  # "WxH" (width x height) of the kept images, most common first (top 10)
     warnings: list[str] = field(default_factory=list)
 
     def by_reason(self) -> dict[str, list[tuple[str, str]]]:
@@ -363,7 +363,7 @@ def scan_folder(root: Path, cache_dir: Path | None = None, max_pixels: int = MAX
                      for p in kept[split].get(name, [])] for split in kept}
     counts = {split: [len(kept[split].get(name, [])) for name in classes] for split in kept}
     good = [it for split in items.values() for it in split]
-    sizes = Counter(f"{h}x{w}" for _, _, (h, w), _ in good)
+    sizes = Counter(f"{w}x{h}" for _, _, (h, w), _ in good)
     report = IngestReport(str(root), classes, counts, skipped, ignored, empty,
                           dict(Counter(m for *_, m in good).most_common()), dict(sizes.most_common(10)))
     report.warnings = ([f"left out empty class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)}"]

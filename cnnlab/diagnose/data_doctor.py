@@ -160,11 +160,11 @@ def sizes_and_modes(ingest: dict) -> list[Finding]:
     out = []
     sizes = {tuple(int(v) for v in k.split("x")): n for k, n in (ingest.get("sizes") or {}).items()}
     if len(sizes) > 1:
-        (h, w), n = max(sizes.items(), key=lambda kv: kv[1])
+        (w, h), n = max(sizes.items(), key=lambda kv: kv[1])  # width x height, as a file browser shows them
         total = sum(sizes.values())
         aspects = {round(a / b, 2) for a, b in sizes}
         out.append(Finding("sizes", "info", f"{len(sizes)}{'+' if len(sizes) >= 10 else ''} image sizes; "
-                           f"{n:,} of the {total:,} commonest-listed are {h}x{w}",
+                           f"{n:,} of the {total:,} commonest-listed are {w}x{h} (width x height)",
                            "every image is resized to one size for training: "
                            + ("aspect ratios differ (" + ", ".join(f"{a:g}" for a in sorted(aspects)[:6])
                               + "), so some images are stretched — crop them to one shape if the stretch hides "
