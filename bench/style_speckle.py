@@ -30,9 +30,9 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "style"
 
 
 class RandomLossBefore(RandomLoss):
-    """The weight-free network as it was before this change: five levels, per-pixel start noise, one stage at
-    full size, the caller's content and TV weights as given."""
-    stages, stage_share, noise_scale = (1,), (1.0,), 1
+    """The weight-free network as it was before the coarse-to-fine change: five levels, per-pixel start noise of
+    std 3, one stage at full size at the whole Adam step, the caller's content and TV weights as given."""
+    stages, stage_share, noise_scale, start_noise, stage_lr = (1,), (1.0,), 1, 3.0, None
     content_gain = tv_gain = 1.0
 
     def __init__(self, seed: int = 0):
