@@ -1,12 +1,14 @@
 """Style without speckle: the page's default Gatys run (128 px, 60 Adam steps, style weight 10, seed 0, the
-weight-free loss network) before and after the coarse-to-fine change (cnnlab/style/gatys.py, lossnet.py), on
-the page's three bundled styles and the gallery's two, judged by two statistics no loss network uses:
+weight-free loss network) in three versions: one stage at full size as it first was ("before"), the first
+coarse-to-fine change ("coarse"), and now (a calmer last stage: cnnlab/style/lossnet.py `RandomLoss`), on the
+page's three bundled styles and the gallery's two, judged by two statistics no loss network uses:
 
 - texture movement (cnnlab/style/texture.py: Gabor Gram matrices): 0 the content's texture kept, 1 the style's;
 - noise: the energy left after a 3x3 median filter (`noise_energy`), beside the style image's and the
-  content image's own.
+  content image's own, and the style image's when drawn at 4x and shrunk (antialiased edges: a picture
+  drawn on the pixel grid, like the dots, has none of its own).
 
-    python bench/style_speckle.py        # writes docs/style/speckle.{md,json} and speckle-gallery.png
+    python bench/style_speckle.py        # writes docs/style/speckle.json and speckle-gallery.png
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from cnnlab.app.style import PAGE_SIZE, PAGE_STEPS, bundled_style
 from cnnlab.style.gatys import stylise
@@ -27,13 +30,21 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "style"
 
 
 class RandomLossBefore(RandomLoss):
-    """The weight-free network as it was before this change: five levels, per-pixel start noise, one stage at
-    full size, the caller's content and TV weights as given."""
-    stages, stage_share, noise_scale = (1,), (1.0,), 1
+    """The weight-free network as it was before the coarse-to-fine change: five levels, per-pixel start noise of
+    std 3, one stage at full size at the whole Adam step, the caller's content and TV weights as given."""
+    stages, stage_share, noise_scale, start_noise, stage_lr = (1,), (1.0,), 1, 3.0, None
     content_gain = tv_gain = 1.0
 
     def __init__(self, seed: int = 0):
         super().__init__(seed, levels=5)
+
+
+class RandomLossCoarse(RandomLoss):
+    """The first coarse-to-fine version: the full-size stage at the whole Adam step, TV x100, start noise 3."""
+    stage_lr, tv_gain, start_noise = None, 100.0, 3.0
+
+
+NETS = {"before": RandomLossBefore, "coarse": RandomLossCoarse, "now": RandomLoss}
 
 
 def styles(size: int) -> dict[str, torch.Tensor]:
@@ -45,24 +56,31 @@ def styles(size: int) -> dict[str, torch.Tensor]:
 def main() -> None:
     torch.manual_seed(0)
     content = tensor(content_image(PAGE_SIZE))
-    rows, results = [[content, torch.ones_like(content), torch.ones_like(content)]], []
-    print("| style | movement before | movement after | noise before | noise after | style's noise | "
-          "content's noise | s before | s after |")
+    rows, results = [[content] + [torch.ones_like(content)] * len(NETS)], []
+    smooth = {name: F.interpolate(style[None], size=(PAGE_SIZE, PAGE_SIZE), mode="area")[0]
+              for name, style in styles(4 * PAGE_SIZE).items()}
+    print("| style | movement: " + " / ".join(NETS) + " | noise x1e-4: " + " / ".join(NETS) +
+          " | style's own | style's own, antialiased | content's own | now / style's own | s: " +
+          " / ".join(NETS) + " |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, style in styles(PAGE_SIZE).items():
-        entry = {"style": name, "style_noise": noise_energy(style), "content_noise": noise_energy(content)}
+        entry = {"style": name, "style_noise": noise_energy(style), "content_noise": noise_energy(content),
+                 "style_noise_antialiased": noise_energy(smooth[name])}
         images = [style]
-        for label, net in (("before", RandomLossBefore(0)), ("after", RandomLoss(0))):
+        for label, make in NETS.items():
             start = time.perf_counter()
-            image = stylise(net, content, style, PAGE_STEPS, 10.0, 1.0, 1e-3, "adam", 0).image
+            image = stylise(make(0), content, style, PAGE_STEPS, 10.0, 1.0, 1e-3, "adam", 0).image
             entry[label] = {"movement": texture_movement(content, image, style), "noise": noise_energy(image),
                             "seconds": time.perf_counter() - start}
             images.append(image)
         rows.append(images)
         results.append(entry)
-        print(f"| {name} | {entry['before']['movement']:.2f} | {entry['after']['movement']:.2f} | "
-              f"{entry['before']['noise'] * 1e4:.1f} | {entry['after']['noise'] * 1e4:.1f} | "
-              f"{entry['style_noise'] * 1e4:.2f} | {entry['content_noise'] * 1e4:.2f} | "
-              f"{entry['before']['seconds']:.0f} | {entry['after']['seconds']:.0f} |", flush=True)
+        ratio = entry["now"]["noise"] / entry["style_noise"] if entry["style_noise"] > 1e-8 else float("inf")
+        print(f"| {name} | " + " / ".join(f"{entry[k]['movement']:.2f}" for k in NETS) + " | " +
+              " / ".join(f"{entry[k]['noise'] * 1e4:.1f}" for k in NETS) +
+              f" | {entry['style_noise'] * 1e4:.2f} | {entry['style_noise_antialiased'] * 1e4:.2f} | "
+              f"{entry['content_noise'] * 1e4:.2f} | {ratio:.2f}x | " +
+              " / ".join(f"{entry[k]['seconds']:.0f}" for k in NETS) + " |", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "speckle.json").write_text(json.dumps({"size": PAGE_SIZE, "steps": PAGE_STEPS, "machine": machine(),
                                                   "command": "python bench/style_speckle.py",

@@ -213,3 +213,33 @@ def test_a_fast_style_net_comes_with_cnnlab(tmp_path):
     apply_nets(tmp_path, photo, ["cells"])  # the first call loads torch's kernels
     out = apply_nets(tmp_path, photo, ["cells"])
     assert out["stages"][0]["ms"] < 1000 and out["stages"][0]["image"].startswith("data:image/png")
+
+
+def test_the_last_stage_takes_the_networks_smaller_step(images):
+    """`stage_lr` scales Adam's step per coarse-to-fine stage: at 0 the full-size stage leaves the picture the
+    coarser stages made, enlarged, exactly as it is."""
+    content, style = images
+
+    class Frozen(RandomLoss):
+        stage_lr = (1.0, 1.0, 0.0)
+    seen = []
+    result = stylise(Frozen(), content, style, steps=8, on_step=lambda n, record, image: seen.append(image))
+    # 48 px: the 1/4 stage (12 px) is left out, so 2 steps at 24 px that move, then 6 at full size that do not
+    assert len(seen) == 8 and not torch.equal(seen[0], seen[1])
+    assert all(torch.equal(image, result.image) for image in seen[1:])
+
+
+def test_a_fast_net_with_noise_paints_flat_patches_and_stays_deterministic(tmp_path):
+    """A net of convolutions paints a flat picture flat; with `noise` it has something to grow texture from,
+    and a saved net still paints a picture the same every time and a batch as each picture."""
+    torch.manual_seed(0)
+    flat = torch.full((2, 3, 32, 32), 0.5)
+    plain, noisy = StyleNet(width=4, blocks=1).eval(), StyleNet(width=4, blocks=1, noise=0.15).eval()
+    noisy.load_state_dict(plain.state_dict())
+    inner = (slice(None), slice(None), slice(8, 24), slice(8, 24))  # away from the borders' padding
+    spread = lambda net: apply_style_net(net, flat)[0][inner].std(dim=(2, 3)).max()  # noqa: E731 — over space
+    assert spread(plain) < 1e-5 < 1e-3 < spread(noisy)
+    again = load_style_net(save_style_net(noisy, tmp_path / "n.safetensors", {"style": "test"}))
+    assert again.noise == 0.15
+    batch = apply_style_net(again, flat)[0]
+    assert torch.equal(batch[0], batch[1]) and torch.equal(batch, apply_style_net(noisy, flat)[0])

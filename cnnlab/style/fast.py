@@ -32,12 +32,17 @@ class ResidualBlock(nn.Module):
 
 
 class StyleNet(nn.Module):
-    """(B, 3, H, W) in [0, 1] -> the same size, stylised. `width` scales every layer (Johnson: 32)."""
+    """(B, 3, H, W) in [0, 1] -> the same size, stylised. `width` scales every layer (Johnson: 32).
 
-    def __init__(self, width: int = 16, blocks: int = 5):
+    `noise`: the std of a fixed pattern of smooth noise added to the input (as Ulyanov et al.'s texture networks
+    take noise): a net of convolutions paints a flat patch of sky flat, whatever the style, since every pixel
+    there sees the same thing; the pattern gives texture somewhere to start. Drawn from a fixed seed at the
+    input's size, so a picture is painted the same every time and a batch as each of its images."""
+
+    def __init__(self, width: int = 16, blocks: int = 5, noise: float = 0.0):
         super().__init__()
         w = width
-        self.width, self.blocks = width, blocks
+        self.width, self.blocks, self.noise = width, blocks, noise
         self.down = nn.Sequential(_conv(3, w, 9), nn.ReLU(), _conv(w, 2 * w, 3, 2), nn.ReLU(),
                                   _conv(2 * w, 4 * w, 3, 2), nn.ReLU())
         self.res = nn.Sequential(*[ResidualBlock(4 * w) for _ in range(blocks)])
@@ -48,19 +53,33 @@ class StyleNet(nn.Module):
     def forward(self, x):
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % 4, (-w) % 4  # the two stride-2 steps need sides divisible by 4
+        if self.noise:  # in training a fresh pattern per picture, so the net cannot learn one pattern by heart
+            x = x + self.noise * _pattern(x.shape, x.dtype, x.device, fresh=self.training)
         y = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
         y = self.up(self.res(self.down(y)))
         return torch.sigmoid(y[..., :h, :w])
 
 
+def _pattern(shape, dtype, device, fresh: bool = False) -> torch.Tensor:
+    """Smooth noise for a batch of `shape` (B, 3, h, w): drawn at 1/4 of the size and enlarged bicubically
+    (blotches a few pixels wide, what cells can grow from; per-pixel noise would be painted as speckle). Not
+    `fresh`: one pattern, the same for a size every time, for every picture in the batch."""
+    b, c, h, w = shape
+    gen = None if fresh else torch.Generator().manual_seed(0)
+    small = torch.randn(b if fresh else 1, c, max(2, h // 4), max(2, w // 4), generator=gen)
+    return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).to(device, dtype)
+
+
 def train_style_net(net: LossNet, style: torch.Tensor, photos: torch.Tensor, steps: int = 500, batch: int = 4,
                     size: int = 128, lr: float = 1e-3, style_weight: float = 10.0, content_weight: float = 1.0,
-                    tv_weight: float = 1e-4, width: int = 16, seed: int = 0, on_step=None) -> StyleNet:
-    """Train on random crops of `photos` (N, 3, H, W in [0, 1]) to paint them in `style` (3, h, w)."""
+                    tv_weight: float = 1e-4, width: int = 16, seed: int = 0, on_step=None,
+                    on_model=None, noise: float = 0.0) -> StyleNet:
+    """Train on random crops of `photos` (N, 3, H, W in [0, 1]) to paint them in `style` (3, h, w).
+    `on_step(step, losses)` hears every step; `on_model(step, model)` too, so a long run can keep snapshots."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     content_weight, tv_weight = content_weight * net.content_gain, tv_weight * net.tv_gain  # as Gatys weighs them
-    model = StyleNet(width)
+    model = StyleNet(width, noise=noise)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     t = targets(net, None, style[None])
     n, _, h, w = photos.shape
@@ -81,6 +100,8 @@ def train_style_net(net: LossNet, style: torch.Tensor, photos: torch.Tensor, ste
         opt.step()
         if on_step is not None:
             on_step(step, {k: v.item() for k, v in parts.items()})
+        if on_model is not None:
+            on_model(step, model)
     return model.eval()
 
 
@@ -88,7 +109,7 @@ def save_style_net(model: StyleNet, path: str | Path, info: dict) -> Path:
     from safetensors.torch import save_file
     path = Path(path)
     meta = {"format": "cnnlab-style-net", "width": str(model.width), "blocks": str(model.blocks),
-            "info": json.dumps(info)}
+            "noise": str(model.noise), "info": json.dumps(info)}
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
     return path
@@ -107,7 +128,7 @@ def load_style_net(path: str | Path) -> StyleNet:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != "cnnlab-style-net":
         raise UserError(f"{path}: not a cnnlab style network (made by `cnnlab style train`)")
-    model = StyleNet(int(meta["width"]), int(meta["blocks"]))
+    model = StyleNet(int(meta["width"]), int(meta["blocks"]), float(meta.get("noise", 0)))  # nets before noise: 0
     model.load_state_dict(state)
     return model.eval()
 

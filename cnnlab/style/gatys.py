@@ -69,7 +69,8 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
     own (`net.lr`). From the content image, a loss network with `stages` is optimised coarse to fine: the
     first share of the steps at 1/4 of the size, then 1/2, then full size, each stage starting from the last
     one's picture enlarged (smoothly), so the style's large shapes form where few pixels are free to turn into
-    speckle. `on_step` hears every step with the picture at full size. Deterministic for a seed on the CPU."""
+    speckle; the network's `stage_lr` may make the last stage's steps smaller. `on_step` hears every step
+    with the picture at full size. Deterministic for a seed on the CPU."""
     torch.manual_seed(seed)
     if init == "noise":
         start = torch.rand(content[None].shape, generator=torch.Generator().manual_seed(seed))
@@ -81,7 +82,7 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
     size = tuple(content.shape[-2:])
     history: list[dict] = []
     param = None
-    for divisor, count in stages:
+    for stage, (divisor, count) in enumerate(stages):
         shape = (max(1, size[0] // divisor), max(1, size[1] // divisor))
         t = targets(net, _resized(content[None], shape), _resized(style[None], shape))
         if param is None:
@@ -97,7 +98,7 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
         if optimizer == "lbfgs":
             opt = torch.optim.LBFGS([param], lr=1, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
         elif optimizer == "adam":
-            opt = torch.optim.Adam([param], lr=lr or net.lr)
+            opt = torch.optim.Adam([param], lr=(lr or net.lr) * _stage_gain(net, stage, len(stages), init))
         else:
             raise UserError(f"optimizer '{optimizer}' is not valid; valid: lbfgs, adam")
         for _ in range(count):
@@ -128,6 +129,14 @@ def _stages(net: LossNet, steps: int, side: int) -> list[tuple[int, int]]:
     counts = [int(steps * share / total) for _, share in chosen]
     counts[-1] += steps - sum(counts)
     return [(d, n) for (d, _), n in zip(chosen, counts) if n > 0 or d == 1]
+
+
+def _stage_gain(net: LossNet, stage: int, count: int, init: str) -> float:
+    """What the network multiplies Adam's step by in stage `stage` of `count`. `net.stage_lr` is aligned to the
+    last stage (full size), since a small picture leaves out the coarsest stages."""
+    if init == "noise" or not net.stage_lr:
+        return 1.0
+    return net.stage_lr[-count:][stage]
 
 
 def _resized(x: torch.Tensor, shape: tuple) -> torch.Tensor:

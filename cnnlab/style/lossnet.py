@@ -34,6 +34,7 @@ class LossNet(nn.Module):
     noise_scale = 1    # that noise drawn at 1/noise_scale of the size, enlarged smoothly
     stages, stage_share = (1,), (1.0,)  # coarse to fine (cnnlab/style/gatys.py): image-side divisors, step shares
     content_gain = tv_gain = 1.0        # what this network multiplies the caller's content and TV weights by
+    stage_lr = None                     # per stage (aligned to the last), what Adam's step is multiplied by
 
     def style_loss(self, g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """How far Gram matrix `g` is from the style's: the mean squared difference (Gatys et al.)."""
@@ -164,13 +165,18 @@ class RandomLoss(LossNet):
     #                     more of the house but less texture (movement 0.42-0.56 against 0.44-0.67)
     CONTENT_LEVEL = 2   # 1/4 resolution: 32x32 for the page's 128 px
     lr = 0.3            # Adam, in logit space: 0.15 reached movement 0.38-0.64, 0.3 0.44-0.69 in 60 steps
-    start_noise = 3.0   # logit-space std; 1.0 left flat patches flat (movement 0.13-0.43), 4.0 lost the layout
+    start_noise = 2.0   # logit-space std; 1.0 left flat patches flat (movement 0.13-0.43), 4.0 lost the layout;
+    #                     3.0 with the calmer last stage below left waves at 1.52x the style's own noise
     # against speckle (docs/style/speckle.md; the page's 128 px, 60 steps): noise drawn at 1/4 size, 15 steps at
     # 32 px, 15 at 64, 30 at 128; TV x100 and content x0.3 of the caller's weights; four levels, not five (the
     # 1/16 level's Grams held the layout's large shapes, so stripes moved 0.25 of the way, against 0.54)
     noise_scale = 4
     stages, stage_share = (4, 2, 1), (0.25, 0.25, 0.5)
-    content_gain, tv_gain = 0.3, 100.0
+    content_gain, tv_gain = 0.3, 250.0
+    # the last, full-size stage at 0.7x Adam's step, and TV x250 (was x100): the speckle forms there, and a
+    # smaller step with more TV leaves it 1.0-1.4x the style's own on four styles with movement >= 0.5 each;
+    # 0.5x the step lost the stripes (movement 0.48), 0.4x with TV x200 too (0.43); docs/style/speckle.md
+    stage_lr = (1.0, 1.0, 0.7)
 
     def __init__(self, seed: int = 0, filters: int | tuple = 96, kernels=(3, 5, 7, 5, 3), levels: int = 4,
                  min_side: int = 8):
