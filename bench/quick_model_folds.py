@@ -79,7 +79,7 @@ def main() -> int:
                                  "data": {"name": "cifar10"}, "epochs": base["epochs"], "eval_every": base["epochs"],
                                  "batch_size": base["batch_size"], "seed": 0, "resolution": None},
                                 json.loads(args.set)))
-    print(f"epochs {cfg.epochs}, batch {cfg.batch_size}, widths {cfg.model.widths}", flush=True)
+    print(f"epochs {cfg.epochs}, batch {cfg.batch_size}, model {cfg.model}", flush=True)
     images, given = qm.shrink(torch.from_numpy(np.ascontiguousarray(x))), torch.from_numpy(labels.astype(np.int64))
     probs = np.zeros((len(labels), 10), dtype=np.float32)
     folds = [int(k) for k in args.folds_run.split(",")]
