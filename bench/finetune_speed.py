@@ -10,7 +10,8 @@ images: speed does not depend on what the weights learned), fine-tuned on 1,000 
 scored once on the 10,000 test images. Its two phases cost differently: while the body is frozen its layers run
 without gradients (backward stops at the head), so the peak of a frozen epoch is a step with the body's
 parameters set not to need gradients. The at-peak time is the sum over phases of images / that phase's peak,
-plus the test images at the machine's peak for a forward pass alone (a run that scores a 10,000-image test set
+plus the test images at the machine's peak for a forward pass alone, once per view the run reports (two where
+it reports flip TTA beside the plain figure) (a run that scores a 10,000-image test set
 after training on 1,000 spends as long scoring as training; leaving that out would make any fine-tune look
 slow). Both peaks are measured before and after the run, and the run is held against their mean.
 """
@@ -33,6 +34,7 @@ from fast import machine, release_memory  # noqa: E402 — the recipes' bench: t
 
 from cnnlab.device import choose_placement  # noqa: E402
 from cnnlab.models import build_model  # noqa: E402
+from cnnlab.train.engine import view_count  # noqa: E402
 from cnnlab.train.finetune import Finetune  # noqa: E402
 from cnnlab.train.session import prepare_config  # noqa: E402
 
@@ -90,13 +92,16 @@ def _median_rate(step, batch: int, steps: int, repeats: int, placement) -> float
     return statistics.median(rates)
 
 
-def seconds_at_peak(cfg, train: int, test: int, args) -> tuple[float, str]:
+def seconds_at_peak(cfg, train: int, test: int, views: int, args) -> tuple[float, str]:
+    """`views`: forwards per test image. A run whose training flipped reports the test accuracy plain and with
+    flip TTA, two forwards an image (the plain view reused, cnnlab/train/finish.py)."""
     head = int(cfg.finetune.head_epochs) if cfg.finetune and cfg.finetune.head_epochs != "all" else 0
     frozen, full, forward = (peak_train(cfg, True, args.steps, args.repeats),
                              peak_train(cfg, False, args.steps, args.repeats), peak_eval(cfg, args.steps, args.repeats))
-    seconds = train * head / frozen + train * (cfg.epochs - head) / full + test / forward
+    seconds = train * head / frozen + train * (cfg.epochs - head) / full + test * views / forward
     return seconds, (f"peak: body frozen {frozen:.0f} img/s x {head} epochs, every layer {full:.0f} img/s x "
-                     f"{cfg.epochs - head} epochs, forward only {forward:.0f} img/s x {test:,} test images")
+                     f"{cfg.epochs - head} epochs, forward only {forward:.0f} img/s x {test:,} test images x "
+                     f"{views} view{'s' if views > 1 else ''}")
 
 
 def run(config: dict, run_dir: Path, data_dir: str) -> float:
@@ -139,10 +144,13 @@ def main() -> None:
                   "finetune": {"freeze": "body", "head_epochs": args.head_epochs}}
         cfg = prepare_config(config)
         test = 10_000
-        before, line = seconds_at_peak(cfg, args.train, test, args)
+        views = view_count(cfg.tta) if cfg.tta else 1  # what the run will report (checked below)
+        before, line = seconds_at_peak(cfg, args.train, test, views, args)
         wall = run(config, tmp / f"tune-{seed}", args.data_dir)
         result = json.loads((tmp / f"tune-{seed}" / "result.json").read_text())
-        after, _ = seconds_at_peak(cfg, args.train, test, args)
+        if ("test_acc_tta" in result) != (views > 1):
+            raise SystemExit(f"the run's test-time views ({result.get('tta', 'none')}) are not the {views} counted")
+        after, _ = seconds_at_peak(cfg, args.train, test, views, args)
         at_peak = (before + after) / 2
         walls.append(wall)
         ratios.append(wall / at_peak)

@@ -94,3 +94,45 @@ def test_killed_at_a_random_moment_resumes_bit_identical(reference, tmp_path, se
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     _resume_and_compare(run_dir, straight)
+
+
+def _slow_writes(monkeypatch=None):
+    """Every checkpoint write counts as slow: the first epoch is written, later ones kept in memory until due."""
+    from cnnlab.train import session
+    if monkeypatch is None:
+        session.MIN_SLOW_WRITE_S, session.WRITE_SHARE = -1.0, 0.0
+    else:
+        monkeypatch.setattr(session, "MIN_SLOW_WRITE_S", -1.0)
+        monkeypatch.setattr(session, "WRITE_SHARE", 0.0)
+
+
+def test_a_slow_checkpoint_is_kept_in_memory_and_a_kill_resumes_from_the_last_written(reference, tmp_path):
+    data_dir, straight, _ = reference
+    run_dir = tmp_path / "run"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _slow_writes()
+            os.environ["CNNLAB_FAULT"] = "batch:60"  # epoch 3: epoch 2 was kept, not written
+            cnnlab.train(config(data_dir), run_dir=run_dir, quiet=True, store=False)
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert [r["epoch"] for r in cnnlab.Run(run_dir).metrics] == [1, 2]  # the curves say every epoch
+    _resume_and_compare(run_dir, straight)
+
+
+def test_a_kept_epoch_is_written_when_the_run_is_stopped(reference, tmp_path, monkeypatch):
+    data_dir, straight, _ = reference
+    _slow_writes(monkeypatch)
+    written = []
+    job = cnnlab.Job(config(data_dir), run_dir=tmp_path / "run", store=False,
+                     listeners=[lambda e: e.type == "checkpoint" and written.append(e.data["epoch"]),
+                                lambda e: e.type == "epoch_end" and e.data["row"]["epoch"] == 2 and job.stop()])
+    job.run()
+    assert job.status == "interrupted" and written == [1, 2]  # epoch 2 was kept, then written as the run stopped
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    _resume_and_compare(tmp_path / "run", straight)

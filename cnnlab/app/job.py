@@ -226,7 +226,8 @@ class Job:
             (self.dir / "result.json").unlink(missing_ok=True)
         trainer = session.trainer
         self.bus.run = str(self.dir)
-        self.listeners.insert(0, CheckpointWriter(self.dir, trainer, self.bus))  # on disk before anyone hears
+        self.checkpoints = CheckpointWriter(self.dir, trainer, self.bus)
+        self.listeners.insert(0, self.checkpoints)  # on disk before anyone hears
         trainer.should_stop = self._should_stop
         for finding in lint(session.model) + lint_training(session.cfg):
             self.emit("log", {"text": finding.render()})
@@ -292,6 +293,7 @@ class Job:
         return state is not None and state["epoch"] >= self.cfg.epochs and result.get("status") == "finished"
 
     def _finish(self, status: str, message: str | None = None) -> None:
+        self.checkpoints.flush()  # an epoch kept in memory (its write was slow) is on disk before the run ends
         self.result = finish_run(self.session, self.dir, status, message, also_write=[_write_curves])
         self.status = status
         r = self.result
