@@ -204,7 +204,8 @@ class Rescue:
             return Run(run_dir), False
         if rung is not None and (run_dir / "metrics.csv").exists():
             run = Run(run_dir)
-            if len(run.metrics) >= rung and run.metrics[rung - 1].get("val_acc") is not None:
+            if (len(run.metrics) >= rung and run.metrics[rung - 1].get("val_acc") is not None
+                    and _checkpoint_epoch(run_dir) >= rung):
                 return run, True  # raced before the journal could say so
         watch = _Watch(self, rung)
         if (run_dir / "checkpoint.pt").exists() and (run_dir / "config.yaml").exists():
@@ -411,6 +412,16 @@ class Rescue:
     # ------------------------------------------------------------ the table
     def table(self) -> str:
         return render_table(json.loads(self.path.read_text()))
+
+
+def _checkpoint_epoch(run_dir: Path) -> int:
+    """The epoch a run's checkpoint holds (0: none). metrics.csv can be ahead of it where a slow checkpoint was
+    kept in memory when the process was killed (cnnlab/train/session.py CheckpointWriter)."""
+    import torch
+    try:
+        return int(torch.load(run_dir / "checkpoint.pt", map_location="cpu", mmap=True, weights_only=False)["epoch"])
+    except Exception:  # noqa: BLE001 — missing or half-written: nothing to continue from
+        return 0
 
 
 def _fold_in_validation(run_dir: Path, eval_every: int) -> None:
