@@ -83,6 +83,16 @@ def _folder(tmp_path):
     return tmp_path / "set"
 
 
+def test_data_doctor_reports_an_empty_class_and_unusable_files_instead_of_stopping(tmp_path, capsys):
+    root = _folder(tmp_path)
+    (root / "train" / "empty").mkdir()
+    (root / "train" / "a" / "zero.jpg").write_bytes(b"")
+    assert main(["data", "doctor", str(root), "--no-labels"]) == 0
+    out = capsys.readouterr().out
+    assert "[problem] empty classes: 1 class folder with no usable image (empty)" in out
+    assert "[warning] unusable files: 1 file cannot be used (1 empty)" in out and "a/zero.jpg  (empty)" in out
+
+
 def test_data_doctor_names_a_leak_and_a_conflicting_label(tmp_path, capsys):
     root = _folder(tmp_path)
     shutil.copy(root / "test" / "a" / "35.png", root / "train" / "a" / "copy-of-35.png")   # a leak
@@ -90,6 +100,7 @@ def test_data_doctor_names_a_leak_and_a_conflicting_label(tmp_path, capsys):
     assert main(["data", "doctor", str(root), "--no-labels", "--json", str(tmp_path / "doc.json")]) == 0
     out = capsys.readouterr().out
     assert "[problem] leakage: 1 test image (5.0%) is in the training set too" in out and "test accuracy is optimistic" in out
+    assert "copy-of-35.png (train)  ~  test/a/35.png (test)" in out.replace(str(root) + "/", "")
     assert "copy-of-35.png" in out and "[problem] conflicting labels" in out and "also-3.png" in out
     import json
     report = json.loads((tmp_path / "doc.json").read_text())

@@ -73,8 +73,9 @@ def messy(tmp_path) -> tuple[Path, dict]:
 
 def test_an_empty_class_is_an_error_naming_its_folder(messy):
     root, _ = messy
-    with pytest.raises(UserError, match=r"empty_class: class folder holds no usable image.*--skip-empty"):
+    with pytest.raises(UserError, match=r"empty_class: class folder holds no usable image.*--skip-empty") as err:
         load_dataset(str(root))
+    assert "also in the folder: 5 unusable files" in str(err.value)  # the rest said at once, not after a rerun
 
 
 def test_every_bad_file_is_skipped_and_reported_once(messy):

@@ -172,7 +172,7 @@ def test_cnnlab_stop_from_another_process(data_dir, tmp_path, capsys):
     done = result["epochs_completed"]
     assert result["status"] == "interrupted" and 1 <= done < 1000
     assert result["message"] == f"stopped by request during epoch {done + 1}"
-    assert f"Stopped after {done} finished epochs; resume with: cnnlab resume {run_dir}" in out
+    assert f"Stopped after {done} finished epoch{'' if done == 1 else 's'}; resume with: cnnlab resume {run_dir}" in out
     assert not (run_dir / "STOP").exists()  # taken away once heard
     assert main(["stop", str(run_dir)]) == 2  # not running any more
     assert "not running" in capsys.readouterr().err
@@ -188,7 +188,7 @@ def test_sigterm_stops_cleanly(data_dir, tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
     done = result["epochs_completed"]
     assert result["status"] == "interrupted" and result["message"] == f"stopped by request during epoch {done + 1}"
-    assert f"Stopped after {done} finished epochs; resume with: cnnlab resume {run_dir}" in out
+    assert f"Stopped after {done} finished epoch{'' if done == 1 else 's'}; resume with: cnnlab resume {run_dir}" in out
 
 
 def test_track_never_imports_train():

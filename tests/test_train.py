@@ -211,7 +211,7 @@ def test_ctrl_c_stops_cleanly_and_can_resume(data_dir, tmp_path):
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "interrupted" and 1 <= result["epochs_completed"] < epochs
     assert result["message"] == f"interrupted during epoch {result['epochs_completed'] + 1}"
-    assert f"Stopped after {result['epochs_completed']} finished epochs; resume with: cnnlab resume {run}" in out
+    assert f"Stopped after {result['epochs_completed']} finished epoch{'' if result['epochs_completed'] == 1 else 's'}; resume with: cnnlab resume {run}" in out
     assert not (run / "model.safetensors").exists()  # no final weights: the state is the checkpoint
     # it resumes from the checkpoint (stopped again after one more epoch, to keep the test short)
     done = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["epoch"]

@@ -92,7 +92,9 @@ class Payload:  # what a pickle that runs code on load would hold
 @pytest.mark.parametrize("make, says", [
     (lambda p: torch.save({"net": Payload()}, p), "refused, it holds Python objects that would run code"),
     (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "cannot be read as PyTorch weights"),
-    (lambda p: p.write_text("root:x:0:0:root:/root:/bin/bash\n"), "cannot be read as PyTorch weights"),
+    (lambda p: p.write_text("root:x:0:0:root:/root:/bin/bash\n"), "it is a text file (it begins 'root:x:0:0"),
+    (lambda p: (torch.save(build_model("tutorial", (1, 28, 28), 10).state_dict(), p),
+                p.write_bytes(p.read_bytes()[:4000])), "it is a zip archive cut short or damaged"),
     (lambda p: torch.save({"epoch": 3, "acc": 0.9}, p), "holds a dict without a state dict (its keys: epoch, acc)"),
     (lambda p: torch.save({"conv.weight": torch.zeros(2, 2)}, p), "none of its 1 tensors fits this model"),
     (lambda p: torch.save({**build_model("tutorial", (1, 28, 28), 10).state_dict(),
@@ -168,3 +170,32 @@ def test_the_doctor_prescribes_differently_for_a_run_from_weights():
     assert frozen.regime == scratch.regime and frozen.prescriptions[0].startswith("unfreeze more")
     assert frozen.prescriptions[1:] == scratch.prescriptions
     assert any("started from the weights of runs/a" in d for d in frozen.details)
+
+
+def test_a_layer_the_weights_left_new_trains_while_the_rest_of_the_body_is_frozen(data_dir, tmp_path):
+    state = build_model("tutorial", (1, 28, 28), 10).state_dict()
+    state["layers.0.0.weight"] = torch.zeros(7, 1, 5, 5)  # another first conv: left new with weights_partial
+    torch.save(state, tmp_path / "w.pt")
+    cfg = {"model": "tutorial", "data": {"name": "mnist", "dir": str(data_dir)}, "epochs": 3, "threads": 1,
+           "weights": str(tmp_path / "w.pt"), "weights_partial": True, "finetune": {"freeze": "body", "head_epochs": 2}}
+    job = cnnlab.Job(cfg, run_dir=tmp_path / "tuned", store=False)
+    seen, logs = [], []
+    job.listeners += [lambda e: e.type in ("fit_start", "epoch_end") and seen.append(
+                          {k: v.detach().clone() for k, v in job.session.model.state_dict().items()}),
+                      lambda e: e.type == "log" and logs.append(e.data["text"]),
+                      lambda e: e.type == "epoch_end" and e.data["row"]["epoch"] == 1 and job.stop()]
+    job.run()
+    start, first = seen
+    head = max(int(k.split(".")[1]) for k in start)
+    frozen = [k for k in start if int(k.split(".")[1]) not in (0, head) and k.endswith("weight")]
+    assert frozen and all(torch.equal(first[k], start[k]) for k in frozen)
+    assert not torch.equal(first["layers.0.0.weight"], start["layers.0.0.weight"])  # random: it trains
+    assert any("1 layer whose weights were left new train from the start" in line for line in logs)
+    assert "(frozen)" not in job.session.summary.rows[0].layer
+    resumed = cnnlab.Job.resume(tmp_path / "tuned", store=False)  # epoch 2, still in the head epochs
+    resumed.listeners.append(lambda e: e.type == "epoch_end" and seen.append(
+        {k: v.detach().clone() for k, v in resumed.session.model.state_dict().items()}))
+    resumed.run()
+    second = seen[2]
+    assert all(torch.equal(second[k], start[k]) for k in frozen)
+    assert not torch.equal(second["layers.0.0.weight"], first["layers.0.0.weight"])

@@ -24,6 +24,8 @@ def panel(doctor: dict, root: str, scanned: dict | None = None) -> list[dict]:
     sections = []
     for finding in doctor.get("findings", []):
         check, items = finding["check"], finding["items"]
+        if check in ("empty classes", "unusable files"):
+            continue  # the ingestion report above the panel lists these, file by file
         section = {key: finding[key] for key in ("check", "severity", "message", "meaning")}
         if check in ("leakage", "conflicting labels"):
             drawn = [_pair(p, base) for p in items[:SHOW]]

@@ -175,11 +175,12 @@ def samples(name: str, out: str | Path | None = None, augment=None, data_dir: st
 
 
 def doctor(name: str, data_dir: str | None = None, root: str | None = None, labels: bool = True,
-           skip_empty: bool = False, image_size=None, folds: int = 5, epochs: int | None = None, progress=None):
+           image_size=None, folds: int = 5, epochs: int | None = None, progress=None):
     """The data doctor (`cnnlab data doctor`): duplicates, train/test leakage, label suspects, imbalance, odd
     sizes and modes, each with what it means for training (cnnlab.diagnose.data_doctor)."""
     from ..diagnose.data_doctor import examine
-    ds = load_dataset(name, data_dir, root=root, skip_empty=skip_empty, image_size=image_size)
+    # an empty class folder is one of the doctor's findings, not a reason to look at nothing
+    ds = load_dataset(name, data_dir, root=root, skip_empty=True, image_size=image_size)
     return examine(ds, labels=labels, folds=folds, epochs=epochs, progress=progress)
 
 

@@ -238,8 +238,12 @@ class Job:
             self.emit("log", {"text": trainer.finetune.describe()})
         if self.resume_state is not None:
             self.emit("log", {"text": f"Resuming {self.dir} after epoch {trainer.epoch}"})
+        params = f"{session.summary.trainable:,} params"
+        if trainer.finetune is not None and trainer.finetune.is_frozen(trainer.epoch):
+            every = sum(p.numel() for p in session.model.parameters())
+            params = f"{session.summary.trainable:,} of {every:,} params training while the rest is frozen"
         self.emit("log", {"text": f"Run {self.dir}  ({session.summary.name} on {session.data.name}, "
-                                  f"{session.summary.trainable:,} params, {session.placement.describe()}, "
+                                  f"{params}, {session.placement.describe()}, "
                                   f"{len(session.data.train_x):,} training images)"})
         report = session.data.ingest
         if report is not None and (report.skipped or report.warnings):  # the folder's problems, said once

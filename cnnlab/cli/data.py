@@ -20,7 +20,6 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, default=5, help="folds of the label check's out-of-fold model")
     p.add_argument("--epochs", type=int, help="epochs of each fold's quick model (default: by the set's size)")
     p.add_argument("--json", help="also write every finding, all items listed, to this JSON file")
-    p.add_argument("--skip-empty", action="store_true", help="image folder: leave out an empty class folder")
     add_data_options(p)
     p.set_defaults(func=cmd_data_doctor)
     p = data.add_parser("show", help="write a PNG grid of samples with labels")
@@ -43,7 +42,7 @@ def cmd_data_doctor(args) -> int:
     import json
     import sys
     report = datasets.doctor(args.name, args.data_dir, args.root, labels=not args.no_labels,
-                             skip_empty=args.skip_empty, folds=args.folds, epochs=args.epochs,
+                             folds=args.folds, epochs=args.epochs,
                              progress=lambda text: print(f"  {text}", file=sys.stderr, flush=True))
     print(report.render())
     if args.json:

@@ -351,10 +351,15 @@ def scan_folder(root: Path, cache_dir: Path | None = None, max_pixels: int = MAX
     if empty and not skip_empty:
         folders = ", ".join(str(train_root / name) for name in empty)
         bad = sum(1 for name in empty for p in splits["train"][1][name] if probes[p][0])
+        others = Counter(probes[p][0] for p in everything if probes[p][0]) - Counter(
+            probes[p][0] for name in empty for p in splits["train"][1][name] if probes[p][0])
+        also = (f" (also in the folder: {sum(others.values()):,} unusable file{'s' if sum(others.values()) > 1 else ''}, "
+                + ", ".join(f"{n:,} {reason}" for reason, n in others.most_common())
+                + "; --skip-empty lists them)") if others else ""
         raise UserError(f"{folders}: class folder{'s hold' if len(empty) > 1 else ' holds'} no usable image"
                         f"{f' ({bad} skipped as broken)' if bad else ''}; an empty class would train as a class "
                         "nothing belongs to — add images, remove the folder, or pass --skip-empty "
-                        "(data.skip_empty: true) to leave it out")
+                        f"(data.skip_empty: true) to leave it out{also}")
     classes = [c for c in classes if c not in empty]
     if len(classes) < 2:
         raise UserError(f"{train_root}: only {'one class' if classes else 'no class'} ({', '.join(classes)}) has images; "

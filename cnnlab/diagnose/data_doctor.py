@@ -14,6 +14,8 @@ Thresholds and their figures are measured by bench/data_doctor_planted.py (docs/
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import os
 from dataclasses import dataclass, field
 
@@ -94,10 +96,12 @@ def _item_text(item: dict, root: str | None = None) -> str:
         return os.path.relpath(path, root) if root and path.startswith(root.rstrip("/") + "/") else path
     if "a" in item:
         how = "identical" if item.get("bits", 0) == 0 and item.get("exact") else f"{item['bits']} bits apart"
-        return f"{short(item['a'])}  ~  {short(item['b'])}  ({how})"
+        split_a, split_b = item.get("splits", ("", ""))
+        side = (lambda split: f" ({split})") if split_a != split_b else (lambda split: "")
+        return f"{short(item['a'])}{side(split_a)}  ~  {short(item['b'])}{side(split_b)}  ({how})"
     if "file" in item:
         extra = f"  labelled {item['label']}, looks like {item['suggested']} ({item['confidence']:.0%})" \
-            if "suggested" in item else ""
+            if "suggested" in item else f"  ({item['reason']})" if "reason" in item else ""
         return f"{short(item['file'])}{extra}"
     return ", ".join(f"{k} {v}" for k, v in item.items())
 
@@ -161,6 +165,27 @@ def imbalance(classes: list[str], counts: list[int], ratio: float = 10) -> Findi
                    [{"class": c, "train": n} for n, c in sorted(present)])
 
 
+def folder_problems(ingest: dict) -> list[Finding]:
+    """Empty class folders and files that cannot be used, from an image folder's ingestion report."""
+    out = []
+    empty = ingest.get("empty_classes") or []
+    if empty:
+        out.append(Finding("empty classes", "problem", f"{_count(len(empty), 'class folder')} with no usable image "
+                           f"({', '.join(empty)}), left out here",
+                           "training stops at an empty class (it would be a class nothing belongs to): add images, "
+                           "remove the folder, or train with --skip-empty (data.skip_empty: true)",
+                           [{"class": name} for name in empty]))
+    skipped = ingest.get("skipped") or []
+    if skipped:
+        reasons = Counter(reason for _, reason, _ in skipped)
+        out.append(Finding("unusable files", "warning", f"{_count(len(skipped), 'file')} cannot be used ("
+                           + ", ".join(f"{n:,} {reason}" for reason, n in reasons.most_common()) + ")",
+                           "they are left out of training, or fail it with --strict; `cnnlab data info FOLDER --skip-empty` "
+                           "lists each with its reason",
+                           [{"file": path, "reason": reason} for path, reason, _ in skipped]))
+    return out
+
+
 def sizes_and_modes(ingest: dict) -> list[Finding]:
     """Odd sizes, aspect ratios and colour modes in an image folder's ingestion report."""
     out = []
@@ -170,7 +195,8 @@ def sizes_and_modes(ingest: dict) -> list[Finding]:
         total = sum(sizes.values())
         aspects = {round(a / b, 2) for a, b in sizes}
         out.append(Finding("sizes", "info", f"{len(sizes)}{'+' if len(sizes) >= 10 else ''} image sizes; "
-                           f"{n:,} of the {total:,} commonest-listed are {w}x{h} (width x height)",
+                           f"{n:,} of {total:,} images{' (of the sizes listed)' if len(sizes) >= 10 else ''} "
+                           f"are {w}x{h} (width x height)",
                            "every image is resized to one size for training: "
                            + ("aspect ratios differ (" + ", ".join(f"{a:g}" for a in sorted(aspects)[:6])
                               + "), so some images are stretched — crop them to one shape if the stretch hides "
@@ -232,9 +258,10 @@ def examine(ds, labels: bool = True, max_bits: int = NEAR_BITS, folds: int = 5, 
     def pairs(exact, near, split_a, files_a, split_b, files_b, ya, yb):
         seen = {(i, j) for i, j in exact}
         items = [{"a": _name(files_a, split_a, i), "b": _name(files_b, split_b, j), "bits": 0, "exact": True,
-                  "ia": i, "ib": j, "labels": [classes[ya[i]], classes[yb[j]]]} for i, j in exact]
+                  "ia": i, "ib": j, "labels": [classes[ya[i]], classes[yb[j]]], "splits": [split_a, split_b]}
+                 for i, j in exact]
         items += [{"a": _name(files_a, split_a, i), "b": _name(files_b, split_b, j), "bits": d, "exact": False,
-                   "ia": i, "ib": j, "labels": [classes[ya[i]], classes[yb[j]]]}
+                   "ia": i, "ib": j, "labels": [classes[ya[i]], classes[yb[j]]], "splits": [split_a, split_b]}
                   for i, j, d in near if (i, j) not in seen]
         return items
 
@@ -254,8 +281,9 @@ def examine(ds, labels: bool = True, max_bits: int = NEAR_BITS, folds: int = 5, 
             "leakage", "problem", f"{_count(tests, 'test image')} ({tests / max(len(test_x), 1):.1%}) "
             f"{'is' if tests == 1 else 'are'} in the training set too ({_count(exact, 'identical pair')}, "
             f"{_count(len(across) - exact, 'near copy', 'near copies')})",
-            "the test accuracy is optimistic: the model is scored on images it trained on; remove these from "
-            "the training folder (or the test folder) before trusting a result", across))
+            "the test accuracy is optimistic: the model is scored on images it trained on; keep one copy of each "
+            "pair (delete the other file; where the test set is held out of one folder, either copy) before "
+            "trusting a result", across))
     if within:
         exact = sum(1 for p in within if p["exact"])
         findings.append(Finding(
@@ -294,6 +322,6 @@ def examine(ds, labels: bool = True, max_bits: int = NEAR_BITS, folds: int = 5, 
         findings.append(found)
     ingest = ds.ingest.as_dict() if getattr(ds, "ingest", None) is not None else None
     if ingest:
-        findings += sizes_and_modes(ingest)
+        findings += folder_problems(ingest) + sizes_and_modes(ingest)
     return DataReport(ds.name, classes, len(train_x), len(test_x), findings, ingest, seconds,
                       probs, train_files, train_y)

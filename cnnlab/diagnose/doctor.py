@@ -248,8 +248,9 @@ def _diagnose(rows: list[dict], num_classes: int, facts: dict | None) -> Verdict
         # a model that fits few of its own training images and creeps up slowly is too small first, short second
         too_small = accs[-1] < 0.7 and gap < 0.03 and slope < 0.015
         if slope > 0.004 and best_i >= len(ev_acc) - 2 and not too_small:
-            return Verdict("still-improving", f"{label} accuracy rose {slope * 100:.1f} points per epoch over the "
-                           f"last {tail} epoch{'s' if tail > 1 else ''}, to {ev_acc[-1]:.3f}, and had not levelled off",
+            return Verdict("still-improving", f"{label} accuracy rose {slope * 100:.1f} points "
+                           + (f"per epoch over the last {tail} epochs" if tail > 1 else "in the last epoch")
+                           + f", to {ev_acc[-1]:.3f}, and had not levelled off",
                            [f"train longer: --epochs {int(n * 2)} (the schedule stretches with it)",
                             "then check again for over- or underfitting"])
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,10 @@ def read_state(source: str | os.PathLike) -> dict[str, torch.Tensor]:
         except Exception as exc:  # noqa: BLE001 — the library's own words say what is wrong with the file
             raise UserError(f"weights: {path}: not a readable .safetensors file ({exc})") from None
     else:
+        unreadable = _not_a_torch_save(path)
+        if unreadable:
+            raise UserError(f"weights: {path}: cannot be read as PyTorch weights, it is {unreadable}; valid: a "
+                            "file written by torch.save (.pt, .pth), a .safetensors file or a cnnlab run folder")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
@@ -110,6 +115,25 @@ def read_state(source: str | os.PathLike) -> dict[str, torch.Tensor]:
                             f"({str(exc).splitlines()[0][:160]})") from None
         state = _state_dict_in(obj, path)
     return {_unprefixed(k): v for k, v in state.items()}
+
+
+def _not_a_torch_save(path: Path) -> str | None:
+    """What the file is where it plainly is not something torch.save wrote (torch's own errors on these are
+    its internals: 'pop from empty list', a miniz message), else None."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        return None if zipfile.is_zipfile(path) else "a zip archive cut short or damaged (a copy that stopped part way?)"
+    if head[:1] == b"\x80":  # a pickle: torch.save's legacy format, or a pickle of something else
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"a text file (it begins {first!r})"
 
 
 def _state_dict_in(obj, path: Path) -> dict[str, torch.Tensor]:

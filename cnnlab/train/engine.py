@@ -234,10 +234,13 @@ class Trainer:
                 "rng_order": self.order_generator.get_state(), "world_size": self.world.size,
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "best": {k: v for k, v in self.best.items()},
-                "average": self.average.state_dict() if self.average else None}
+                "average": self.average.state_dict() if self.average else None,
+                "finetune_new": self.finetune.new_names if self.finetune else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if self.finetune is not None and state.get("finetune_new"):  # as the weights left them, at the start
+            self.finetune.leave_trainable(state["finetune_new"])
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError, IndexError) as exc:

@@ -51,12 +51,24 @@ class Finetune:
     """Freezes and unfreezes at each epoch's start (`apply`), so a resumed run is where it was."""
 
     def __init__(self, model: nn.Module, cfg: FinetuneConfig, epochs: int):
-        self.cfg = cfg
-        self.frozen = frozen_layers(model, cfg)
+        self.cfg, self.model = cfg, model
+        self.until = epochs if cfg.head_epochs == "all" else cfg.head_epochs
+        self.leave_trainable([])
+
+    def leave_trainable(self, new_names: list[str]) -> None:
+        """Keep out of the frozen part every layer holding a parameter in `new_names`: the weights did not bring
+        it (a shape that differed), so it starts random and must train from the first epoch."""
+        self.new_names = list(new_names)
+        new = {id(p) for name, p in self.model.named_parameters() if name in set(new_names)}
+        chosen = frozen_layers(self.model, self.cfg)
+        self.frozen = [m for m in chosen if not any(id(p) in new for p in m.parameters())]
+        self.left_new = len(chosen) - len(self.frozen)
+        for m in chosen:
+            if m not in self.frozen:
+                m.requires_grad_(True)  # in case an earlier `apply` froze it
         self.params = [p for m in self.frozen for p in m.parameters()]
         self.norms = [m for layer in self.frozen for m in layer.modules()
                       if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        self.until = epochs if cfg.head_epochs == "all" else cfg.head_epochs
 
     def is_frozen(self, epoch: int) -> bool:
         return epoch < self.until
@@ -76,4 +88,6 @@ class Finetune:
         after = "" if self.cfg.head_epochs == "all" else (
             f", then every layer at {self.cfg.rates} rates" +
             (f" (lr/{self.cfg.spread:g} at the first layer to lr at the head)" if self.cfg.rates == "discriminative" else ""))
-        return f"fine-tuning: {what} frozen for {when}{after}"
+        new = (f"; {self.left_new} layer{'s' if self.left_new > 1 else ''} whose weights were left new "
+               "train from the start" if self.left_new else "")
+        return f"fine-tuning: {what} frozen for {when}{after}{new}"

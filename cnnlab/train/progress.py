@@ -68,7 +68,7 @@ class Progress(Listener):
         if result["status"] == "finished":
             print(result_line(result, event.run), file=self.stream, flush=True)
         elif result["status"] == "interrupted":
-            self.write(f"\nStopped after {result['epochs_completed']} finished epochs; resume with: "
+            self.write(f"\nStopped after {result['epochs_completed']} finished epoch{'' if result['epochs_completed'] == 1 else 's'}; resume with: "
                        f"cnnlab resume {event.run}")
 
     def on_diagnosis(self, d, event) -> None:

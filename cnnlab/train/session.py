@@ -225,6 +225,8 @@ class Session:
                                world=self.world, wrapped=wrapped)
         if resume_state is not None:
             self.trainer.load_state_dict(resume_state)
+        elif self.weights is not None and self.trainer.finetune is not None:
+            self.trainer.finetune.leave_trainable([name for name, _, _ in self.weights.mismatched] + self.weights.new)
         if self.trainer.finetune is not None:  # the frozen layers, as they start
             self.trainer.finetune.apply(self.trainer.epoch)
             self.summary = summarize(self.model)

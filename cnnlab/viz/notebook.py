@@ -92,7 +92,7 @@ class NotebookProgress(Listener):
         if status == "finished":
             text = result_line(result, event.run)
         elif status == "interrupted":
-            text = (f"Stopped after {result['epochs_completed']} finished epochs; resume with: "
+            text = (f"Stopped after {result['epochs_completed']} finished epoch{'' if result['epochs_completed'] == 1 else 's'}; resume with: "
                     f"cnnlab.resume({str(event.run)!r})")
         else:
             text = f"The run {status}" + (f": {result['message']}" if result.get("message") else "")
