@@ -97,6 +97,8 @@ class Payload:  # what a pickle that runs code on load would hold
                 p.write_bytes(p.read_bytes()[:4000])), "it is a zip archive cut short or damaged"),
     (lambda p: torch.save({"epoch": 3, "acc": 0.9}, p), "holds a dict without a state dict (its keys: epoch, acc)"),
     (lambda p: torch.save({"conv.weight": torch.zeros(2, 2)}, p), "none of its 1 tensors fits this model"),
+    (lambda p: torch.save(build_model("tutorial", (3, 28, 28), 10).state_dict(), p),
+     "they were trained on 3-channel images and this data has 1"),
     (lambda p: torch.save({**build_model("tutorial", (1, 28, 28), 10).state_dict(),
                            "layers.0.0.weight": torch.zeros(7, 1, 5, 5)}, p), "is (7, 1, 5, 5) in the file and"),
 ])

@@ -211,8 +211,10 @@ class IngestReport:
     def render(self, first: int = 3) -> str:
         """The summary: counts by reason with the first few paths of each, and the warnings."""
         kept = {split: sum(c) for split, c in self.counts.items()}
-        lines = [f"{self.root}: {len(self.classes)} classes, "
-                 + ", ".join(f"{n:,} {split} images" for split, n in kept.items())
+        # a folder without train/ and test/ is all "train" here: its test images are held out of it later
+        found = (", ".join(f"{n:,} images in {split}/" for split, n in kept.items()) if len(kept) > 1
+                 else f"{sum(kept.values()):,} usable images")
+        lines = [f"{self.root}: {len(self.classes)} classes, " + found
                  + (f"; {len(self.skipped):,} files skipped" if self.skipped else "; no file skipped")
                  + (f", {self.ignored:,} ignored (hidden or not an image suffix)" if self.ignored else "")]
         for reason, items in self.by_reason().items():

@@ -69,6 +69,8 @@ def described(weights: dict | None) -> str | None:
     counts = [f"{weights['loaded']} tensors loaded"] if "loaded" in weights else []
     if weights.get("replaced"):
         counts.append("new classifier")
+    if weights.get("mismatched"):
+        counts.append(f"left new, the shapes differ: {_some(weights['mismatched'], 3)}")
     return source + (f" ({', '.join(counts)})" if counts else "")
 
 
@@ -200,6 +202,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike, names: dict[str, s
     head = classifier_names(model)
     ours = model.state_dict()
     merged = dict(ours)
+    first_conv = next((k for k, v in ours.items() if v.ndim == 4), None)  # where the image's channels come in
     for key, tensor in ours.items():
         if key not in state:
             if not key.endswith("num_batches_tracked"):
@@ -213,6 +216,11 @@ def load_weights(model: nn.Module, source: str | os.PathLike, names: dict[str, s
             report.replaced.append((key, tuple(theirs.shape), tuple(tensor.shape)))
         elif partial:
             report.mismatched.append((key, tuple(theirs.shape), tuple(tensor.shape)))
+        elif key == first_conv and theirs.shape[:1] + theirs.shape[2:] == tensor.shape[:1] + tensor.shape[2:]:
+            raise UserError(f"weights: {source}: they were trained on {theirs.shape[1]}-channel images and this data "
+                            f"has {tensor.shape[1]} ({layer_name(model, key)} is {tuple(theirs.shape)} in the file, "
+                            f"{tuple(tensor.shape)} here); weights_partial: true leaves that first layer new (it "
+                            "trains from the start, also while the body is frozen)")
         else:
             raise UserError(f"weights: {source}: {layer_name(model, key)} is {tuple(theirs.shape)} in the file and "
                             f"{tuple(tensor.shape)} in this model: another architecture, or another size of it "
