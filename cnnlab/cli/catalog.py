@@ -29,8 +29,11 @@ def cmd_schema(args) -> int:
 
 
 def cmd_models(args) -> int:
-    for m in models.models(args.pattern):
-        print(f"{m['name']:10s} {m['about']}  [options: {', '.join(m['options'])}]")
+    listed = models.models(args.pattern)
+    width = max((len(m["name"]) for m in listed), default=0)
+    for m in listed:
+        options = f"  [options: {', '.join(m['options'])}]" if m["options"] else ""
+        print(f"{m['name']:{width}s}  {m['about']}{options}")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+from pathlib import Path
 
 from ..errors import UserError, closest
 from ..schema.limits import MAX_LAYERS
@@ -23,11 +24,22 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def describe(name: str) -> str:
-    return (inspect.getdoc(_REGISTRY[name]) or "").splitlines()[0]
+    """The docstring's first paragraph, on one line."""
+    return " ".join((inspect.getdoc(_REGISTRY[name]) or "").split("\n\n")[0].split())
 
 
 def options(name: str) -> list[str]:
     return [p for p in inspect.signature(_REGISTRY[name]).parameters if p not in ("input_shape", "num_classes")]
+
+
+def _as_a_file(name: str) -> str:
+    """' (a model file: examples/NAME.yaml)' where cnnlab's examples folder, or ./examples, has one by that name:
+    examples are layer lists in files, not registered names."""
+    for folder in (Path("examples"), Path(__file__).resolve().parents[2] / "examples"):
+        found = folder / f"{name}.yaml"
+        if found.is_file():
+            return f" (a model file: --model {found})"
+    return ""
 
 
 def model_spec(name: str, input_shape, num_classes: int, **opts) -> dict:
@@ -35,7 +47,8 @@ def model_spec(name: str, input_shape, num_classes: int, **opts) -> dict:
     if name not in _REGISTRY and str(name).replace("_", "-") in _REGISTRY:
         name = name.replace("_", "-")  # resnet18_imagenet as Python and torchvision spell it
     if name not in _REGISTRY:
-        raise UserError(f"unknown model '{name}'{closest(name, _REGISTRY)}; registered: {', '.join(list_models())}")
+        raise UserError(f"unknown model '{name}'{_as_a_file(name) or closest(name, _REGISTRY)}; registered: "
+                        f"{', '.join(list_models())}")
     valid = options(name)
     for key in opts:
         if key not in valid:
