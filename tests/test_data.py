@@ -201,6 +201,6 @@ def test_image_folders_in_the_data_folder_are_offered(tmp_path, image_folder, da
     found = folders(str(image_folder.parent))
     pets = next(f for f in found if f["name"] == "pets")
     assert pets["path"] == str(image_folder.resolve()) and pets["classes"] == 3
-    assert pets["label"] == f"your folder pets ({pets['images']:,} images)" and pets["images"] > 0
+    assert pets["label"] == f"your folder pets ({pets['images']:,} image files)" and pets["images"] > 0
     assert folders(str(data_dir)) == []  # cifar-10-batches-py and mnist are the built-in sets' folders
     assert folders(None) == [] and folders(str(tmp_path / "nowhere")) == []

@@ -269,3 +269,22 @@ def test_see_as_a_student_uses_it(server, tmp_path):
     assert not errors, errors
     print(f"stroke to painted: {painted} ms")
     assert max(painted) < 1000, painted
+
+
+def test_a_colour_network_shows_its_input_in_colour(trained_run):
+    """The input picture of a 3-channel net is the image as it is, not its grey average."""
+    import base64
+    import io
+    from PIL import Image
+    from cnnlab.device import choose_placement
+    from cnnlab.train import TrainedModel
+    from cnnlab.viz.activations import see
+    net = cnnlab.build_model({"layers": [{"conv": {"filters": 4, "kernel": 3}}, "flatten", {"dense": 10}]},
+                             (3, 8, 8), 10).eval()
+    model = TrainedModel(net, trained_run.config, [str(i) for i in range(10)], (3, 8, 8), [0.5] * 3, [0.25] * 3,
+                         choose_placement("cpu", "fp32", False))
+    red = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    red[0] = 200
+    shown = see(model, red)["input"]
+    picture = Image.open(io.BytesIO(base64.b64decode(shown.split(",", 1)[1])))
+    assert picture.mode == "RGB" and picture.getpixel((0, 0)) == (200, 0, 0)

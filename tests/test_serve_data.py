@@ -33,6 +33,16 @@ def test_a_zip_of_photos_is_read_and_reported(client, tmp_path):
     assert r.status_code == 200 and r.json()["train"] == body["train"]
 
 
+def test_a_folder_with_an_empty_class_is_reported_with_it_left_out(client, tmp_path):
+    root = tmp_path / "photos"
+    write_messy_folder(root)  # it has an empty class folder: the pages have no --skip-empty, so it is left out
+    r = client.get("/api/data/report", params={"path": str(root)})
+    assert r.status_code == 200, r.text
+    assert r.json()["classes"] == ["cat", "dog", "fox"] and "left out empty class folder empty_class" in r.json()["ingest_text"]
+    r = client.get("/api/data/report", params={"path": " "})
+    assert r.status_code == 400 and "no folder given" in r.json()["detail"]
+
+
 def _hostile(entries: dict) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -84,10 +84,14 @@ def test_a_request_names_imagenet_or_a_finished_run_never_a_path(client, past_ru
     answer = plan(client, {"name": "model", "layers": NET}, "queued-run")
     assert answer.status_code == 400 and "run 'queued-run' is queued" in answer.json()["detail"]
     # one that fits is planned, saying where it starts and how it is fine-tuned
-    fits = plan(client, {"name": "model", "layers": NET}, past_run, finetune={"freeze": "body", "head_epochs": 1})
+    fits = plan(client, {"name": "model", "layers": NET}, past_run, finetune={"freeze": "body", "head_epochs": 1},
+                epochs=2)
     assert fits.status_code == 200 and fits.json()["start"] == (
         "the final weights of run small-start; the body frozen for 1 epoch(s), then every layer at discriminative "
         "rates (lr/100 at the first layer to lr at the head)")
+    whole = plan(client, {"name": "model", "layers": NET}, past_run, finetune={"freeze": "body", "head_epochs": 1})
+    assert whole.json()["start"].endswith("frozen for the whole run (1 head epoch(s) of 1: give more epochs for every "
+                                          "layer to train)")  # 1 epoch: nothing is left after the head's
     assert plan(client, {"name": "model", "layers": NET}, None).json()["start"] == "random weights"
     # a server's check without a runs folder refuses any weights, as before
     with pytest.raises(UserError, match="config.weights: a file on the server is refused"):
@@ -203,7 +207,8 @@ def test_on_the_page_a_run_starts_from_a_past_run_and_see_opens_it(tmp_path):
                     page.fill("#train-form input[name=epochs]", "1")
                     page.fill("#train-form input[name=batch_size]", "32")
                     page.wait_for_function("(document.querySelector('#plan-start') || {}).innerText"
-                                           "?.includes('the final weights of run start; the body frozen for 1')")
+                                           "?.includes('the final weights of run start; the body frozen for the whole run (1 head "
+                                           "epoch(s) of 1')")  # one epoch: the plan says nothing is left after the head's
                     assert page.evaluate(OVERFLOW) <= 0, f"train at {width} px scrolls sideways"
                     page.click("#train-button")
                     page.wait_for_function("document.querySelector('#train-status').innerText.includes('started "

@@ -56,7 +56,7 @@ def label(name: str, root: str | None = None, images: int | None = None) -> str:
         images = count_images(path)
     if folder in FOLDER_LABELS and images:
         return FOLDER_LABELS[folder].format(images=images)
-    return f"your folder {folder}" + (f" ({images:,} images)" if images else "")
+    return f"your folder {folder}" + (f" ({images:,} image files)" if images else "")  # broken ones too
 
 
 def present(data_dir: str | None) -> list[str]:
@@ -201,6 +201,9 @@ def own_photos(root: str, skip_empty: bool = False, labels: bool = False) -> dic
     from ..diagnose.data_doctor import LABEL_CHECK_MIN_PER_CLASS, examine, needs_extras
     from .data_panel import panel
     from .limits import MAX_ZIP_FILES
+    if not str(root).strip():
+        raise UserError("no folder given: type the absolute path of a folder with one folder per class, or "
+                        "upload a zip of such folders")
     if not Path(root).is_absolute() or not Path(root).is_dir():
         raise UserError(f"{root}: not a folder on this machine (give its absolute path)")
     # a huge tree refused while listed; the listing's sizes and modes give the Data panel its examples

@@ -78,7 +78,7 @@ def sources(model, data: str, runs_root: str | os.PathLike, data_dir: str | None
     first; a model that cannot be built fits none."""
     built, error, shape = None, None, None
     try:
-        built, (shape, _) = _built(model, {"data": {"name": data}}, data_dir)
+        built, (shape, _) = _built(model, {"data": {"name": data, "skip_empty": True}}, data_dir)  # as the pages train
     except UserError as exc:
         error = str(exc).splitlines()[0]
     runs = []
@@ -135,6 +135,9 @@ def start_line(cfg) -> str:
     frozen = "the body" if f.freeze == "body" else f"the first {f.freeze} layers"
     if f.head_epochs == "all":
         return f"{start}; {frozen} frozen for the whole run"
+    if f.head_epochs >= cfg.epochs:
+        return (f"{start}; {frozen} frozen for the whole run ({f.head_epochs} head epoch(s) of {cfg.epochs}: give "
+                "more epochs for every layer to train)")
     rates = f"{f.rates} rates" + (f" (lr/{f.spread:g} at the first layer to lr at the head)"
                                   if f.rates == "discriminative" else "")
     return f"{start}; {frozen} frozen for {f.head_epochs} epoch(s), then every layer at {rates}"

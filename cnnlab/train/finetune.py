@@ -51,7 +51,7 @@ class Finetune:
     """Freezes and unfreezes at each epoch's start (`apply`), so a resumed run is where it was."""
 
     def __init__(self, model: nn.Module, cfg: FinetuneConfig, epochs: int):
-        self.cfg, self.model = cfg, model
+        self.cfg, self.model, self.epochs = cfg, model, epochs
         self.until = epochs if cfg.head_epochs == "all" else cfg.head_epochs
         self.leave_trainable([])
 
@@ -84,8 +84,9 @@ class Finetune:
 
     def describe(self) -> str:
         what = "the body" if self.cfg.freeze == "body" else f"the first {self.cfg.freeze} layers"
-        when = "the whole run" if self.cfg.head_epochs == "all" else f"the first {self.until} epoch(s)"
-        after = "" if self.cfg.head_epochs == "all" else (
+        whole = self.cfg.head_epochs == "all" or self.until >= self.epochs
+        when = "the whole run" if whole else f"the first {self.until} epoch(s)"
+        after = "" if whole else (
             f", then every layer at {self.cfg.rates} rates" +
             (f" (lr/{self.cfg.spread:g} at the first layer to lr at the head)" if self.cfg.rates == "discriminative" else ""))
         new = (f"; {self.left_new} layer{'s' if self.left_new > 1 else ''} whose weights were left new "

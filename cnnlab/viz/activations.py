@@ -39,6 +39,18 @@ def _png(array: np.ndarray, size: int | None = THUMB) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _colour_png(image: torch.Tensor, size: int | None = THUMB) -> str:
+    """A (3, H, W) image, values 0..255 as the data holds them, as a data: URL of an RGB PNG."""
+    array = image.detach().float().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    img = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    if size and max(img.size) < size:
+        factor = max(1, size // max(img.size))
+        img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def _filters(module: nn.Module, count: int) -> list[str] | None:
     conv = module if isinstance(module, nn.Conv2d) else next(
         (m for m in module.modules() if isinstance(m, nn.Conv2d)), None) if isinstance(module, nn.Sequential) else None
@@ -87,7 +99,7 @@ def see(run: Run | TrainedModel, image: torch.Tensor, top_k: int = 5, layer: str
         if not layers:
             raise UserError(f"layer: no top-level layer '{layer}'; valid: {', '.join(i.index for i in infos or [])}")
         return layers[0]
-    return {"input": _png(image.float().mean(0).numpy() if image.shape[0] == 1 else image.float().mean(0).numpy()),
+    return {"input": _png(image.float().mean(0).numpy()) if image.shape[0] != 3 else _colour_png(image),
             "top": [{"class": trained.classes[i], "index": int(i), "p": round(float(v), 4)}
                     for v, i in zip(values, indices)],
             "classes": trained.classes,

@@ -16,8 +16,9 @@ ZIP_PATH = "/api/data/zip"  # the one route that takes a body other than JSON (g
 LABEL_CHECK_TIMEOUT_S = 300.0
 
 
+# skip_empty: the pages have no such switch, so a folder's empty class is left out and its report says so
 @router.get("/report")
-async def report(path: str, request: Request, skip_empty: bool = False, labels: bool = False) -> dict:
+async def report(path: str, request: Request, skip_empty: bool = True, labels: bool = False) -> dict:
     """A folder on the server's machine, by its absolute path; `labels`: the data doctor's label check too."""
     found = await heavy(request, datasets.own_photos, path, skip_empty, labels,
                         timeout=LABEL_CHECK_TIMEOUT_S if labels else None)
@@ -28,7 +29,7 @@ async def report(path: str, request: Request, skip_empty: bool = False, labels: 
 @router.post(ZIP_PATH.removeprefix("/api/data"),
              openapi_extra={"requestBody": {"content": {"application/zip": {"schema": {"type": "string",
                                                                                        "format": "binary"}}}}})
-async def upload_zip(request: Request, name: str = "photos", skip_empty: bool = False) -> dict:
+async def upload_zip(request: Request, name: str = "photos", skip_empty: bool = True) -> dict:
     """A zip of class folders, as the body (Content-Type: application/zip); unpacked under RUNS/uploads/."""
     body = await request.body()
     return await heavy(request, datasets.receive_zip, io.BytesIO(body), state(request).uploads, name, skip_empty)

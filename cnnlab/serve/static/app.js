@@ -448,7 +448,9 @@ function plotPoint(x, values) {  // values: {loss: [running, train, eval], acc: 
 function trainConfig() {
   const form = new FormData($("#train-form"));
   const config = { name: $("#model-name").value || "model", model: { name: $("#model-name").value || "model", layers: layerSpec() },
-    data: { name: dataName() }, optimizer: {}, schedule: {} };
+    // a folder's empty class is left out, as its report on Start said (the command line makes it an error)
+    data: { name: dataName(), ...($("#data").value === YOUR_FOLDER ? { skip_empty: true } : {}) },
+    optimizer: {}, schedule: {} };
   if (state.parent) config.parent = state.parent;
   const weights = $("#weights").value;
   if (weights) {  // a name the server resolves (imagenet, or a run id in its runs folder), never a path
