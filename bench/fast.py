@@ -88,6 +88,12 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int, piece: in
                 loss = F.cross_entropy(model(x[start:end]).float(), y[start:end])
             loss.backward()
         opt.step()
+    return median_rate(step, batch, steps, repeats, placement), placement.describe()
+
+
+def median_rate(step, batch: int, steps: int, repeats: int, placement) -> float:
+    """Median images/s of `step` (one batch of `batch` images) over `repeats` timings of `steps` steps, after
+    one untimed step."""
     step()
     rates = []
     for _ in range(repeats):
@@ -97,7 +103,7 @@ def peak_images_per_second(spec, batch: int, steps: int, repeats: int, piece: in
         if placement.device.type == "cuda":
             torch.cuda.synchronize()
         rates.append(steps * batch / (time.perf_counter() - start))
-    return statistics.median(rates), placement.describe()
+    return statistics.median(rates)
 
 
 def run_phases(cfg) -> list[tuple[tuple, int]]:

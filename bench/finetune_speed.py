@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fast import machine, release_memory  # noqa: E402 — the recipes' bench: the same machine line and hygiene
+from fast import machine, median_rate, release_memory  # noqa: E402 — the recipes' bench: the same machine line and hygiene
 
 from cnnlab.device import choose_placement  # noqa: E402
 from cnnlab.models import build_model  # noqa: E402
@@ -63,7 +63,7 @@ def peak_train(cfg, frozen: bool, steps: int, repeats: int) -> float:
             loss = F.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
-    return _median_rate(step, batch, steps, repeats, placement)
+    return median_rate(step, batch, steps, repeats, placement)
 
 
 def peak_eval(cfg, steps: int, repeats: int) -> float:
@@ -76,20 +76,7 @@ def peak_eval(cfg, steps: int, repeats: int) -> float:
     def step():
         with torch.no_grad(), placement.autocast():
             model(x)
-    return _median_rate(step, batch, steps, repeats, placement)
-
-
-def _median_rate(step, batch: int, steps: int, repeats: int, placement) -> float:
-    step()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if placement.device.type == "cuda":
-            torch.cuda.synchronize()
-        rates.append(steps * batch / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return median_rate(step, batch, steps, repeats, placement)
 
 
 def seconds_at_peak(cfg, train: int, test: int, views: int, args) -> tuple[float, str]:
