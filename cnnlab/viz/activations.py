@@ -30,7 +30,11 @@ def _png(array: np.ndarray, size: int | None = THUMB) -> str:
     lo, hi = float(array.min()), float(array.max())
     scaled = np.zeros_like(array, dtype=np.uint8) if hi - lo < 1e-12 else \
         ((array - lo) / (hi - lo) * 255).astype(np.uint8)
-    img = Image.fromarray(scaled, "L")
+    return _data_url(Image.fromarray(scaled, "L"), size)
+
+
+def _data_url(img: Image.Image, size: int | None) -> str:
+    """A PIL image, enlarged by a whole factor (pixels kept sharp) to about `size`, as a data: URL of a PNG."""
     if size and max(img.size) < size:
         factor = max(1, size // max(img.size))
         img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
@@ -42,13 +46,7 @@ def _png(array: np.ndarray, size: int | None = THUMB) -> str:
 def _colour_png(image: torch.Tensor, size: int | None = THUMB) -> str:
     """A (3, H, W) image, values 0..255 as the data holds them, as a data: URL of an RGB PNG."""
     array = image.detach().float().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    img = Image.fromarray(np.ascontiguousarray(array), "RGB")
-    if size and max(img.size) < size:
-        factor = max(1, size // max(img.size))
-        img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
-    buffer = io.BytesIO()
-    img.save(buffer, "PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return _data_url(Image.fromarray(np.ascontiguousarray(array), "RGB"), size)
 
 
 def _filters(module: nn.Module, count: int) -> list[str] | None:
