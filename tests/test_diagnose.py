@@ -185,6 +185,18 @@ def test_doctor_still_improving():
     assert v.regime == "still-improving" and "train longer" in v.prescriptions[0] and "test" in v.headline
 
 
+def test_doctor_reads_the_test_curve_where_the_validation_curve_stops_early():
+    # a rescue's final run: validated at the race's rung (epoch 1), then trained on those images too and tested
+    out = rows([2.0, 1.5, 1.3, 1.2, 1.1, 1.05], [0.3, 0.5, 0.6, 0.66, 0.7, 0.72],
+               [1.4, 1.1, 0.95, 0.85, 0.8, 0.78], [0.45, 0.6, 0.68, 0.72, 0.75, 0.76], prefix="test")
+    out[0].update(val_loss=1.5, val_acc=0.42)
+    for r in out:
+        if r["epoch"] == 1:
+            r.pop("test_loss"), r.pop("test_acc")
+    v = diagnose(out)
+    assert v.regime != "overfitting" and "test" in v.headline and "validation" not in v.headline
+
+
 def test_doctor_good_fit():
     v = diagnose(rows([1.2, 0.8, 0.6, 0.5, 0.45, 0.44, 0.44], [0.6, 0.75, 0.84, 0.89, 0.91, 0.92, 0.92],
                       [1.0, 0.7, 0.55, 0.5, 0.48, 0.47, 0.47], [0.65, 0.76, 0.82, 0.84, 0.85, 0.852, 0.852]))
