@@ -179,10 +179,10 @@ def input_spec(name: str, data_dir=None, root=None, image_size=None, skip_empty:
 
 def train_images(data) -> int:
     """How many images a run on `data` (a DataConfig) trains on: the official count for a built-in set, the
-    folder's count for an image folder, less the validation split, at most `limit`."""
+    folder's count for an image folder, less the validation split, at most `limit`, then its `subset` share."""
     total = SOURCES[data.name].train_images if data.name in SOURCES else \
         folder_facts(data.name, data.dir, data.root, data.image_size, data.skip_empty).train_images
     kept = total - round(total * (data.val_split or 0))
-    if data.subset:
-        kept = round(kept * data.subset)
-    return min(kept, data.limit) if data.limit else kept
+    if data.limit:  # the first `limit` images, then a share of them: the order prepare_data takes them in
+        kept = min(kept, data.limit)
+    return round(kept * data.subset) if data.subset else kept
