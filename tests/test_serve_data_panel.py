@@ -16,8 +16,8 @@ from test_data_doctor import photos  # noqa: E402
 
 def write_planted_folder(root):
     """photos/train/{cat,dog} (8 each) and photos/test/{cat,dog} (3 each) of unlike blobs of colour, with a
-    training cat copied into test (a leak), a training dog saved twice (a duplicate), one wide cat and one
-    grayscale dog."""
+    training cat copied into test (a leak), a training dog saved twice under a long name (a duplicate), one wide
+    cat and one grayscale dog."""
     from PIL import Image
     x = photos(24, seed=7)
     for i, img in enumerate(x[:22]):
@@ -26,7 +26,7 @@ def write_planted_folder(root):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.transpose(1, 2, 0)).save(folder / f"{name}.png")
     shutil.copy(root / "train" / "cat" / "0.png", root / "test" / "cat" / "leak.png")
-    shutil.copy(root / "train" / "dog" / "1.png", root / "train" / "dog" / "dup.png")
+    shutil.copy(root / "train" / "dog" / "1.png", root / "train" / "dog" / "dup_scanned_again_by_the_vet.png")
     Image.fromarray(x[22].transpose(1, 2, 0)).resize((48, 24)).save(root / "train" / "cat" / "wide.png")
     Image.fromarray(x[23].transpose(1, 2, 0)).convert("L").save(root / "train" / "dog" / "gray.png")
     return root
@@ -76,9 +76,9 @@ def test_the_report_carries_the_findings_as_pictures_to_draw(client, planted):
     assert leak["pairs"] == [{"a": "train/cat/0.png", "b": "test/cat/leak.png", "name_a": "train/cat/0.png",
                               "name_b": "test/cat/leak.png", "labels": ["cat", "cat"], "how": "identical"}]
     assert "test accuracy is optimistic" in leak["meaning"]  # the doctor's own sentence
+    dup = "train/dog/dup_scanned_again_by_the_vet.png"
     assert found["duplicates"]["groups"] == [[{"file": "train/dog/1.png", "name": "train/dog/1.png", "label": "dog"},
-                                              {"file": "train/dog/dup.png", "name": "train/dog/dup.png",
-                                               "label": "dog"}]]
+                                              {"file": dup, "name": dup, "label": "dog"}]]
     sizes = {e["what"]: e for e in found["sizes"]["examples"]}
     assert sizes["48x24"]["files"] == [{"file": "train/cat/wide.png", "name": "train/cat/wide.png"}]
     assert sizes["32x32"]["images"] == 25 and len(sizes["32x32"]["files"]) == 3
@@ -198,7 +198,16 @@ def test_the_start_page_draws_the_leak_and_the_duplicate_as_pictures(tmp_path, r
         assert captions[1].startswith("test image: cat") and "test/cat/leak.png" in captions[1]
         assert "test accuracy is optimistic" in page.inner_text("section[data-check=leakage] .panel-meaning")
         group = page.locator("section[data-check=duplicates] .dup-group figcaption").all_inner_texts()
-        assert [c.split("\n")[-1] for c in group] == ["train/dog/1.png", "train/dog/dup.png"]
+        assert [c.split("\n")[-1] for c in group] == ["train/dog/1.png", "train/dog/dup_scanned_again_by_the_vet.png"]
+        # a long file name wraps after its slashes and underscores, never inside a word: each piece without a space
+        # on one line
+        split_words = page.evaluate("""() => [...document.querySelectorAll('#start-data-panel figcaption')]
+            .flatMap((f) => [...f.querySelectorAll('*'), f].flatMap((n) => [...n.childNodes]))
+            .filter((t) => t.nodeType === Node.TEXT_NODE && /^\\S+$/.test(t.textContent.trim()))
+            .filter((t) => { const r = document.createRange(); r.selectNodeContents(t);
+                             return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size > 1; })
+            .map((t) => t.textContent)""")
+        assert not split_words, split_words
         assert "48x24: 1 image" in page.inner_text("section[data-check=sizes]")
         assert "train/dog/gray.png" in page.inner_text("section[data-check=modes]")
         assert_pictures_loaded(page)

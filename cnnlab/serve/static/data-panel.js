@@ -78,8 +78,13 @@ function thumbFigure(root, file, caption, name) {
     ? el("img", { src: `/api/data/thumb?root=${encodeURIComponent(root)}&file=${encodeURIComponent(file)}`,
       alt: name, title: name })
     : el("div", { class: "no-thumb" }, "not in the folder");
-  return el("figure", { class: "thumb" }, picture, el("figcaption", {}, caption,
-    name && name !== caption ? el("small", {}, name) : null));
+  return el("figure", { class: "thumb" }, picture, el("figcaption", {}, breakable(caption),
+    name && name !== caption ? el("small", {}, breakable(name)) : null));
+}
+
+// a file name may wrap after a folder's slash, an underscore or a dash, not inside a word (nor before its extension)
+function breakable(text) {
+  return String(text).split(/(?<=[/_-])/).flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
 }
 
 function classCounts(counts) {
