@@ -204,3 +204,12 @@ def test_image_folders_in_the_data_folder_are_offered(tmp_path, image_folder, da
     assert pets["label"] == f"your folder pets ({pets['images']:,} image files)" and pets["images"] > 0
     assert folders(str(data_dir)) == []  # cifar-10-batches-py and mnist are the built-in sets' folders
     assert folders(None) == [] and folders(str(tmp_path / "nowhere")) == []
+
+
+def test_the_training_image_count_takes_the_limit_before_the_subset():
+    from cnnlab.data.dataset import train_images
+    from cnnlab.schema.config import DataConfig
+    assert train_images(DataConfig(name="cifar10", val_split=0.1)) == 45_000
+    assert train_images(DataConfig(name="cifar10", val_split=0.1, limit=2000)) == 2000
+    # the first 2,000 images, then half of them (a rescue's forecast): not half of 45,000 cut to 2,000
+    assert train_images(DataConfig(name="cifar10", val_split=0.1, limit=2000, subset=0.5)) == 1000
