@@ -19,11 +19,14 @@ from cnnlab.rescue.budget import Entrant, Meter, parse_budget, plan_epochs, rung
 from cnnlab.rescue.prior import candidates, floor
 from cnnlab.rundir import Run
 
-STUCK = {  # a Keras beginner's net: softmax output, heavy dropout, Adam at a tiny rate, no augmentation
+STUCK = {  # a Keras beginner's net: six weighted layers without normalisation, softmax output, heavy dropout,
+    # Adam at a tiny rate, no augmentation
     "model": {"layers": [{"conv": {"filters": 8, "kernel": 3, "activation": "relu"}}, {"maxpool": 2},
                          {"conv": {"filters": 8, "kernel": 3, "activation": "relu"}}, {"maxpool": 2},
                          {"conv": {"filters": 8, "kernel": 3, "activation": "relu"}},
-                         "flatten", {"dropout": 0.5}, {"dense": {"units": "classes", "activation": "softmax"}}]},
+                         "flatten", {"dropout": 0.5}, {"dense": {"units": 16, "activation": "relu"}},
+                         {"dense": {"units": 16, "activation": "relu"}},
+                         {"dense": {"units": "classes", "activation": "softmax"}}]},
     "optimizer": {"name": "adam", "lr": 1e-5}, "augment": "none", "batch_size": 16, "threads": 1,
 }
 # normalised, no dropout, nothing saturating: the doctor has nothing to add to cnnlab's settings
@@ -64,7 +67,7 @@ def test_the_floor_is_cnnlabs_settings_and_the_doctor_prescribes_its_fixes_toget
     assert set(base) == {"model", "threads"}  # the user's optimizer, batch and augmentation are cnnlab's now
     found = {c.name: c for c in candidates(STUCK, allow_architecture=False)}
     assert list(found) == ["floor", "prescribed", "forecast"]
-    assert found["prescribed"].changes == ["less-dropout"]  # its layers kept: dropout is a training setting
+    assert found["prescribed"].changes == ["less-dropout", "lr-div3"]  # its layers kept: training settings only
     assert found["prescribed"].config["model"]["layers"][6] == {"dropout": {"rate": 0.25}}
     assert not found["prescribed"].architecture and found["forecast"].architecture
     assert not found["forecast"].promotable and "batchnorm" in _kinds(found["forecast"].config["model"]["layers"])
@@ -73,8 +76,13 @@ def test_the_floor_is_cnnlabs_settings_and_the_doctor_prescribes_its_fixes_toget
     assert allowed["prescribed"].changes == ["less-dropout", "batchnorm"]
     assert STUCK["model"]["layers"][6] == {"dropout": 0.5}  # the user's config is never touched
     assert [c.name for c in candidates(SOUND, allow_architecture=True)] == ["floor"]
+    # a shallow plain net (five weighted layers) trains as well without batchnorm: nothing is prescribed
+    shallow = {"model": {"layers": [{"conv": {"filters": 8, "kernel": 3, "padding": "same", "activation": "relu"}},
+                                    {"maxpool": 2}] * 3 + ["flatten", {"dense": {"units": 16, "activation": "relu"}},
+                                                           {"dense": "classes"}]}}
+    assert [c.name for c in candidates(shallow, allow_architecture=True)] == ["floor"]
     # a bundle stays within 1.5x the floor's compute: padding that keeps every map full size is left out, and said
-    unpadded = {"model": {"layers": [{"conv": {"filters": 8, "kernel": 3}}, "relu"] * 4 + ["flatten", {"dense": "classes"}]}}
+    unpadded = {"model": {"layers": [{"conv": {"filters": 8, "kernel": 3}}, "relu"] * 5 + ["flatten", {"dense": "classes"}]}}
     cost = lambda c: 4.0 if "same" in json.dumps(c["model"]) else 1.0  # noqa: E731
     found = {c.name: c for c in candidates(unpadded, allow_architecture=True, flop_of=cost)}
     assert found["prescribed"].changes == ["batchnorm"]
@@ -192,7 +200,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rescue(folder, data_dir, name, fault=None, sigterm_after=None):
-    argv = [sys.executable, "-m", "cnnlab", "rescue", str(ROOT / "examples" / "keras-fragment.py"), "--data",
+    argv = [sys.executable, "-m", "cnnlab", "rescue", str(ROOT / "tests" / "keras" / "cifar10_cnn_keras2.py"), "--data",
             "cifar10", "--data-dir", str(data_dir), "--budget", "6", "--runs-root", str(folder / "runs"),
             "--name", name]
     env = {**os.environ, **({"CNNLAB_FAULT": fault} if fault else {})}  # SIGKILL at that point, the nth time

@@ -19,10 +19,12 @@ from cnnlab.serve.app import create_app  # noqa: E402
 from conftest import SHARED  # noqa: E402
 
 SAMPLE = SHARED / "mnist-sample"
-# a beginner's net the doctor has prescriptions for: heavy dropout (halved: a candidate of the race) and three
+# a beginner's net the doctor has prescriptions for: heavy dropout (halved: a candidate of the race) and six
 # weighted layers without normalisation (batchnorm: a forecast, since the architecture is not to be changed)
-NET = [{"conv": {"filters": 8, "padding": "same"}}, "relu", {"maxpool": 2}, {"conv": {"filters": 8, "padding": "same"}},
-       "relu", {"maxpool": 2}, "flatten", {"dropout": 0.5}, {"dense": "classes"}]
+NET = [{"conv": {"filters": 8, "padding": "same"}}, "relu", {"conv": {"filters": 8, "padding": "same"}}, "relu",
+       {"maxpool": 2}, {"conv": {"filters": 8, "padding": "same"}}, "relu", {"conv": {"filters": 8, "padding": "same"}},
+       "relu", {"maxpool": 2}, "flatten", {"dropout": 0.5}, {"dense": {"units": 16, "activation": "relu"}},
+       {"dense": "classes"}]
 
 
 def digits_with_a_run(tmp: Path, per_class: int) -> tuple[Path, Path]:
