@@ -182,19 +182,25 @@ def table(record: dict, mode: str) -> str:
 
         def cell(name):
             values = [s[name]["test_acc"] for s in seeds if name in s and (name == "start" or s in done)]
+            if not values:  # the start is a reference, not always run (`--arms defaults,rescue`)
+                return None
             return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), values
         start, defaults, rescued = cell("start"), cell("defaults"), cell(arm)
         gain = rescued[0] - defaults[0]
-        gains.append(gain)
-        fmt = lambda c: f"{c[0]:.4f} ± {c[1]:.4f} ({len(c[2])})" if len(c[2]) > 1 else f"{c[0]:.4f} (1)"  # noqa: E731
-        pflop = "/".join(f"{statistics.mean(s[n]['pflop'] for s in seeds if n in s):.3g}" for n in ("start", "defaults", arm))
+        gains.append((budget, gain))
+        fmt = lambda c: "not run" if c is None else f"{c[0]:.4f} ± {c[1]:.4f} ({len(c[2])})" if len(c[2]) > 1 \
+            else f"{c[0]:.4f} (1)"  # noqa: E731
+        pflop = "/".join(f"{statistics.mean(s[n]['pflop'] for s in seeds if n in s):.3g}"
+                         if any(n in s for s in seeds) else "-" for n in ("start", "defaults", arm))
         winners = ", ".join(s[arm]["winner"] for s in done)
         lines.append(f"| {model} | {data} | {budget} | {fmt(start)} | {fmt(defaults)} | {fmt(rescued)} | "
                      f"{100 * gain:+.1f} | {pflop} | {winners} |")
+    for budget in sorted({b for b, _ in gains}):
+        at = [g for b, g in gains if b == budget]
+        lines.append(f"\nbudget {budget}: rescue - defaults over {len(at)} rows: mean {100 * statistics.mean(at):+.2f} "
+                     f"points, worst {100 * min(at):+.2f}")
     if gains:
-        lines.append(f"\nrescue - defaults over {len(gains)} rows: mean {100 * statistics.mean(gains):+.2f} points, "
-                     f"worst {100 * min(gains):+.2f}; (n): seeds; machine: {record['machine']}; "
-                     f"training images: {record['limit'] or 'all'}")
+        lines.append(f"\n(n): seeds; machine: {record['machine']}; training images: {record['limit'] or 'all'}")
     return "\n".join(lines)
 
 
