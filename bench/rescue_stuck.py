@@ -135,6 +135,9 @@ def main() -> None:
     runs_root = Path(args.runs_root)
     mode = "arch" if args.change_architecture else "kept"
     flags = ["--change-architecture"] if args.change_architecture else []
+    if args.table_only:  # nothing written: not even the configs
+        print(table(record, mode))
+        return
     tasks = []
     for budget in map(int, args.budgets.split(",")):
         for data in args.datasets.split(","):
@@ -148,21 +151,20 @@ def main() -> None:
                               (key, f"rescue-{mode}", lambda s=stuck, b=budget, e=seed, t=tag: run_rescue(s, b, e, f"{t}-{mode}", runs_root, flags))]
     arms = {"start", "defaults", f"rescue-{mode}"} & {a if a != "rescue" else f"rescue-{mode}" for a in args.arms.split(",")}
     tasks = [t for t in tasks if t[1] in arms]
-    if not args.table_only:
-        todo = [t for t in tasks if t[1] not in record["rows"].get(t[0], {})]
-        print(f"{machine()}; {len(todo)} of {len(tasks)} runs to do, {args.jobs} at a time", flush=True)
+    todo = [t for t in tasks if t[1] not in record["rows"].get(t[0], {})]
+    print(f"{machine()}; {len(todo)} of {len(tasks)} runs to do, {args.jobs} at a time", flush=True)
 
-        def do(task):
-            key, arm, fn = task
-            result = fn()
-            with LOCK:
-                record["rows"].setdefault(key, {})[arm] = result
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(record, indent=1))
-                print(f"{key} {arm}: test {result['test_acc']}  {result['pflop']:.3g} PFLOP  {result['seconds']} s",
-                      flush=True)
-        with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(do, todo))
+    def do(task):
+        key, arm, fn = task
+        result = fn()
+        with LOCK:
+            record["rows"].setdefault(key, {})[arm] = result
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(record, indent=1))
+            print(f"{key} {arm}: test {result['test_acc']}  {result['pflop']:.3g} PFLOP  {result['seconds']} s",
+                  flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(do, todo))
     print(table(record, mode))
 
 
