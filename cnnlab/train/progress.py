@@ -24,6 +24,12 @@ def epoch_line(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
+def stopped_line(result: dict, resume: str) -> str:
+    """What a stopped run says: how far it got and how to go on (`resume`: the command, or the Python call)."""
+    done = result["epochs_completed"]
+    return f"Stopped after {done} finished epoch{'' if done == 1 else 's'}; resume with: {resume}"
+
+
 def result_line(result: dict, run_dir) -> str:
     """The one line --quiet keeps: what a log needs."""
     line = f"Test accuracy {result['test_acc']:.4f}"
@@ -68,8 +74,7 @@ class Progress(Listener):
         if result["status"] == "finished":
             print(result_line(result, event.run), file=self.stream, flush=True)
         elif result["status"] == "interrupted":
-            self.write(f"\nStopped after {result['epochs_completed']} finished epoch{'' if result['epochs_completed'] == 1 else 's'}; resume with: "
-                       f"cnnlab resume {event.run}")
+            self.write("\n" + stopped_line(result, f"cnnlab resume {event.run}"))
 
     def on_diagnosis(self, d, event) -> None:
         self.write(d["text"])

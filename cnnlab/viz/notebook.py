@@ -13,7 +13,7 @@ import time
 from ..diagnose.doctor import Verdict
 from ..events import Listener
 from ..htmlrepr import esc
-from ..train.progress import epoch_line, fmt_seconds, result_line
+from ..train.progress import epoch_line, fmt_seconds, result_line, stopped_line
 from .curves import curves_png
 
 UPDATE_INTERVAL = 0.25  # seconds between redraws of the bar: live to the eye, and each redraw is a message the
@@ -92,8 +92,7 @@ class NotebookProgress(Listener):
         if status == "finished":
             text = result_line(result, event.run)
         elif status == "interrupted":
-            text = (f"Stopped after {result['epochs_completed']} finished epoch{'' if result['epochs_completed'] == 1 else 's'}; resume with: "
-                    f"cnnlab.resume({str(event.run)!r})")
+            text = stopped_line(result, f"cnnlab.resume({str(event.run)!r})")
         else:
             text = f"The run {status}" + (f": {result['message']}" if result.get("message") else "")
         self._end(f"<div><b>{esc(text)}</b></div>")
