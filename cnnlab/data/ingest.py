@@ -352,10 +352,11 @@ def scan_folder(root: Path, cache_dir: Path | None = None, max_pixels: int = MAX
     empty = [name for name in classes if not kept["train"][name]]
     if empty and not skip_empty:
         folders = ", ".join(str(train_root / name) for name in empty)
-        bad = sum(1 for name in empty for p in splits["train"][1][name] if probes[p][0])
-        others = Counter(probes[p][0] for p in everything if probes[p][0]) - Counter(
-            probes[p][0] for name in empty for p in splits["train"][1][name] if probes[p][0])
-        also = (f" (also in the folder: {sum(others.values()):,} unusable file{'s' if sum(others.values()) > 1 else ''}, "
+        in_empty = {p for name in empty for p in splits["train"][1][name]}
+        bad = sum(1 for p in in_empty if probes[p][0])
+        others = Counter(probes[p][0] for p in everything if probes[p][0] and p not in in_empty)
+        n_others = sum(others.values())
+        also = (f" (also in the folder: {n_others:,} unusable file{'s' if n_others > 1 else ''}, "
                 + ", ".join(f"{n:,} {reason}" for reason, n in others.most_common())
                 + "; --skip-empty lists them)") if others else ""
         raise UserError(f"{folders}: class folder{'s hold' if len(empty) > 1 else ' holds'} no usable image"
