@@ -285,6 +285,9 @@ def test_underfitting_prescriptions_name_the_heavy_dropout_and_skip_what_the_mod
     plain = diagnose(UNDERFIT, 10, _facts([{"conv": CR}, {"conv": CR}] + HEAD))
     assert "bigger" in plain.prescriptions[0] and any("batchnorm" in p for p in plain.prescriptions)
     assert not any("dropout" in p for p in plain.prescriptions)
+    # without batchnorm, with dropout: batchnorm goes in and the dropout comes out, as the rescue does it
+    dropped = diagnose(UNDERFIT, 10, _facts([{"conv": CR}, {"conv": CR}, {"dropout": 0.25}] + HEAD))
+    assert dropped.prescriptions[-1].startswith("add `batchnorm` after the convolutions and take the dropout out")
 
 
 OVERFIT = rows([1.4, 1.1, 0.8, 0.55, 0.35, 0.2], [0.5, 0.6, 0.7, 0.8, 0.88, 0.93],

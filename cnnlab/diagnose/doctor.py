@@ -311,7 +311,10 @@ def _underfitting_prescriptions(facts: dict | None, still_rising: bool) -> list[
     else:
         out.append("make the model bigger: more filters per conv, or another conv block")
     out.append(longer)
-    if not facts["batchnorm"]:
+    if not facts["batchnorm"] and facts["dropout"]:  # the rescue's prescription too (cnnlab/rescue/prior.py)
+        out.append("add `batchnorm` after the convolutions and take the dropout out: batchnorm regularises in its "
+                   "place (beside it, halved dropout cost the Keras CIFAR-10 net 3 points: docs/rescue.md)")
+    elif not facts["batchnorm"]:
         out.append("add `batchnorm` after the convolutions")
     return out
 

@@ -93,16 +93,28 @@ def _finetune(config: dict) -> dict | None:
     return config
 
 
+DROPOUT = ("dropout", "spatial_dropout")
+
+
 def _halve_dropout(config: dict) -> dict | None:
     def step(layers):
         changed = False
         for n, entry in enumerate(layers):
             kind, args = written_args(entry)
             rate = args.get("rate")
-            if kind in ("dropout", "spatial_dropout") and isinstance(rate, (int, float)) and rate >= 0.3:
+            if kind in DROPOUT and isinstance(rate, (int, float)) and rate >= 0.3:
                 layers[n] = {kind: {**args, "rate": round(rate / 2, 3)}}
                 changed = True
         return layers if changed else None
+    return _edit_layers(config, step)
+
+
+def _remove_dropout(config: dict) -> dict | None:
+    """Every dropout layer removed: where batchnorm goes in, it regularises in dropout's place, and the two
+    together fight (dropout shifts the variance batchnorm's statistics were taken at: Li et al., 2019)."""
+    def step(layers):
+        kept = [e for e in layers if written_args(e)[0] not in DROPOUT]
+        return kept if len(kept) < len(layers) else None
     return _edit_layers(config, step)
 
 
@@ -168,6 +180,8 @@ CHANGES = {c.name: c for c in [
            "to the head", False, _finetune),
     Change("less-dropout", "dropout of 0.3 or more halved (a regularisation setting in the layer list)", False,
            _halve_dropout),
+    Change("no-dropout", "dropout removed, batchnorm regularising in its place (a regularisation setting in the "
+           "layer list)", False, _remove_dropout),
     Change("batchnorm", "architecture: batchnorm after every conv", True, _batchnorm),
     Change("pad-same", "architecture: padding same on unpadded convs", True, _pad_same),
     Change("relu", "architecture: relu for the hidden sigmoid/tanh activations", True, _relu),

@@ -543,11 +543,18 @@ function prescriptionAction(text) {  // the prescriptions the page knows how to 
     state.layers.forEach((l) => { const r = l.args.rate; if (l.kind.endsWith("dropout") && (r ?? 0.5) >= 0.3) l.args.rate = (r ?? 0.5) / 2; });
   }, "halved the heavy dropout"));
   if (/add data augmentation/.test(text)) return () => prescribe(() => setForm({ augment: "auto" }, why));
-  if (/add `batchnorm`/.test(text)) return () => prescribe(() => changeLayers(() => {
-    const out = [];
-    state.layers.forEach((l) => { out.push(l); if (l.kind === "conv") out.push({ kind: "batchnorm", args: {} }); });
-    state.layers = out;
-  }, "added batchnorm after every conv"));
+  if (/add `batchnorm`/.test(text)) {
+    const dropoutOut = /take the dropout out/.test(text);
+    return () => prescribe(() => changeLayers(() => {
+      const out = [];
+      state.layers.forEach((l) => {
+        if (dropoutOut && l.kind.endsWith("dropout")) return;
+        out.push(l);
+        if (l.kind === "conv") out.push({ kind: "batchnorm", args: {} });
+      });
+      state.layers = out;
+    }, dropoutOut ? "added batchnorm after every conv and took the dropout out" : "added batchnorm after every conv"));
+  }
   return null;
 }
 
