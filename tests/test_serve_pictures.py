@@ -105,4 +105,14 @@ def test_start_build_as_a_picture_fix_and_compare(server, tmp_path):
         assert "1 layer(s) differ" in page.inner_text("table.model-diff caption") and len(order) == 2
         assert '{\\"layers' not in page.inner_text("#compare-diff")  # no JSON of the model
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
+        # the doctor's batchnorm prescription for a net with dropout: batchnorm in, dropout out, in one click
+        page.evaluate("state.layers = [{kind: 'conv', args: {filters: 8}}, {kind: 'relu', args: {}}, "
+                      "{kind: 'dropout', args: {rate: 0.25}}, {kind: 'conv', args: {filters: 8}}, "
+                      "{kind: 'flatten', args: {}}, {kind: 'dense', args: {units: 'classes'}}]; "
+                      "prescriptionAction('add `batchnorm` after the convolutions and take the dropout out')()")
+        assert page.evaluate("state.layers.map(l => l.kind).join(' ')") == \
+            "conv batchnorm relu conv batchnorm flatten dense"
+        assert "added batchnorm after every conv and took the dropout out" in page.inner_text("#fix-note")
+        page.wait_for_selector("#total-params")
+        page.screenshot(path=str(shots / "build-batchnorm-no-dropout.png"), full_page=True)
     assert not errors, errors
