@@ -243,3 +243,31 @@ def test_a_fast_net_with_noise_paints_flat_patches_and_stays_deterministic(tmp_p
     assert again.noise == 0.15
     batch = apply_style_net(again, flat)[0]
     assert torch.equal(batch[0], batch[1]) and torch.equal(batch, apply_style_net(noisy, flat)[0])
+
+
+def test_the_dots_have_smooth_rims():
+    """The bundled dots are drawn at 4x and shrunk: their rims have in-between colours, so the picture has some
+    pixel-scale detail of its own for an output's noise to be compared with (on the pixel grid it had none)."""
+    from cnnlab.app.style import bundled_style
+    from cnnlab.style.texture import noise_energy
+    dots = bundled_style("dots", 128)
+    assert 1e-4 < noise_energy(dots) < 5e-4                       # 2.0e-4
+    background = (dots - 0.97).abs().amax(0) < 1e-6
+    assert 0.5 < background.float().mean() < 0.8                   # discs take ~28% of the picture
+
+
+def test_the_page_default_paints_the_dots_without_speckle():
+    """The page's default run on the dots (128 px, 60 steps, seed 0): the texture moves about half the way to the
+    dots' and the noise (what a 3x3 median removes) stays near the dots' own: 1.43x, movement 0.51 here
+    (docs/style/speckle.md). Plain Adam on the same network, with its last step's picture, leaves 2.5x."""
+    from cnnlab.app.style import PAGE_SIZE, PAGE_STEPS, bundled_style
+    from cnnlab.style.texture import noise_energy
+
+    class PlainAdam(RandomLoss):
+        adam_betas, eps_gain, average = (0.9, 0.999), 0.0, 0.0
+    content, dots = tensor(content_image(PAGE_SIZE)), bundled_style("dots", PAGE_SIZE)
+    out = stylise(RandomLoss(), content, dots, steps=PAGE_STEPS).image
+    plain = stylise(PlainAdam(), content, dots, steps=PAGE_STEPS).image
+    # slack for other CPUs' float rounding, which 60 steps can amplify
+    assert noise_energy(out) < 1.8 * noise_energy(dots) < noise_energy(plain)
+    assert texture_movement(content, out, dots) > 0.45

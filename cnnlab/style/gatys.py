@@ -69,8 +69,10 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
     own (`net.lr`). From the content image, a loss network with `stages` is optimised coarse to fine: the
     first share of the steps at 1/4 of the size, then 1/2, then full size, each stage starting from the last
     one's picture enlarged (smoothly), so the style's large shapes form where few pixels are free to turn into
-    speckle; the network's `stage_lr` may make the last stage's steps smaller. `on_step` hears every step
-    with the picture at full size. Deterministic for a seed on the CPU."""
+    speckle; the network's `stage_lr` may make the last stage's steps smaller, and its Adam settings
+    (`adam_betas`, `eps_gain`, `average`: see `LossNet`) keep pixels the loss barely cares about from
+    jittering. `on_step` hears every step with the picture at full size (the running average, where the
+    network averages). Deterministic for a seed on the CPU."""
     torch.manual_seed(seed)
     if init == "noise":
         start = torch.rand(content[None].shape, generator=torch.Generator().manual_seed(seed))
@@ -95,13 +97,17 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
         else:
             param = F.interpolate(param.detach(), size=shape, mode="bicubic", align_corners=False)
         param = param.detach().requires_grad_(True)
+        tuned = init != "noise"  # the network's Adam settings were tuned on the coarse-to-fine path
         if optimizer == "lbfgs":
             opt = torch.optim.LBFGS([param], lr=1, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
         elif optimizer == "adam":
-            opt = torch.optim.Adam([param], lr=(lr or net.lr) * _stage_gain(net, stage, len(stages), init))
+            opt = torch.optim.Adam([param], lr=(lr or net.lr) * _stage_gain(net, stage, len(stages), init),
+                                   betas=net.adam_betas if tuned else (0.9, 0.999))
         else:
             raise UserError(f"optimizer '{optimizer}' is not valid; valid: lbfgs, adam")
-        for _ in range(count):
+        averaging = tuned and optimizer == "adam" and net.average and stage == len(stages) - 1
+        average = None
+        for count_in_stage in range(count):
             record = {}
 
             def closure():
@@ -109,15 +115,24 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
                 parts = losses(net, torch.sigmoid(param), t, style_weight, content_weight, tv_weight)
                 parts["total"].backward()
                 record.update({k: v.item() for k, v in parts.items()})
+                if tuned and optimizer == "adam" and net.eps_gain and count_in_stage == 0:
+                    # Adam's eps at this stage's typical gradient: a pixel whose gradient is far smaller
+                    # takes a step that much smaller, not a full-size one in a random direction (speckle)
+                    opt.param_groups[0]["eps"] = net.eps_gain * param.grad.abs().median().item() + 1e-12
                 return parts["total"]
             opt.step(closure)
+            if averaging:  # the mean of the last steps: what they agree on stays, their jitter cancels
+                average = param.detach().clone() if average is None else average.lerp_(param.detach(),
+                                                                                       1 - net.average)
             step = len(history) + 1
             if not np.isfinite(record["total"]):
                 raise UserError(f"the loss became {record['total']} at step {step}; lower --style-weight")
             record["step"] = step
             history.append(record)
             if on_step is not None:
-                on_step(step, record, _full(param, size))
+                on_step(step, record, _full(param if average is None else average, size))
+        if average is not None:
+            param = average
     return Transfer(_full(param, size), history)
 
 
