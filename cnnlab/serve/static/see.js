@@ -146,8 +146,13 @@ function sizeUnits(seen) {
   const host = $("#activations");
   const maps = seen.layers.filter((l) => l.channels).length, vectors = seen.layers.length - maps;
   const free = host.clientWidth - 110 - vectors * 142 - (maps + vectors) * 22;
-  const unit = Math.max(40, Math.min(88, Math.floor((free / Math.max(maps, 1) - 16) / 2)));
+  let unit = Math.max(40, Math.min(88, Math.floor((free / Math.max(maps, 1) - 16) / 2)));
   host.style.setProperty("--unit", `${unit}px`);
+  // the estimate leaves out paddings and borders: shrink until the last column (the class scores) is in view
+  while (unit > 40 && host.scrollWidth > host.clientWidth) {
+    unit -= 2;
+    host.style.setProperty("--unit", `${unit}px`);
+  }
 }
 
 async function openLayer(index) {  // every channel of a column: the first answer carries 32 a layer
