@@ -214,8 +214,11 @@ def test_stop_and_resume_in_the_page(tmp_path):
             page.goto(url)
             page.click("nav button[data-page=runs]")
             page.click('#runs-table tbody tr[data-id="start"] button.doctor')
-            page.fill("#run-doctor .rescue-budget", "8")
+            # a budget the rescue cannot spend before the click lands, stopped while a trial trains: at 8 epochs
+            # a fast CPU (Zen 4) once finished the whole rescue between the page showing Stop and the stop arriving
+            page.fill("#run-doctor .rescue-budget", "20")
             page.click("#run-doctor .rescue-button")
+            page.wait_for_selector("#rescue-table tr.rescue-step.status-running", timeout=120_000)
             page.click("#rescue-stop:not([disabled])", timeout=120_000)
             page.wait_for_selector("#rescue-state:has-text('interrupted')", timeout=60_000)
             page.screenshot(path=str(shots / "rescue-stopped-1400.png"), full_page=True)
