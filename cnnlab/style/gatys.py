@@ -98,6 +98,7 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
             param = F.interpolate(param.detach(), size=shape, mode="bicubic", align_corners=False)
         param = param.detach().requires_grad_(True)
         tuned = init != "noise"  # the network's Adam settings were tuned on the coarse-to-fine path
+        tuned_adam = tuned and optimizer == "adam"
         if optimizer == "lbfgs":
             opt = torch.optim.LBFGS([param], lr=1, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
         elif optimizer == "adam":
@@ -105,7 +106,7 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
                                    betas=net.adam_betas if tuned else (0.9, 0.999))
         else:
             raise UserError(f"optimizer '{optimizer}' is not valid; valid: lbfgs, adam")
-        averaging = tuned and optimizer == "adam" and net.average and stage == len(stages) - 1
+        averaging = tuned_adam and net.average and stage == len(stages) - 1
         average = None
         for count_in_stage in range(count):
             record = {}
@@ -115,7 +116,7 @@ def stylise(net: LossNet, content: torch.Tensor, style: torch.Tensor, steps: int
                 parts = losses(net, torch.sigmoid(param), t, style_weight, content_weight, tv_weight)
                 parts["total"].backward()
                 record.update({k: v.item() for k, v in parts.items()})
-                if tuned and optimizer == "adam" and net.eps_gain and count_in_stage == 0:
+                if tuned_adam and net.eps_gain and count_in_stage == 0:
                     # Adam's eps at this stage's typical gradient: a pixel whose gradient is far smaller
                     # takes a step that much smaller, not a full-size one in a random direction (speckle)
                     opt.param_groups[0]["eps"] = net.eps_gain * param.grad.abs().median().item() + 1e-12

@@ -181,12 +181,12 @@ class RandomLoss(LossNet):
     # smaller step with more TV leaves it 1.0-1.4x the style's own on four styles with movement >= 0.5 each;
     # 0.5x the step lost the stripes (movement 0.48), 0.4x with TV x200 too (0.43); docs/style/speckle.md
     stage_lr = (1.0, 1.0, 0.7)
-    # what took the speckle out of the dots (docs/style/speckle.md: its noise 4.9x the style's own -> 1.4x, three
-    # seeds): the speckle is pixels whose gradient is tiny taking Adam's full-size steps, back and forth. So eps
-    # at 0.3x the typical gradient (those pixels step less), betas (0.5, 0.95) (a shorter memory: 0.999 kept
-    # pushing pixels the loss had stopped asking for), the last stage's steps averaged (decay 0.9: the jitter
-    # cancels), and 5x5 filters at full size, 192 a level (3x3 ones see a speck as texture; 7x7 lost the
-    # cells' thin borders). The style weight x0.4 (was x0.3) wins back the movement the averaging costs.
+    # what took the speckle out of the dots (docs/style/speckle.md: its noise 4.9x the style's own -> 1.43x;
+    # 1.47x and 1.57x at seeds 2 and 1): the speckle is pixels whose gradient is tiny taking Adam's full-size
+    # steps, back and forth. So eps at 0.3x the typical gradient (those pixels step less), betas (0.5, 0.95) (a
+    # shorter memory: 0.999 kept pushing pixels the loss had stopped asking for), the last stage's steps averaged
+    # (decay 0.9: the jitter cancels), and 5x5 filters at full size, 192 a level (3x3 ones see a speck as
+    # texture; 7x7 lost the cells' thin borders). Style x0.4 (was x0.3) wins back the movement averaging costs.
     adam_betas, eps_gain, average = (0.5, 0.95), 0.3, 0.9
 
     def __init__(self, seed: int = 0, filters: int | tuple = 192, kernels=(5, 5, 7, 5), levels: int = 4,
