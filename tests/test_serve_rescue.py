@@ -214,13 +214,14 @@ def test_stop_and_resume_in_the_page(tmp_path):
             page.goto(url)
             page.click("nav button[data-page=runs]")
             page.click('#runs-table tbody tr[data-id="start"] button.doctor')
-            # a budget the rescue cannot spend before the click lands, stopped while a trial trains: at 8 epochs
-            # a fast CPU (Zen 4) once finished the whole rescue between the page showing Stop and the stop arriving
-            page.fill("#run-doctor .rescue-budget", "20")
+            # a budget the rescue cannot spend before the click lands: on a fast CPU (Zen 4, 0.2 s an epoch here)
+            # budget 8 was spent between the page showing Stop and the stop arriving; 40 lasts about 10 s
+            page.fill("#run-doctor .rescue-budget", "40")
             page.click("#run-doctor .rescue-button")
-            page.wait_for_selector("#rescue-table tr.rescue-step.status-running", timeout=120_000)
             page.click("#rescue-stop:not([disabled])", timeout=120_000)
-            page.wait_for_selector("#rescue-state:has-text('interrupted')", timeout=60_000)
+            # interrupted, or (a failure to explain) the state it reached instead, with the page's note
+            page.wait_for_selector("#rescue-state:is(.interrupted, .finished, .failed)", timeout=60_000)
+            assert page.inner_text("#rescue-state") == "interrupted", page.inner_text("#rescue-view")
             page.screenshot(path=str(shots / "rescue-stopped-1400.png"), full_page=True)
             assert page.locator("#rescue-stop").is_disabled()
             page.click("#rescue-resume:not([disabled])")
